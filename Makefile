@@ -1,0 +1,42 @@
+# The few verbs people need. Each installs what it needs into .venv first.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: install up test lint typecheck unit bench schemas clean services
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+up: install
+	$(VENV)/bin/cpcs up
+
+services:
+	@bash deploy/local/ensure-services.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+typecheck: install
+	$(VENV)/bin/mypy shared services
+
+unit: install
+	$(PY) -m pytest
+
+test: install services lint typecheck unit
+
+bench: install services
+	$(PY) -m bench.run
+
+schemas: install
+	$(PY) -m tests.contracts.snapshot
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""api: the read and manage side: alerts, observations, points, light curves, accounts."""

@@ -1,0 +1,51 @@
+"""REST v1: who am I, users (admin), observatories."""
+
+from __future__ import annotations
+
+from cpcs.domain import accounts as account_store
+from cpcs.schemas import NewUserOut, ObservatoryOut, Role, UserOut
+from cpcs.web import ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+
+class UserIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    observatory: str = Field(min_length=1, max_length=200)
+    lon_deg: float | None = Field(None, ge=-180, le=360)
+    lat_deg: float | None = Field(None, ge=-90, le=90)
+    elevation_m: float | None = None
+    role: Role = "observer"
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix="/api/v1", tags=["accounts"], responses=ERROR_RESPONSES)
+
+    @api.get("/me", response_model=UserOut, summary="The user the token belongs to")
+    def me(user: UserDep) -> UserOut:
+        return account_store.user_view(user)
+
+    @api.post(
+        "/users",
+        response_model=NewUserOut,
+        status_code=201,
+        summary="Add a user (admin); returns its token once",
+    )
+    def add_user(body: UserIn, context: ContextDep, admin: AdminDep) -> NewUserOut:
+        del admin
+        with context.db.transaction() as session:
+            return account_store.add_user(
+                session,
+                body.name,
+                observatory=body.observatory,
+                lon_deg=body.lon_deg,
+                lat_deg=body.lat_deg,
+                elevation_m=body.elevation_m,
+                role=body.role,
+            )
+
+    @api.get("/observatories", response_model=list[ObservatoryOut], summary="Registered observatories")
+    def observatories(session: SessionDep) -> list[ObservatoryOut]:
+        return account_store.list_observatories(session)
+
+    return api

@@ -1,0 +1,175 @@
+"""Legacy CPCS read and manage endpoints under ``/followup/``, answering as CPCS did."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from cpcs.context import Context
+from cpcs.domain import alerts as alert_store
+from cpcs.domain.accounts import authenticate, list_observatories
+from cpcs.domain.points import delete_point, light_curve_points
+from cpcs.errors import InputError
+from cpcs.web import ERROR_RESPONSES, ContextDep
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+PAGE_SIZE = 20
+
+
+async def _fields(request: Request) -> dict[str, str]:
+    """Query and form fields together (CPCS scripts send either)."""
+    fields = {k: v for k, v in request.query_params.items()}
+    content_type = request.headers.get("content-type", "")
+    if request.method == "POST" and (
+        content_type.startswith("multipart/form-data") or content_type.startswith("application/x-www-form")
+    ):
+        try:
+            form = await request.form()
+        except Exception:
+            raise InputError("The form could not be read.", code="invalid_form") from None
+        for key, value in form.items():
+            if isinstance(value, str):
+                fields[key] = value
+    return fields
+
+
+def _token(request: Request, fields: dict[str, str]) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return fields.get("hashtag")
+
+
+def _int_field(fields: dict[str, str], name: str) -> int | None:
+    value = fields.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or len(value) > 12:
+        raise InputError(f"{name} must be a whole number.", code=f"invalid_{name.lower()}")
+    return int(value)
+
+
+def _float_field(fields: dict[str, str], name: str) -> float:
+    value = fields.get(name, "").strip()
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"{name} must be a number in decimal degrees.", code=f"invalid_{name}") from None
+
+
+def lightcurve_arrays(context: Context, alert_id: int) -> dict[str, Any]:
+    """A light curve as CPCS's parallel arrays (``magerr = -1`` marks an upper limit)."""
+    with context.db.transaction() as session:
+        alert = alert_store.get_alert(session, alert_id)
+        points = light_curve_points(session, alert_id)
+    return {
+        "mjd": [p.mjd for p in points],
+        "mag": [p.mag for p in points],
+        "magerr": [-1.0 if p.is_upper_limit else p.magerr for p in points],
+        "caliberr": [p.caliberr for p in points],
+        "observatory": [
+            p.observer if p.observer == p.observatory else f"{p.observatory}, {p.observer}" for p in points
+        ],
+        "catalog": [p.survey for p in points],
+        "filter": [p.band for p in points],
+        "id": [p.id for p in points],
+        "alert_name": alert.name,
+    }
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix="/followup", tags=["legacy CPCS"], responses=ERROR_RESPONSES)
+
+    @api.api_route("/get_alert_lc_data", methods=["GET", "POST"], summary="Light curve as parallel arrays")
+    async def get_alert_lc_data(request: Request, context: ContextDep) -> JSONResponse:
+        fields = await _fields(request)
+        token = _token(request, fields)
+        alert_id = _int_field(fields, "alert_id")
+        name = fields.get("alert_name")
+
+        def work() -> dict[str, Any]:
+            with context.db.transaction() as session:
+                authenticate(session, token)
+                if alert_id is not None:
+                    resolved = alert_store.get_alert(session, alert_id).id
+                elif name:
+                    resolved = alert_store.find_alert(session, name).id
+                else:
+                    raise InputError("Give alert_id or alert_name.", code="missing_alert")
+            return lightcurve_arrays(context, resolved)
+
+        return JSONResponse(await run_in_threadpool(work))
+
+    @api.get("/list_of_alerts", summary="Alerts, 20 a page (format=json for JSON)")
+    def list_of_alerts(
+        context: ContextDep, offset: int = 0, observed_only: int = 0, format: str = "html"
+    ) -> Any:
+        if offset < 0:
+            raise InputError("offset cannot be negative.", code="invalid_offset")
+        with context.db.transaction() as session:
+            page = alert_store.list_alerts(
+                session, offset=offset, limit=PAGE_SIZE, observed_only=bool(observed_only)
+            )
+        rows = [
+            {
+                "id": a.id,
+                "ivorn": a.name,
+                "published": a.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                "ra": a.ra_deg,
+                "dec": a.dec_deg,
+                "nfollowup": a.n_points,
+            }
+            for a in page.items
+        ]
+        if format == "json":
+            return JSONResponse({"alerts": rows, "total": page.total, "offset": offset})
+        cells = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(r[k]))}</td>" for k in r) + "</tr>" for r in rows
+        )
+        head = "".join(f"<th>{k}</th>" for k in ("id", "ivorn", "published", "ra", "dec", "nfollowup"))
+        return HTMLResponse(
+            f"<!doctype html><html><head><meta charset='utf-8'><title>List of alerts</title></head><body>"
+            f"<h1>List of alerts</h1><table><tr>{head}</tr>{cells}</table></body></html>"
+        )
+
+    @api.post("/newevent", summary="Add an alert (ivorn, ra, dec, url)")
+    async def newevent(request: Request, context: ContextDep) -> JSONResponse:
+        fields = await _fields(request)
+        token = _token(request, fields)
+        ra_deg, dec_deg = _float_field(fields, "ra"), _float_field(fields, "dec")
+
+        def work() -> dict[str, Any]:
+            with context.db.transaction() as session:
+                authenticate(session, token)
+                alert = alert_store.create_alert(
+                    session, fields.get("ivorn", ""), ra_deg, dec_deg, fields.get("url")
+                )
+            return {"id": alert.id, "ivorn": alert.name, "ra": alert.ra_deg, "dec": alert.dec_deg}
+
+        return JSONResponse(await run_in_threadpool(work), status_code=201)
+
+    @api.api_route("/cgi/delpoint", methods=["GET", "POST"], summary="Delete one of your points")
+    async def delpoint(request: Request, context: ContextDep) -> JSONResponse:
+        fields = await _fields(request)
+        token = _token(request, fields)
+        point_id = _int_field(fields, "followupid")
+        if point_id is None:
+            raise InputError("Give followupid, the id of the point to delete.", code="missing_followupid")
+
+        def work() -> dict[str, Any]:
+            with context.db.transaction() as session:
+                user = authenticate(session, token)
+                point = delete_point(session, user, point_id)
+            return {"deleted": point.id, "alert_name": point.alert_name}
+
+        return JSONResponse(await run_in_threadpool(work))
+
+    @api.get("/observatories", summary="Registered observatories and their number of points")
+    def observatories(context: ContextDep) -> JSONResponse:
+        with context.db.transaction() as session:
+            sites = list_observatories(session)
+        return JSONResponse([s.model_dump() for s in sites])
+
+    return api

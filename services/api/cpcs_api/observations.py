@@ -1,0 +1,73 @@
+"""REST v1: observations (status and calibrations) and points."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from cpcs.domain import observations as observation_store
+from cpcs.domain import points as point_store
+from cpcs.schemas import CalibrationOut, ObservationOut, Page, PointOut
+from cpcs.web import ERROR_RESPONSES, ContextDep, SessionDep, UserDep
+from fastapi import APIRouter, Query
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+
+    @api.get(
+        "/observations/{observation_id}",
+        response_model=ObservationOut,
+        tags=["observations"],
+        summary="An observation: its status, error, newest calibration and point",
+    )
+    def get_observation(session: SessionDep, observation_id: int, user: UserDep) -> ObservationOut:
+        del user
+        observation = observation_store.get_observation(session, observation_id)
+        return observation_store.observation_view(session, observation)
+
+    @api.get(
+        "/observations/{observation_id}/calibrations",
+        response_model=list[CalibrationOut],
+        tags=["observations"],
+        summary="Every calibration version of an observation, oldest first",
+    )
+    def calibrations(session: SessionDep, observation_id: int, user: UserDep) -> list[CalibrationOut]:
+        del user
+        observation_store.get_observation(session, observation_id)
+        return observation_store.calibration_history(session, observation_id)
+
+    @api.get("/points", response_model=Page[PointOut], tags=["points"], summary="List points with filters")
+    def list_points(
+        session: SessionDep,
+        user: UserDep,
+        alert_id: int | None = None,
+        observer_id: int | None = None,
+        band: Annotated[str | None, Query(max_length=20)] = None,
+        mjd_min: float | None = None,
+        mjd_max: float | None = None,
+        mine: bool = False,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Page[PointOut]:
+        return point_store.list_points(
+            session,
+            alert_id=alert_id,
+            user_id=user.id if mine else observer_id,
+            band=band,
+            mjd_min=mjd_min,
+            mjd_max=mjd_max,
+            offset=offset,
+            limit=limit,
+        )
+
+    @api.delete(
+        "/points/{point_id}",
+        response_model=PointOut,
+        tags=["points"],
+        summary="Delete (hide) one of your points; its records are kept",
+    )
+    def delete_point(point_id: int, context: ContextDep, user: UserDep) -> PointOut:
+        with context.db.transaction() as session:
+            return point_store.delete_point(session, user, point_id)
+
+    return api

@@ -1,0 +1,52 @@
+"""Where calibrate gets reference stars: the catalog-cache service over HTTP, or its store in-process."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+import httpx
+from cpcs.catalogs.cone import ConeService
+from cpcs.catalogs.model import ReferenceCatalogue, from_wire
+from cpcs.errors import CalibrationFailed, ServiceUnavailable
+
+
+class ReferenceSource(Protocol):
+    def cone(self, ra_deg: float, dec_deg: float, radius_deg: float) -> Mapping[str, ReferenceCatalogue]: ...
+
+
+class LocalReferences:
+    """The embedded mode: read the catalog-cache tile store in this process."""
+
+    def __init__(self, cones: ConeService):
+        self.cones = cones
+
+    def cone(self, ra_deg: float, dec_deg: float, radius_deg: float) -> Mapping[str, ReferenceCatalogue]:
+        return self.cones.get_cone(ra_deg, dec_deg, radius_deg)
+
+
+class HttpReferences:
+    """The distributed mode: ask the catalog-cache service."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = 30.0):
+        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+
+    def cone(self, ra_deg: float, dec_deg: float, radius_deg: float) -> Mapping[str, ReferenceCatalogue]:
+        try:
+            response = self.client.get(
+                "/api/v1/cone", params={"ra_deg": ra_deg, "dec_deg": dec_deg, "radius_deg": radius_deg}
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable(
+                f"catalog-cache unreachable: {exc}", code="catalog_cache_unreachable"
+            ) from exc
+        if response.status_code == 422:
+            body = response.json()
+            raise CalibrationFailed(
+                body.get("message", "no reference stars"), code=body.get("error", "no_reference_stars")
+            )
+        if response.status_code != 200:
+            raise ServiceUnavailable(
+                f"catalog-cache answered {response.status_code}", code="catalog_cache_unavailable"
+            )
+        return {survey: from_wire(wire) for survey, wire in response.json()["catalogues"].items()}

@@ -1,0 +1,308 @@
+"""The calibrate consumer: ``catalogue.received`` in, a calibration record and a point out.
+
+Validate, work, commit (with the outbox row), then the bus acks. Redelivery is harmless: a
+request that is already final is acknowledged without work. A user-side fault ends the
+observation as ``failed`` with its code; anything else is retried and, on the last attempt,
+the observation shows ``error`` before the message goes to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+
+import numpy as np
+from cpcs import __version__
+from cpcs.context import Context
+from cpcs.db.models import Calibration, CalibrationRequest, Observation, Point
+from cpcs.db.outbox import add_to_outbox
+from cpcs.errors import CpcsError
+from cpcs.formats.source_catalogue import read_source_catalogue
+from cpcs.logs import observation_context
+from cpcs.messages import CatalogueReceivedV1, ObservationFailedV1, PointCalibratedV1, decode
+from cpcs.messaging.bus import Envelope, RejectMessage
+from cpcs.science.field_calibration import FieldCalibration, calibrate_field
+from cpcs.science.photometric_systems import ab_flux_ujy
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cpcs_calibrate.references import ReferenceSource
+
+log = logging.getLogger(__name__)
+
+QUEUE = "calibrate"
+BINDINGS = ("catalogue.received",)
+FINAL = ("calibrated", "failed")
+MAX_CONE_RADIUS_DEG = 1.0
+SAME_NIGHT_DAYS = 0.5
+
+
+class CalibrateWorker:
+    def __init__(self, context: Context, references: ReferenceSource):
+        self.context = context
+        self.references = references
+
+    def subscribe(self) -> None:
+        self.context.bus.subscribe(
+            QUEUE, BINDINGS, self.handle, max_attempts=self.context.settings.max_delivery_attempts
+        )
+
+    def handle(self, envelope: Envelope) -> None:
+        try:
+            message = decode(envelope.routing_key, envelope.body)
+        except (KeyError, ValidationError) as exc:
+            raise RejectMessage(f"unreadable {envelope.routing_key} message: {exc}") from exc
+        if not isinstance(message, CatalogueReceivedV1):
+            raise RejectMessage(f"calibrate does not handle {envelope.routing_key}")
+        with observation_context(message.observation_id):
+            try:
+                self.calibrate(message)
+            except Exception as exc:
+                if envelope.attempt >= self.context.settings.max_delivery_attempts:
+                    self._mark_error(message, exc)
+                raise
+
+    def calibrate(self, message: CatalogueReceivedV1) -> None:
+        started = time.perf_counter()
+        with self.context.db.transaction() as session:
+            request = session.get(CalibrationRequest, message.calibration_request_id)
+            if request is None:
+                raise RejectMessage(f"no calibration request {message.calibration_request_id}")
+            if request.status in FINAL:
+                log.info("already %s; acknowledging the repeated message", request.status)
+                return
+            observation = session.get(Observation, message.observation_id)
+            assert observation is not None
+            alert = observation.alert
+            mjd = observation.mjd
+            declared = observation.filter_declared
+            night = self._same_night_mags(session, alert.id, mjd, observation.id)
+        data = self.context.files.get(message.upload_sha256)
+        try:
+            catalogue = read_source_catalogue(
+                data,
+                magnitude_column=message.params.magnitude_column,
+                aperture_index=message.params.aperture_index,
+            )
+            radius = _cone_radius_deg(catalogue.ra_deg, catalogue.dec_deg, alert.ra_deg, alert.dec_deg)
+            references = self.references.cone(alert.ra_deg, alert.dec_deg, radius)
+            result = calibrate_field(
+                catalogue.ra_deg,
+                catalogue.dec_deg,
+                catalogue.mag,
+                catalogue.magerr,
+                target_ra_deg=alert.ra_deg,
+                target_dec_deg=alert.dec_deg,
+                references=references,
+                match_radius_arcsec=message.params.match_radius_arcsec,
+                force_filter=message.params.force_filter,
+                declared_filter=declared,
+                same_night_mags=night,
+            )
+        except CpcsError as exc:
+            if exc.http_status >= 500:
+                raise
+            self._fail(message, exc)
+            return
+        self._store(message, result)
+        log.info(
+            "calibrated with %s/%s",
+            result.survey,
+            result.band,
+            extra={"duration_ms": round(1e3 * (time.perf_counter() - started), 1)},
+        )
+
+    def _same_night_mags(
+        self, session: Session, alert_id: int, mjd: float | None, observation_id: int
+    ) -> dict[str, tuple[float, float]]:
+        """Mean magnitude per band of this alert's other detections within half a day."""
+        if mjd is None:
+            return {}
+        rows = session.execute(
+            select(Point.band, Point.mag, Point.mag_err_total).where(
+                Point.alert_id == alert_id,
+                Point.deleted_at.is_(None),
+                Point.is_upper_limit.is_(False),
+                Point.observation_id != observation_id,
+                Point.mjd.between(mjd - SAME_NIGHT_DAYS, mjd + SAME_NIGHT_DAYS),
+            )
+        ).all()
+        by_band: dict[str, list[tuple[float, float]]] = {}
+        for band, mag, err in rows:
+            by_band.setdefault(band, []).append((mag, err))
+        night = {}
+        for band, values in by_band.items():
+            mags = np.array([v[0] for v in values])
+            errs = np.array([max(v[1], 0.01) for v in values])
+            weights = 1 / errs**2
+            night[band] = (
+                float(np.sum(weights * mags) / np.sum(weights)),
+                float(np.sqrt(1 / np.sum(weights))),
+            )
+        return night
+
+    def _store(self, message: CatalogueReceivedV1, result: FieldCalibration) -> None:
+        target = result.target
+        fit = result.fit
+        with self.context.db.transaction() as session:
+            request = session.get(CalibrationRequest, message.calibration_request_id, with_for_update=True)
+            assert request is not None
+            if request.status in FINAL:
+                return
+            observation = session.get(Observation, message.observation_id)
+            assert observation is not None
+            version = (
+                session.scalar(
+                    select(func.max(Calibration.version)).where(Calibration.observation_id == observation.id)
+                )
+                or 0
+            ) + 1
+            target_record = dataclasses.asdict(target)
+            target_record.update(
+                colour_index=result.colour_index,
+                ra_deg=result.target_ra_deg,
+                dec_deg=result.target_dec_deg,
+                inst_mag=result.target_inst_mag,
+            )
+            calibration = Calibration(
+                observation_id=observation.id,
+                version=version,
+                pipeline_version=__version__,
+                params=message.params.model_dump(),
+                mode=result.mode,
+                survey=result.survey,
+                band=result.band,
+                catalogue_release=result.catalogue_release,
+                colour_index=result.colour_index,
+                zp=fit.zp,
+                zp_err=fit.zp_err,
+                colour_term=fit.colour_term,
+                colour_term_err=fit.colour_term_err,
+                spatial_order=fit.spatial_order,
+                scatter=fit.scatter,
+                intrinsic_scatter=fit.intrinsic_scatter,
+                n_stars=fit.n_used,
+                n_matched=result.n_matched,
+                outlier_fraction=fit.outlier_fraction,
+                alternatives=[dataclasses.asdict(a) for a in result.alternatives],
+                result=_finite(target_record),
+            )
+            session.add(calibration)
+            session.flush()
+            point = None
+            if not observation.dry_run:
+                point = self._upsert_point(session, observation, calibration, result)
+            request.status = "calibrated"
+            request.calibration_id = calibration.id
+            observation.status = "calibrated"
+            observation.error_code = observation.error_message = None
+            add_to_outbox(
+                session,
+                PointCalibratedV1(
+                    observation_id=observation.id,
+                    calibration_id=calibration.id,
+                    calibration_version=version,
+                    point_id=point.id if point is not None else None,
+                    alert_id=observation.alert_id,
+                    mjd=observation.mjd,
+                    survey=result.survey,
+                    band=result.band,
+                    mag=target.mag,
+                    mag_err=target.err_total,
+                    is_upper_limit=target.is_upper_limit,
+                    dry_run=observation.dry_run,
+                ),
+            )
+        self.context.committed()
+
+    @staticmethod
+    def _upsert_point(
+        session: Session, observation: Observation, calibration: Calibration, result: FieldCalibration
+    ) -> Point:
+        target = result.target
+        point = session.scalar(select(Point).where(Point.observation_id == observation.id))
+        if point is None:
+            point = Point(
+                observation_id=observation.id, alert_id=observation.alert_id, user_id=observation.user_id
+            )
+            session.add(point)
+        caliberr = math.hypot(target.err_zero_point, target.err_scatter, target.err_colour)
+        flux, flux_err = (
+            ab_flux_ujy(target.mag, target.err_total, result.ab_offset, target.is_upper_limit)
+            if result.ab_offset is not None
+            else (None, None)
+        )
+        point.calibration_id = calibration.id
+        point.mjd = observation.mjd
+        point.survey = result.survey
+        point.band = result.band
+        point.mag = target.mag
+        point.magerr = target.err_measurement
+        point.caliberr = caliberr
+        point.mag_err_total = target.err_total
+        point.is_upper_limit = target.is_upper_limit
+        point.limit_mag = (
+            target.limit_mag if target.limit_mag is not None and math.isfinite(target.limit_mag) else None
+        )
+        point.flux_ujy = flux
+        point.flux_err_ujy = flux_err
+        session.flush()
+        return point
+
+    def _fail(self, message: CatalogueReceivedV1, error: CpcsError) -> None:
+        log.info("calibration failed: %s", error)
+        with self.context.db.transaction() as session:
+            request = session.get(CalibrationRequest, message.calibration_request_id)
+            observation = session.get(Observation, message.observation_id)
+            assert request is not None and observation is not None
+            if request.status in FINAL:
+                return
+            request.status = "failed"
+            request.error_code, request.error_message = error.code, error.message
+            if observation.status != "calibrated":
+                observation.status = "failed"
+                observation.error_code, observation.error_message = error.code, error.message
+            add_to_outbox(
+                session,
+                ObservationFailedV1(
+                    observation_id=observation.id,
+                    calibration_request_id=request.id,
+                    code=error.code,
+                    message=error.message,
+                ),
+            )
+        self.context.committed()
+
+    def _mark_error(self, message: CatalogueReceivedV1, error: Exception) -> None:
+        """The last attempt failed on our side: show it on the observation before dead-lettering."""
+        try:
+            with self.context.db.transaction() as session:
+                request = session.get(CalibrationRequest, message.calibration_request_id)
+                observation = session.get(Observation, message.observation_id)
+                if request is None or observation is None or request.status in FINAL:
+                    return
+                reason = f"{type(error).__name__}: {error}"[:1000]
+                request.status = "error"
+                request.error_code, request.error_message = "internal_error", reason
+                if observation.status != "calibrated":
+                    observation.status = "error"
+                    observation.error_code, observation.error_message = "internal_error", reason
+        except Exception:
+            log.exception("could not record the error state")
+
+
+def _cone_radius_deg(ra_deg: np.ndarray, dec_deg: np.ndarray, ra0: float, dec0: float) -> float:
+    """A cone around the alert holding every source (plus a margin), at most 1 degree."""
+    ra, dec = np.radians(ra_deg), np.radians(dec_deg)
+    r0, d0 = math.radians(ra0), math.radians(dec0)
+    cos_d = np.sin(dec) * math.sin(d0) + np.cos(dec) * math.cos(d0) * np.cos(ra - r0)
+    extent = float(np.degrees(np.arccos(np.clip(cos_d, -1, 1))).max())
+    return min(extent + 1 / 60, MAX_CONE_RADIUS_DEG)
+
+
+def _finite(record: dict[str, object]) -> dict[str, object]:
+    """JSON has no NaN: store None instead."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}

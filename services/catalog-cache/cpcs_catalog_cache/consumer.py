@@ -1,0 +1,39 @@
+"""Prefetch reference stars when a field is announced (``field.requested``)."""
+
+from __future__ import annotations
+
+import logging
+
+from cpcs.catalogs.cone import ConeService
+from cpcs.context import Context
+from cpcs.errors import CpcsError
+from cpcs.messages import FieldRequestedV1, decode
+from cpcs.messaging.bus import Envelope, RejectMessage
+from pydantic import ValidationError
+
+log = logging.getLogger(__name__)
+
+QUEUE = "catalog-cache"
+BINDINGS = ("field.requested",)
+
+
+class PrefetchWorker:
+    def __init__(self, context: Context, cones: ConeService):
+        self.context = context
+        self.cones = cones
+
+    def subscribe(self) -> None:
+        self.context.bus.subscribe(QUEUE, BINDINGS, self.handle, max_attempts=3)
+
+    def handle(self, envelope: Envelope) -> None:
+        try:
+            message = decode(envelope.routing_key, envelope.body)
+        except (KeyError, ValidationError) as exc:
+            raise RejectMessage(f"unreadable {envelope.routing_key} message: {exc}") from exc
+        if not isinstance(message, FieldRequestedV1):
+            raise RejectMessage(f"catalog-cache does not handle {envelope.routing_key}")
+        try:
+            self.cones.prefetch(message.ra_deg, message.dec_deg, message.radius_deg)
+        except CpcsError as exc:
+            # Offline with nothing cached, or the source unreachable: calibrate will report it.
+            log.info("prefetch of %.4f %+.4f skipped: %s", message.ra_deg, message.dec_deg, exc)

@@ -1,0 +1,62 @@
+"""Reading the loosely typed form fields both upload interfaces accept."""
+
+from __future__ import annotations
+
+import math
+
+from cpcs.errors import InputError
+from fastapi import UploadFile
+
+TRUE_WORDS = {"1", "true", "yes", "on", "y", "t"}
+FALSE_WORDS = {"", "0", "false", "no", "off", "n", "f", "none"}
+AUTO_WORDS = {"", "no", "none", "auto", "automatic", "0"}
+
+
+def parse_optional_float(value: str | None, field: str) -> float | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise InputError(
+            f"{field} must be a number, not {value[:40]!r}.", code=f"invalid_{field.lower()}"
+        ) from None
+    if not math.isfinite(number):
+        raise InputError(f"{field} must be a finite number.", code=f"invalid_{field.lower()}")
+    return number
+
+
+def parse_flag(value: str | None) -> bool:
+    word = (value or "").strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise InputError(f"A yes/no field got {(value or '')[:40]!r}; send 1 or 0.", code="invalid_flag")
+
+
+def parse_force_filter(value: str | None) -> str | None:
+    """``no`` (automatic), ``SURVEY/BAND`` or ``any/BAND``."""
+    text = (value or "").strip()
+    if text.lower() in AUTO_WORDS:
+        return None
+    survey, sep, band = text.partition("/")
+    if not sep or not survey.strip() or not band.strip() or "/" in band:
+        raise InputError(
+            f"forceFilter {text[:40]!r} is not understood: use 'no', 'SURVEY/BAND' (e.g. APASS/V) "
+            "or 'any/BAND'.",
+            code="invalid_force_filter",
+        )
+    return f"{survey.strip()}/{band.strip()}"
+
+
+def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
+    """The uploaded file's bytes, refusing files over the limit without reading them whole."""
+    data = upload.file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise InputError(
+            f"The file is larger than the {max_bytes} byte limit.", code="file_too_large", http_status=413
+        )
+    if not data:
+        raise InputError("The uploaded file is empty.", code="empty_file")
+    return data

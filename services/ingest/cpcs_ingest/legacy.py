@@ -1,0 +1,159 @@
+"""The legacy CPCS upload, ``/followup/cgi/upload``: existing scripts work with only the host changed."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Annotated, Any
+
+from cpcs.context import Context
+from cpcs.db.models import Calibration, CalibrationRequest, Point
+from cpcs.domain.accounts import authenticate
+from cpcs.domain.observations import get_observation
+from cpcs.errors import InputError
+from cpcs.messages import CalibrationParamsV1
+from cpcs.web import ERROR_RESPONSES, ContextDep, error_response
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy import select
+
+from cpcs_ingest.forms import parse_flag, parse_force_filter, parse_optional_float, read_upload
+from cpcs_ingest.service import CatalogueUpload, IngestService
+
+
+def legacy_result(context: Context, request: CalibrationRequest, base_url: str) -> dict[str, Any]:
+    """The JSON CPCS answered an upload with (zeropoint is instrumental minus catalogue, as CPCS had it)."""
+    with context.db.transaction() as session:
+        calibration = session.get(Calibration, request.calibration_id)
+        assert calibration is not None
+        observation = get_observation(session, request.observation_id)
+        point = session.scalar(select(Point).where(Point.observation_id == observation.id))
+        target = calibration.result
+        observation_link = f"{base_url}api/v1/observations/{request.observation_id}"
+        upper = bool(target["is_upper_limit"])
+        return {
+            "mag": round(float(target["mag"]), 4),
+            "mag_err": -1.0 if upper else round(float(target["err_total"]), 4),
+            "ra": observation.alert.ra_deg,
+            "dec": observation.alert.dec_deg,
+            "zeropoint": round(-calibration.zp, 4),
+            "outlier_fraction": round(calibration.outlier_fraction, 4),
+            "scatter": round(calibration.scatter, 4),
+            "npoints": calibration.n_stars,
+            "followup_id": point.id if point is not None and point.calibration_id == calibration.id else None,
+            "filter": calibration.band,
+            "survey": calibration.survey,
+            "image_link": observation_link,
+            "observation_id": request.observation_id,
+            "limit_mag": target.get("limit_mag"),
+        }
+
+
+def _html_page(result: dict[str, Any], dry_run: bool) -> str:
+    mag_err = "-1 (upper limit)" if result["mag_err"] == -1 else f"{result['mag_err']:.3f}"
+    rows = [
+        ("Filter", f"{result['survey']} / {result['filter']}"),
+        ("Magnitude", f"{result['mag']:.3f} +/- {mag_err} mag"),
+        ("ZP", f"{result['zeropoint']:.3f} mag"),
+        ("Scatter", f"{result['scatter']:.3f} mag"),
+        ("Number of datapoints used for calibration", str(result["npoints"])),
+        ("Outlier fraction", f"{result['outlier_fraction']:.2f}"),
+        ("Followup id", str(result["followup_id"])),
+        ("Dry run", str(dry_run)),
+    ]
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    link = html.escape(result["image_link"])
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>CPCS calibration</title></head>"
+        f"<body><h1>Result of calibration</h1><table>{body}</table>"
+        f"<p><a href='{link}'>Calibration record</a></p></body></html>"
+    )
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix="/followup", tags=["legacy CPCS"])
+
+    @api.post(
+        "/cgi/upload",
+        summary="Upload a SExtractor catalogue and wait for its calibration (CPCS compatible)",
+        responses={**ERROR_RESPONSES, 202: {"description": "Still calibrating: poll the status URL"}},
+    )
+    def cgi_upload(
+        request: Request,
+        context: ContextDep,
+        EventID: Annotated[str, Form(description="The alert, e.g. ivo://Gaia16aye")],
+        sexCat: Annotated[UploadFile, File(description="SExtractor ASCII_HEAD, FITS or FITS-LDAC catalogue")],
+        hashtag: Annotated[str | None, Form()] = None,
+        MJD: Annotated[str | None, Form(description="Mid-exposure MJD")] = None,
+        expTime: Annotated[str | None, Form(description="Exposure time, s")] = None,
+        comment: Annotated[str | None, Form()] = None,
+        matchDist: Annotated[str | None, Form(description="Match radius, arcsec (1, 2, 4 or 6)")] = None,
+        forceFilter: Annotated[str | None, Form(description="'no', 'SURVEY/BAND' or 'any/BAND'")] = None,
+        dryRun: Annotated[str | None, Form()] = None,
+        outputFormat: Annotated[str | None, Form(description="json or html")] = None,
+        noPlot: Annotated[str | None, Form()] = None,
+    ) -> Any:
+        del noPlot  # plots are made on demand by the api service
+        output = (outputFormat or "html").strip().lower()
+        if output not in ("json", "html"):
+            raise InputError("outputFormat must be json or html.", code="invalid_output_format")
+        auth_header = request.headers.get("authorization", "")
+        token = hashtag or (auth_header[7:] if auth_header.lower().startswith("bearer ") else None)
+        with context.db.transaction() as session:
+            user = authenticate(session, token)
+        match_radius = parse_optional_float(matchDist, "matchDist")
+        params = CalibrationParamsV1(
+            match_radius_arcsec=2.0 if match_radius is None else _check_radius(match_radius),
+            force_filter=parse_force_filter(forceFilter),
+            dry_run=parse_flag(dryRun),
+        )
+        data = read_upload(sexCat, context.settings.max_upload_bytes)
+        service = IngestService(context)
+        registered = service.accept_catalogue(
+            user,
+            CatalogueUpload(
+                alert=EventID,
+                data=data,
+                filename=sexCat.filename,
+                mjd=parse_optional_float(MJD, "MJD"),
+                exptime_s=parse_optional_float(expTime, "expTime"),
+                filter_declared=None,
+                comment=comment,
+                params=params,
+            ),
+        )
+        final = service.wait_for(registered.request_id, context.settings.legacy_wait_s)
+        status_url = f"{request.base_url}api/v1/observations/{registered.observation_id}"
+        if final.status == "calibrated":
+            result = legacy_result(context, final, str(request.base_url))
+            if output == "json":
+                return JSONResponse(result)
+            return HTMLResponse(_html_page(result, params.dry_run))
+        if final.status in ("failed", "error"):
+            if final.status == "failed":
+                return error_response(422, final.error_code or "failed", final.error_message or "failed")
+            return error_response(
+                503,
+                final.error_code or "calibration_error",
+                "An internal error stopped this calibration; it is kept and an admin can replay it. "
+                f"Status: {status_url}",
+                {"Retry-After": "60"},
+            )
+        return JSONResponse(
+            status_code=202,
+            content={
+                "observation_id": registered.observation_id,
+                "status": final.status,
+                "status_url": status_url,
+            },
+        )
+
+    return api
+
+
+def _check_radius(radius: float) -> float:
+    if not (math.isfinite(radius) and 0 < radius <= 60):
+        raise InputError(
+            "matchDist is the match radius in arcsec: 1, 2, 4 or 6 (at most 60).", code="invalid_match_radius"
+        )
+    return radius

@@ -1,0 +1,73 @@
+"""REST v1 uploads: ``POST /api/v1/uploads`` answers 202 with the observation's status URL."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from cpcs.messages import CalibrationParamsV1
+from cpcs.schemas import UploadAccepted
+from cpcs.web import ERROR_RESPONSES, ContextDep, UserDep
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+
+from cpcs_ingest.forms import parse_force_filter, read_upload
+from cpcs_ingest.service import CatalogueUpload, IngestService
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix="/api/v1", tags=["uploads"])
+
+    @api.post(
+        "/uploads",
+        status_code=202,
+        response_model=UploadAccepted,
+        summary="Upload a source catalogue for an alert; calibration runs in the background",
+        responses={**ERROR_RESPONSES, 413: {"description": "File too large"}},
+    )
+    def upload(
+        request: Request,
+        response: Response,
+        context: ContextDep,
+        user: UserDep,
+        alert: Annotated[str, Form(description="Alert id or name (ivo://Gaia16aye)")],
+        file: Annotated[UploadFile, File(description="SExtractor ASCII_HEAD, FITS table or FITS-LDAC")],
+        mjd: Annotated[float | None, Form(description="Mid-exposure MJD")] = None,
+        exptime_s: Annotated[float | None, Form(ge=0)] = None,
+        filter: Annotated[str | None, Form(max_length=40, description="Filter used (V, r, Clear...)")] = None,
+        comment: Annotated[str | None, Form(max_length=2000)] = None,
+        match_radius_arcsec: Annotated[float, Form(gt=0, le=60)] = 2.0,
+        force_filter: Annotated[str | None, Form(description="'SURVEY/BAND' or 'any/BAND'")] = None,
+        dry_run: Annotated[bool, Form()] = False,
+        magnitude_column: Annotated[str | None, Form(max_length=40)] = None,
+        aperture_index: Annotated[int, Form(ge=0, le=50)] = 0,
+    ) -> UploadAccepted:
+        params = CalibrationParamsV1(
+            match_radius_arcsec=match_radius_arcsec,
+            force_filter=parse_force_filter(force_filter),
+            dry_run=dry_run,
+            magnitude_column=magnitude_column or None,
+            aperture_index=aperture_index,
+        )
+        data = read_upload(file, context.settings.max_upload_bytes)
+        registered = IngestService(context).accept_catalogue(
+            user,
+            CatalogueUpload(
+                alert=alert,
+                data=data,
+                filename=file.filename,
+                mjd=mjd,
+                exptime_s=exptime_s,
+                filter_declared=filter,
+                comment=comment,
+                params=params,
+            ),
+        )
+        status_url = f"{request.base_url}api/v1/observations/{registered.observation_id}"
+        response.headers["Location"] = status_url
+        return UploadAccepted(
+            observation_id=registered.observation_id,
+            status=registered.status,
+            status_url=status_url,
+            duplicate=registered.duplicate,
+        )
+
+    return api

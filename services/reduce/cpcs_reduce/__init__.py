@@ -1,0 +1,1 @@
+"""reduce: CCD images to measured source tables (detection, astrometry, photometry)."""

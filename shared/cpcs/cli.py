@@ -1,0 +1,186 @@
+"""The ``cpcs`` command line: start the system or one service, migrate, manage users and catalogues."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from cpcs.errors import CpcsError
+from cpcs.settings import Settings
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _prepare(settings: Settings, service: str) -> None:
+    from cpcs.logs import configure_logging
+    from cpcs.offline import configure_astropy_offline
+
+    configure_logging(settings.log_level, json_format=settings.log_json, service=service)
+    configure_astropy_offline()
+
+
+def _fail(error: CpcsError) -> None:
+    click.echo(f"error ({error.code}): {error.message}", err=True)
+    sys.exit(2)
+
+
+@click.group()
+def main() -> None:
+    """CPCS: photometric calibration server for transient follow-up."""
+
+
+@main.command()
+def up() -> None:
+    """Start the whole system in one process (SQLite, in-process bus, files in CPCS_DATA_DIR)."""
+    from cpcs.bootstrap import bootstrap_admin
+    from cpcs.context import Context
+    from cpcs.db import migrate
+    from cpcs.launcher import assemble_embedded, serve
+
+    settings = _settings()
+    _prepare(settings, "cpcs")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.sqlalchemy_url)
+    context = Context(settings)
+    token = bootstrap_admin(context, settings)
+    base = f"http://{settings.host}:{settings.port}"
+    click.echo(f"CPCS is starting on {base} (data in {settings.data_dir.resolve()})")
+    if token:
+        click.echo("An admin was created for this empty data folder. Its token, shown only this once:")
+        click.echo(f"    {token}")
+    click.echo(f"  API documentation:  {base}/docs")
+    click.echo(f"  Alerts:             {base}/followup/list_of_alerts")
+    click.echo(f"  Legacy upload:      {base}/followup/cgi/upload")
+    click.echo(f"  Health:             {base}/readyz")
+    serve(assemble_embedded(context), settings)
+
+
+@main.group()
+def service() -> None:
+    """One service as its own process (distributed mode)."""
+
+
+@service.command("run")
+@click.argument("name", type=click.Choice(["ingest", "reduce", "calibrate", "catalog-cache", "api"]))
+def service_run(name: str) -> None:
+    """Run service NAME (HTTP services listen on CPCS_HOST:CPCS_PORT)."""
+    from cpcs.context import Context
+    from cpcs.launcher import assemble_service, serve
+
+    settings = _settings()
+    _prepare(settings, name)
+    serve(assemble_service(name, Context(settings)), settings)
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration (alembic upgrade head)."""
+    from cpcs.db import migrate
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.sqlalchemy_url)
+    click.echo("database is at the newest schema")
+
+
+@main.group()
+def users() -> None:
+    """Observers and their tokens."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--observatory", required=True, help="Observatory (site and telescope) name.")
+@click.option("--lon", type=float, default=None, help="Longitude, degrees east.")
+@click.option("--lat", type=float, default=None, help="Latitude, degrees.")
+@click.option("--elevation", type=float, default=None, help="Elevation, metres.")
+@click.option("--admin", is_flag=True, help="Give the admin role.")
+def users_add(
+    name: str, observatory: str, lon: float | None, lat: float | None, elevation: float | None, admin: bool
+) -> None:
+    """Add a user and print their token (the CPCS hashtag) once."""
+    from cpcs.db.engine import Database
+    from cpcs.domain.accounts import add_user
+
+    settings = _settings()
+    database = Database(settings.sqlalchemy_url)
+    try:
+        with database.transaction() as session:
+            user = add_user(
+                session,
+                name,
+                observatory=observatory,
+                lon_deg=lon,
+                lat_deg=lat,
+                elevation_m=elevation,
+                role="admin" if admin else "observer",
+            )
+    except CpcsError as error:
+        _fail(error)
+    click.echo(user.token)
+
+
+@main.group()
+def catalog() -> None:
+    """Reference catalogues in the local cache."""
+
+
+@catalog.command("import")
+@click.option(
+    "--survey", required=True, help="Survey name (APASS, PS1, SDSS, 2MASS, GaiaSP, Gaia or your own)."
+)
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+def catalog_import(survey: str, files: tuple[Path, ...]) -> None:
+    """Import VOTable, CSV, ECSV or FITS tables of reference stars into the tile store."""
+    from cpcs.catalogs.importer import import_catalogue_file
+    from cpcs.catalogs.tiles import TileStore
+
+    settings = _settings()
+    store = TileStore(settings.catalogs_dir)
+    for path in files:
+        try:
+            result = import_catalogue_file(store, survey, path, path.name)
+        except CpcsError as error:
+            _fail(error)
+        click.echo(
+            f"{path.name}: {result.n_stars} stars in {result.n_tiles} tiles, bands {', '.join(result.bands)}"
+        )
+
+
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """Messages that failed every attempt."""
+
+
+@dead_letters.command("list")
+@click.argument("queue")
+def dead_letters_list(queue: str) -> None:
+    """Show what sits in QUEUE's dead-letter queue."""
+    from cpcs.messaging.factory import create_bus
+
+    settings = _settings()
+    bus = create_bus(settings.broker_url, exchange=settings.exchange)
+    for envelope in bus.dead_letters(queue):
+        click.echo(f"{envelope.message_id} {envelope.routing_key} {envelope.headers.get('x-cpcs-error', '')}")
+
+
+@dead_letters.command("replay")
+@click.argument("queue")
+def dead_letters_replay(queue: str) -> None:
+    """Put QUEUE's dead letters back on the queue (after a fix)."""
+    from cpcs.messaging.factory import create_bus
+
+    settings = _settings()
+    bus = create_bus(settings.broker_url, exchange=settings.exchange)
+    click.echo(f"replayed {bus.replay_dead_letters(queue)} messages")

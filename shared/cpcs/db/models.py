@@ -1,0 +1,237 @@
+"""Tables of the one database (SQLite embedded, PostgreSQL distributed).
+
+History is never rewritten: a recalibration adds a ``Calibration`` version and moves the
+point's ``calibration_id``; deleting a point sets ``deleted_at``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Observatory(Base):
+    __tablename__ = "observatory"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    lon_deg: Mapped[float | None] = mapped_column(Float)
+    lat_deg: Mapped[float | None] = mapped_column(Float)
+    elevation_m: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Instrument(Base):
+    __tablename__ = "instrument"
+    __table_args__ = (UniqueConstraint("observatory_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    observatory_id: Mapped[int] = mapped_column(ForeignKey("observatory.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    filters: Mapped[list[Any]] = mapped_column(default=list)
+    gain_e_per_adu: Mapped[float | None] = mapped_column(Float)
+    pixel_scale_arcsec: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "user_account"
+    __table_args__ = (UniqueConstraint("name", "observatory_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    observatory_id: Mapped[int] = mapped_column(ForeignKey("observatory.id"))
+    role: Mapped[str] = mapped_column(String(20), default="observer")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    observatory: Mapped[Observatory] = relationship(lazy="joined")
+
+
+class Token(Base):
+    """A user's secret (the CPCS "hashtag"), stored as its SHA-256 digest only."""
+
+    __tablename__ = "token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Alert(Base):
+    __tablename__ = "alert"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(300), unique=True)
+    ra_deg: Mapped[float] = mapped_column(Float)
+    dec_deg: Mapped[float] = mapped_column(Float)
+    url: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Upload(Base):
+    """Raw bytes as received, content-addressed by SHA-256."""
+
+    __tablename__ = "upload"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))
+    filename: Mapped[str | None] = mapped_column(String(300))
+    stored_path: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Observation(Base):
+    __tablename__ = "observation"
+    __table_args__ = (Index("ix_observation_alert_upload", "alert_id", "upload_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    instrument_id: Mapped[int | None] = mapped_column(ForeignKey("instrument.id"))
+    upload_id: Mapped[int] = mapped_column(ForeignKey("upload.id"))
+    mjd: Mapped[float | None] = mapped_column(Float)
+    exptime_s: Mapped[float | None] = mapped_column(Float)
+    filter_declared: Mapped[str | None] = mapped_column(String(40))
+    comment: Mapped[str | None] = mapped_column(Text)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="received", index=True)
+    error_code: Mapped[str | None] = mapped_column(String(80))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    source_summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    alert: Mapped[Alert] = relationship(lazy="joined")
+    user: Mapped[User] = relationship(lazy="joined")
+    upload: Mapped[Upload] = relationship(lazy="joined")
+
+
+class CalibrationRequest(Base):
+    """One asked-for calibration of an observation: its parameters and where it stands."""
+
+    __tablename__ = "calibration_request"
+    __table_args__ = (UniqueConstraint("observation_id", "params_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    observation_id: Mapped[int] = mapped_column(ForeignKey("observation.id"), index=True)
+    params_key: Mapped[str] = mapped_column(String(200))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="received")
+    calibration_id: Mapped[int | None] = mapped_column(ForeignKey("calibration.id"))
+    error_code: Mapped[str | None] = mapped_column(String(80))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Calibration(Base):
+    """One calibration run of an observation, with its inputs, parameters and result."""
+
+    __tablename__ = "calibration"
+    __table_args__ = (UniqueConstraint("observation_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    observation_id: Mapped[int] = mapped_column(ForeignKey("observation.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    pipeline_version: Mapped[str] = mapped_column(String(40))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    mode: Mapped[str] = mapped_column(String(10))
+    survey: Mapped[str] = mapped_column(String(40))
+    band: Mapped[str] = mapped_column(String(20))
+    catalogue_release: Mapped[str | None] = mapped_column(String(80))
+    colour_index: Mapped[str | None] = mapped_column(String(20))
+    zp: Mapped[float] = mapped_column(Float)
+    zp_err: Mapped[float] = mapped_column(Float)
+    colour_term: Mapped[float] = mapped_column(Float)
+    colour_term_err: Mapped[float] = mapped_column(Float)
+    spatial_order: Mapped[int] = mapped_column(Integer, default=0)
+    scatter: Mapped[float] = mapped_column(Float)
+    intrinsic_scatter: Mapped[float] = mapped_column(Float)
+    n_stars: Mapped[int] = mapped_column(Integer)
+    n_matched: Mapped[int] = mapped_column(Integer)
+    outlier_fraction: Mapped[float] = mapped_column(Float)
+    alternatives: Mapped[list[Any]] = mapped_column(default=list)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Point(Base):
+    """The light-curve point of an observation: the result of its current calibration."""
+
+    __tablename__ = "point"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    observation_id: Mapped[int] = mapped_column(ForeignKey("observation.id"), unique=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    calibration_id: Mapped[int] = mapped_column(ForeignKey("calibration.id"))
+    mjd: Mapped[float | None] = mapped_column(Float)
+    survey: Mapped[str] = mapped_column(String(40))
+    band: Mapped[str] = mapped_column(String(20))
+    mag: Mapped[float] = mapped_column(Float)
+    magerr: Mapped[float] = mapped_column(Float)
+    caliberr: Mapped[float] = mapped_column(Float)
+    mag_err_total: Mapped[float] = mapped_column(Float)
+    is_upper_limit: Mapped[bool] = mapped_column(Boolean, default=False)
+    limit_mag: Mapped[float | None] = mapped_column(Float)
+    flux_ujy: Mapped[float | None] = mapped_column(Float)
+    flux_err_ujy: Mapped[float | None] = mapped_column(Float)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    observation: Mapped[Observation] = relationship(lazy="joined")
+    calibration: Mapped[Calibration] = relationship(lazy="joined")
+
+
+class OutboxMessage(Base):
+    """A message committed with the data it announces; the relay publishes it and marks it sent."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    routing_key: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,108 @@
+"""Transactional outbox: a message row commits with the data; a relay thread publishes it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cpcs.db.engine import Database
+from cpcs.db.models import OutboxMessage, utcnow
+from cpcs.messages import Message, encode
+from cpcs.messaging.bus import Bus, UnroutableError
+
+log = logging.getLogger(__name__)
+
+
+def add_to_outbox(session: Session, message: Message) -> str:
+    """Queue ``message`` in the caller's transaction; returns its message id."""
+    routing_key, body = encode(message)
+    message_id = uuid.uuid4().hex
+    session.add(OutboxMessage(message_id=message_id, routing_key=routing_key, body=body.decode()))
+    return message_id
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows in order and marks them sent.
+
+    Several relays (one per process) may run against one PostgreSQL database: rows are
+    claimed with ``FOR UPDATE SKIP LOCKED``. A publish that fails leaves the row for the next
+    round, so nothing is lost while the broker is away; consumers are idempotent, so the rare
+    double publish after a crash between publish and commit is harmless. A message no queue is
+    bound to is an event without subscribers: it counts as sent. (Every consumer queue is
+    declared before anything is published, see ``Context``, so commands always route.)
+    """
+
+    def __init__(self, db: Database, bus: Bus, *, poll_s: float = 0.5, batch: int = 100):
+        self.db = db
+        self.bus = bus
+        self.poll_s = poll_s
+        self.batch = batch
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def notify(self) -> None:
+        """Something was committed: publish now rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                sent = self.publish_pending()
+                failures = 0
+            except Exception as exc:  # broker or database away: back off, keep the rows
+                failures += 1
+                delay = min(self.poll_s * 2**failures, 30.0)
+                log.warning("outbox relay: %s; retrying in %.1f s", exc, delay)
+                self._stop.wait(delay)
+                continue
+            if sent < self.batch:
+                self._wake.wait(self.poll_s)
+
+    def publish_pending(self) -> int:
+        """Publish one batch of unsent rows; returns how many were sent."""
+        with self.db.transaction() as session:
+            query = (
+                select(OutboxMessage)
+                .where(OutboxMessage.published_at.is_(None))
+                .order_by(OutboxMessage.id)
+                .limit(self.batch)
+            )
+            if not self.db.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            rows = session.scalars(query).all()
+            failure: Exception | None = None
+            sent = 0
+            for row in rows:
+                row.attempts += 1
+                try:
+                    self.bus.publish(row.routing_key, row.body.encode(), message_id=row.message_id)
+                except UnroutableError:
+                    # An event nobody subscribes to (command queues are always declared): done.
+                    log.debug("no subscriber for %s", row.routing_key, extra={"message_id": row.message_id})
+                    row.last_error = "unroutable: no queue bound"
+                except Exception as exc:
+                    row.last_error = str(exc)[:1000]
+                    failure = exc
+                    break
+                row.published_at = utcnow()
+                sent += 1
+        if failure is not None:
+            raise failure
+        return sent

@@ -1,0 +1,114 @@
+"""Observatories, users and their tokens."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cpcs.auth import digests_match, new_token, token_digest
+from cpcs.db.models import Observatory, Point, Token, User, utcnow
+from cpcs.errors import AuthenticationError, ConflictError, InputError, NotFoundError
+from cpcs.schemas import NewUserOut, ObservatoryOut, Role, UserOut
+
+
+def user_view(user: User) -> UserOut:
+    return UserOut(
+        id=user.id,
+        name=user.name,
+        role=user.role,
+        observatory=ObservatoryOut.model_validate(user.observatory),
+    )
+
+
+def _check_site(lon_deg: float | None, lat_deg: float | None) -> None:
+    if lon_deg is not None and not -180.0 <= lon_deg <= 360.0:
+        raise InputError("Longitude must be in degrees, between -180 and 360.", code="invalid_longitude")
+    if lat_deg is not None and not -90.0 <= lat_deg <= 90.0:
+        raise InputError("Latitude must be in degrees, between -90 and 90.", code="invalid_latitude")
+
+
+def add_user(
+    session: Session,
+    name: str,
+    *,
+    observatory: str,
+    lon_deg: float | None = None,
+    lat_deg: float | None = None,
+    elevation_m: float | None = None,
+    role: Role = "observer",
+) -> NewUserOut:
+    """Create a user at an observatory (created if new) and return it with its one-time token."""
+    name, observatory = name.strip(), observatory.strip()
+    if not name or not observatory:
+        raise InputError("A user needs a name and an observatory.", code="missing_fields")
+    _check_site(lon_deg, lat_deg)
+    site = session.scalar(select(Observatory).where(Observatory.name == observatory))
+    if site is None:
+        site = Observatory(name=observatory, lon_deg=lon_deg, lat_deg=lat_deg, elevation_m=elevation_m)
+        session.add(site)
+        session.flush()
+    existing = session.scalar(select(User).where(User.name == name, User.observatory_id == site.id))
+    if existing is not None:
+        raise ConflictError(
+            f"User {name!r} already exists at {observatory!r}; tokens are one per person per observatory.",
+            code="user_exists",
+        )
+    user = User(name=name, observatory_id=site.id, role=role)
+    session.add(user)
+    session.flush()
+    token = new_token()
+    session.add(Token(user_id=user.id, digest=token_digest(token)))
+    session.flush()
+    session.refresh(user)
+    return NewUserOut(**user_view(user).model_dump(), token=token)
+
+
+def authenticate(session: Session, token: str | None) -> User:
+    """The user owning an unrevoked token, or ``AuthenticationError``."""
+    if not token or len(token) > 512:
+        raise AuthenticationError(
+            "This needs your token (the CPCS hashtag): send it as the 'hashtag' field or an "
+            "'Authorization: Bearer' header.",
+        )
+    digest = token_digest(token.strip())
+    row = session.scalar(select(Token).where(Token.digest == digest, Token.revoked_at.is_(None)))
+    if row is None or not digests_match(row.digest, digest):
+        raise AuthenticationError("The token is not valid (unknown or revoked).", code="invalid_token")
+    user = session.get(User, row.user_id)
+    if user is None:  # pragma: no cover - foreign key keeps this from happening
+        raise AuthenticationError("The token is not valid.", code="invalid_token")
+    return user
+
+
+def revoke_tokens(session: Session, user_id: int) -> int:
+    tokens = session.scalars(select(Token).where(Token.user_id == user_id, Token.revoked_at.is_(None))).all()
+    for token in tokens:
+        token.revoked_at = utcnow()
+    return len(tokens)
+
+
+def count_users(session: Session) -> int:
+    return session.scalar(select(func.count(User.id))) or 0
+
+
+def list_observatories(session: Session) -> list[ObservatoryOut]:
+    counts = dict(
+        session.execute(
+            select(User.observatory_id, func.count(Point.id))
+            .join(Point, Point.user_id == User.id)
+            .where(Point.deleted_at.is_(None))
+            .group_by(User.observatory_id)
+        ).all()
+    )
+    sites = session.scalars(select(Observatory).order_by(Observatory.name)).all()
+    return [
+        ObservatoryOut.model_validate(site).model_copy(update={"n_points": counts.get(site.id, 0)})
+        for site in sites
+    ]
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFoundError(f"No user {user_id}.")
+    return user

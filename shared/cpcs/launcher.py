@@ -1,0 +1,130 @@
+"""The composition root: which parts each service runs, and the embedded all-in-one system.
+
+Service packages are imported here lazily, so the library itself never depends on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from cpcs.context import Context
+from cpcs.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from cpcs.catalogs.cone import ConeService
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = ("ingest", "reduce", "calibrate", "catalog-cache", "api")
+
+
+@dataclass
+class Assembly:
+    """The parts a process runs: an optional HTTP app and any number of consumers."""
+
+    context: Context
+    app: FastAPI | None = None
+    consumers: list[Callable[[], None]] = field(default_factory=list)
+
+    def start_background(self) -> None:
+        for subscribe in self.consumers:
+            subscribe()
+        self.context.bus.start()
+        self.context.start_relay()
+
+    def stop(self) -> None:
+        self.context.close()
+
+
+def _references(context: Context, cones: ConeService | None) -> object:
+    from cpcs_calibrate.references import HttpReferences, LocalReferences
+
+    if context.settings.catalog_cache_url:
+        return HttpReferences(context.settings.catalog_cache_url)
+    if cones is None:
+        from cpcs_catalog_cache.app import cone_service
+
+        cones = cone_service(context)
+    return LocalReferences(cones)
+
+
+def assemble_service(name: str, context: Context) -> Assembly:
+    """One service as its own process (the distributed mode)."""
+    if name == "ingest":
+        from cpcs_ingest.app import create_app as ingest_app
+
+        return Assembly(context, app=ingest_app(context))
+    if name == "api":
+        from cpcs_api.app import create_app as api_app
+
+        return Assembly(context, app=api_app(context))
+    if name == "catalog-cache":
+        from cpcs_catalog_cache.app import cone_service
+        from cpcs_catalog_cache.app import create_app as cache_app
+        from cpcs_catalog_cache.consumer import PrefetchWorker
+
+        cones = cone_service(context)
+        return Assembly(
+            context, app=cache_app(context, cones), consumers=[PrefetchWorker(context, cones).subscribe]
+        )
+    if name == "calibrate":
+        from cpcs_calibrate.worker import CalibrateWorker
+
+        worker = CalibrateWorker(context, _references(context, None))  # type: ignore[arg-type]
+        return Assembly(context, consumers=[worker.subscribe])
+    if name == "reduce":
+        from cpcs_reduce.consumer import ReduceWorker
+
+        return Assembly(context, consumers=[ReduceWorker(context).subscribe])
+    raise ValueError(f"unknown service {name!r}; choose from {', '.join(SERVICE_NAMES)}")
+
+
+def assemble_embedded(context: Context) -> Assembly:
+    """Every service in one process: one HTTP app, every consumer on the shared bus."""
+    from cpcs_api.app import routers as api_routers
+    from cpcs_calibrate.worker import CalibrateWorker
+    from cpcs_catalog_cache.app import cone_service
+    from cpcs_catalog_cache.app import router as cache_router
+    from cpcs_catalog_cache.consumer import PrefetchWorker
+    from cpcs_ingest.app import routers as ingest_routers
+    from cpcs_reduce.consumer import ReduceWorker
+
+    from cpcs.web import make_app
+
+    cones = cone_service(context)
+    app = make_app(
+        context,
+        title="CPCS",
+        description="Photometric calibration server for transient follow-up (all services in one process).",
+        routers=[*ingest_routers(), *api_routers(), cache_router(cones)],
+    )
+    consumers = [
+        CalibrateWorker(context, _references(context, cones)).subscribe,  # type: ignore[arg-type]
+        PrefetchWorker(context, cones).subscribe,
+        ReduceWorker(context).subscribe,
+    ]
+    return Assembly(context, app=app, consumers=consumers)
+
+
+def serve(assembly: Assembly, settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM: the consumers in the background and, if any, the HTTP app."""
+    assembly.start_background()
+    try:
+        if assembly.app is not None:
+            import uvicorn
+
+            uvicorn.run(assembly.app, host=settings.host, port=settings.port, log_config=None)
+        else:
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            stop.wait()
+    finally:
+        assembly.stop()

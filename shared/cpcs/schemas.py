@@ -1,0 +1,173 @@
+"""Typed views of stored records, returned by the domain stores and served by the APIs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+Role = Literal["observer", "admin"]
+ObservationStatus = Literal["received", "processing", "calibrated", "failed", "error"]
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ErrorBody(Schema):
+    """Every 4xx/5xx answer: a machine-readable code and a message that says what to fix."""
+
+    error: str = Field(examples=["missing_columns"])
+    message: str
+
+
+class Page(Schema, Generic[T]):
+    items: list[T]
+    total: int
+    offset: int
+    limit: int
+
+
+class ObservatoryOut(Schema):
+    id: int
+    name: str
+    lon_deg: float | None
+    lat_deg: float | None
+    elevation_m: float | None = None
+    n_points: int = 0
+
+
+class UserOut(Schema):
+    id: int
+    name: str
+    role: Role
+    observatory: ObservatoryOut
+
+
+class NewUserOut(UserOut):
+    token: str = Field(description="Shown once: keep it, it is stored only as a digest.")
+
+
+class AlertOut(Schema):
+    id: int
+    name: str = Field(examples=["ivo://Gaia16aye"])
+    ra_deg: float
+    dec_deg: float
+    url: str | None
+    created_at: dt.datetime
+    n_points: int = 0
+
+
+class AlternativeOut(Schema):
+    survey: str
+    band: str
+    rank: int
+    score: float | None
+    scatter: float | None
+    colour_term: float | None
+    n_stars: int
+    n_matched: int
+    reason: str
+
+
+class TargetOut(Schema):
+    mag: float
+    err_measurement: float
+    err_zero_point: float
+    err_scatter: float
+    err_colour: float
+    err_total: float
+    colour_assumed: float
+    colour_err_assumed: float
+    colour_index: str | None
+    is_upper_limit: bool
+    limit_mag: float | None
+    snr: float | None
+    ra_deg: float | None = None
+    dec_deg: float | None = None
+    inst_mag: float | None = None
+
+
+class CalibrationOut(Schema):
+    id: int
+    observation_id: int
+    version: int
+    pipeline_version: str
+    mode: Literal["AUTO", "FORCED"]
+    params: dict[str, Any]
+    survey: str
+    band: str
+    catalogue_release: str | None
+    colour_index: str | None
+    zp: float = Field(description="m_cat = m_inst + zp + colour_term * colour (+ spatial terms)")
+    zp_err: float
+    colour_term: float
+    colour_term_err: float
+    spatial_order: int
+    scatter: float
+    intrinsic_scatter: float
+    n_stars: int
+    n_matched: int
+    outlier_fraction: float
+    alternatives: list[AlternativeOut]
+    target: TargetOut
+    created_at: dt.datetime
+
+
+class PointOut(Schema):
+    id: int
+    alert_id: int
+    alert_name: str
+    observation_id: int
+    calibration_id: int
+    observer: str
+    observatory: str
+    mjd: float | None
+    survey: str
+    band: str
+    mag: float
+    magerr: float = Field(description="measurement error")
+    caliberr: float = Field(description="calibration error (zero point, scatter, colour term)")
+    mag_err_total: float
+    is_upper_limit: bool
+    limit_mag: float | None
+    flux_ujy: float | None
+    flux_err_ujy: float | None
+    created_at: dt.datetime
+
+
+class ObservationOut(Schema):
+    id: int
+    alert_id: int
+    alert_name: str
+    observer: str
+    observatory: str
+    status: ObservationStatus
+    error_code: str | None
+    error_message: str | None
+    dry_run: bool
+    mjd: float | None
+    exptime_s: float | None
+    filter_declared: str | None
+    comment: str | None
+    upload_sha256: str
+    filename: str | None
+    source_summary: dict[str, Any]
+    created_at: dt.datetime
+    calibration: CalibrationOut | None = None
+    point: PointOut | None = None
+
+
+class UploadAccepted(Schema):
+    observation_id: int
+    status: ObservationStatus
+    status_url: str
+    duplicate: bool = Field(False, description="The same bytes, alert and parameters were seen before.")
+
+
+class LightCurve(Schema):
+    alert: AlertOut
+    points: list[PointOut]

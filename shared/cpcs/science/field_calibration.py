@@ -1,0 +1,287 @@
+"""Calibrating one field: an observer's source list against the reference catalogues of its sky.
+
+Pure orchestration of the science steps (no I/O): cross-match each survey once, fit every
+survey/band (zero point, colour term, spatial terms), choose the band (AUTO) or take the forced
+one, then calibrate the target found at the alert's position, or report a 5-sigma upper limit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from cpcs.catalogs.model import ReferenceCatalogue
+from cpcs.catalogs.surveys import SurveyDefinition, colour_of, definition_for
+from cpcs.errors import CalibrationFailed
+from cpcs.science.bands import STANDARD_BANDS, standard_band
+from cpcs.science.crossmatch import match_catalogues, nearest_source, tangent_plane_offsets
+from cpcs.science.photometric_systems import ab_offset
+from cpcs.science.selection import (
+    BandCandidate,
+    RankedCandidate,
+    choose_band,
+    filter_forced,
+    rank_candidates,
+)
+from cpcs.science.target import TargetMagnitude, calibrate_target, limiting_magnitude, upper_limit
+from cpcs.science.zeropoint import ZeroPointFit, fit_zero_point
+
+MIN_STARS = 5
+DECLARED_BAND_TOLERANCE_NM = 60.0  # a band this close to the declared filter counts as "declared"
+MIN_COLOUR_STARS = 8  # fewer stars with a colour: fit the zero point alone
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One survey/band considered, as the ranking saw it (kept with the calibration)."""
+
+    survey: str
+    band: str
+    rank: int
+    score: float | None
+    scatter: float | None
+    colour_term: float | None
+    n_stars: int
+    n_matched: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class FieldCalibration:
+    mode: str  # "AUTO" or "FORCED"
+    survey: str
+    band: str
+    colour_index: str | None
+    catalogue_release: str | None
+    fit: ZeroPointFit
+    n_matched: int
+    alternatives: tuple[Alternative, ...]
+    target: TargetMagnitude
+    target_ra_deg: float | None
+    target_dec_deg: float | None
+    target_inst_mag: float | None
+    ab_offset: float | None  # m_AB - m in the chosen band's system; None if unknown
+
+
+def parse_forced(force_filter: str | None) -> tuple[str | None, str] | None:
+    """``"APASS/V"`` -> ("APASS", "V"); ``"any/r"`` -> (None, "r"); None -> None (AUTO)."""
+    if not force_filter:
+        return None
+    survey, _, band = force_filter.partition("/")
+    return (None if survey.strip().lower() == "any" else survey.strip()), band.strip()
+
+
+def _is_declared(
+    band: str, definition: SurveyDefinition, declared_nm: float | None, declared_name: str | None
+) -> bool:
+    if declared_name is not None and band == declared_name:
+        return True
+    if declared_nm is None or not definition.has_band(band):
+        return False
+    wavelength = definition.band(band).wavelength_nm
+    return wavelength is not None and abs(wavelength - declared_nm) <= DECLARED_BAND_TOLERANCE_NM
+
+
+def _alternative(entry: RankedCandidate) -> Alternative:
+    fit = entry.candidate.fit
+    return Alternative(
+        survey=entry.candidate.survey,
+        band=entry.candidate.band,
+        rank=entry.rank,
+        score=entry.score if math.isfinite(entry.score) else None,
+        scatter=fit.scatter if fit is not None else None,
+        colour_term=fit.colour_term if fit is not None else None,
+        n_stars=fit.n_used if fit is not None else 0,
+        n_matched=entry.candidate.n_matched,
+        reason=entry.reason,
+    )
+
+
+def _target_colour(
+    definition: SurveyDefinition, band: str, same_night_mags: Mapping[str, tuple[float, float]]
+) -> tuple[float, float, str | None]:
+    """The target's colour in the band's colour index from the same night's other filters, if known."""
+    pair = definition.band(band).colour if definition.has_band(band) else None
+    if pair is None:
+        return math.nan, math.nan, None
+    name = f"{pair[0]}-{pair[1]}"
+    if pair[0] in same_night_mags and pair[1] in same_night_mags:
+        (m1, e1), (m2, e2) = same_night_mags[pair[0]], same_night_mags[pair[1]]
+        return m1 - m2, math.hypot(e1, e2), name
+    return math.nan, math.nan, name
+
+
+def calibrate_field(
+    ra_deg: ArrayLike,
+    dec_deg: ArrayLike,
+    mag: ArrayLike,
+    magerr: ArrayLike,
+    *,
+    target_ra_deg: float,
+    target_dec_deg: float,
+    references: Mapping[str, ReferenceCatalogue],
+    match_radius_arcsec: float = 2.0,
+    force_filter: str | None = None,
+    declared_filter: str | None = None,
+    same_night_mags: Mapping[str, tuple[float, float]] | None = None,
+    min_stars: int = MIN_STARS,
+) -> FieldCalibration:
+    """Calibrate a source list (instrumental magnitudes) and measure the target.
+
+    Parameters
+    ----------
+    ra_deg, dec_deg, mag, magerr : array_like
+        The observer's sources: positions (deg) and instrumental magnitudes with errors (mag).
+    target_ra_deg, target_dec_deg : float
+        The alert's position (deg); the nearest source within ``match_radius_arcsec`` is the
+        target and takes no part in the fits.
+    references : mapping of survey name to ReferenceCatalogue
+        Reference stars around the field.
+    force_filter : str, optional
+        ``"SURVEY/BAND"`` or ``"any/BAND"``; None chooses automatically.
+    declared_filter : str, optional
+        The observer's filter name; bands near it are preferred in AUTO mode.
+    same_night_mags : mapping of band to (mag, err), optional
+        The target's calibrated magnitudes from the same night, to estimate its colour.
+
+    Raises
+    ------
+    CalibrationFailed
+        ``too_few_matches`` when no survey has ``min_stars`` matched stars; ``no_calibration`` or
+        ``forced_band_unavailable`` when no acceptable fit exists.
+    """
+    src_ra = np.asarray(ra_deg, dtype=float)
+    src_dec = np.asarray(dec_deg, dtype=float)
+    src_mag = np.asarray(mag, dtype=float)
+    src_err = np.asarray(magerr, dtype=float)
+    forced = parse_forced(force_filter)
+    declared = standard_band(declared_filter)
+    declared_nm = declared.wavelength_nm if declared is not None else None
+    declared_name = declared.name if declared is not None and declared.name in STANDARD_BANDS else None
+
+    x, y = tangent_plane_offsets(src_ra, src_dec, target_ra_deg, target_dec_deg)
+    target_index = nearest_source(src_ra, src_dec, target_ra_deg, target_dec_deg, match_radius_arcsec)
+    field_stars = np.arange(src_ra.size)
+    if target_index is not None:
+        field_stars = field_stars[field_stars != target_index]
+
+    candidates: list[BandCandidate] = []
+    definitions: dict[str, SurveyDefinition] = {}
+    for survey, reference in references.items():
+        if forced is not None and forced[0] is not None and survey.casefold() != forced[0].casefold():
+            continue
+        definition = definition_for(survey, reference.bands)
+        definitions[survey] = definition
+        match = match_catalogues(
+            src_ra[field_stars],
+            src_dec[field_stars],
+            reference.ra_deg,
+            reference.dec_deg,
+            match_radius_arcsec,
+        )
+        src = field_stars[match.source_index]
+        ref = match.reference_index
+        for band in reference.bands:
+            if forced is not None and band != forced[1]:
+                continue
+            cat_mag, cat_err = reference.mags[band][ref], reference.errs[band][ref]
+            ref_colour = colour_of(reference, band)[0][ref]
+            usable = np.isfinite(cat_mag)
+            n_matched = int(usable.sum())
+            with_colour = int((usable & np.isfinite(ref_colour)).sum())
+            fit: ZeroPointFit | None = None
+            failure = None
+            try:
+                fit = fit_zero_point(
+                    src_mag[src],
+                    src_err[src],
+                    cat_mag,
+                    cat_err,
+                    ref_colour if with_colour >= MIN_COLOUR_STARS else None,
+                    x[src],
+                    y[src],
+                    fit_colour_term=with_colour >= MIN_COLOUR_STARS,
+                    min_stars=min_stars,
+                )
+            except CalibrationFailed as exc:
+                failure = exc.code
+            candidates.append(
+                BandCandidate(
+                    survey=survey,
+                    band=band,
+                    fit=fit,
+                    n_matched=n_matched,
+                    failure=failure,
+                    declared_match=_is_declared(band, definition, declared_nm, declared_name),
+                )
+            )
+
+    if forced is not None:
+        candidates = filter_forced(candidates, forced[0], forced[1])
+    if not any(c.n_matched >= min_stars for c in candidates):
+        best = max((c.n_matched for c in candidates), default=0)
+        raise CalibrationFailed(
+            f"Failed to match the catalogue to reference stars: at most {best} stars matched within "
+            f"{match_radius_arcsec:g} arcsec (at least {min_stars} needed). Increase the matching radius, "
+            "or redo the astrometry.",
+            code="too_few_matches",
+        )
+    ranked = rank_candidates(candidates, declared_band=declared_name, min_stars=min_stars)
+    chosen = choose_band(ranked)
+    survey, band = chosen.candidate.survey, chosen.candidate.band
+    fit = chosen.candidate.fit
+    assert fit is not None
+    definition = definitions[survey]
+
+    colour, colour_err, colour_index = _target_colour(definition, band, same_night_mags or {})
+    if not fit.colour_fitted:
+        colour_index = None
+    limit_inst = limiting_magnitude(src_mag[field_stars], src_err[field_stars])
+    target_ra = target_dec = target_inst = None
+    if target_index is not None:
+        target_ra, target_dec = float(src_ra[target_index]), float(src_dec[target_index])
+        target_inst = float(src_mag[target_index])
+        target = calibrate_target(
+            fit,
+            target_inst,
+            float(src_err[target_index]),
+            colour=colour,
+            colour_err=colour_err,
+            x=float(x[target_index]),
+            y=float(y[target_index]),
+            limit_inst_mag=limit_inst,
+        )
+    else:
+        if limit_inst is None:
+            # Too few stars to trace signal-to-noise against magnitude: the faintest source is
+            # the most that can be said.
+            limit_inst = float(np.nanmax(src_mag[field_stars]))
+        target = upper_limit(fit, limit_inst, colour=colour, colour_err=colour_err, x=0.0, y=0.0)
+
+    band_definition = definition.band(band) if definition.has_band(band) else None
+    offset: float | None = None
+    if band_definition is not None and band_definition.system is not None:
+        try:
+            offset = ab_offset(band, band_definition.system)
+        except KeyError:
+            offset = None
+    release = definition.title if not definition.custom else survey
+    return FieldCalibration(
+        mode="FORCED" if forced is not None else "AUTO",
+        survey=survey,
+        band=band,
+        colour_index=colour_index,
+        catalogue_release=release,
+        fit=fit,
+        n_matched=chosen.candidate.n_matched,
+        alternatives=tuple(_alternative(entry) for entry in ranked),
+        target=target,
+        target_ra_deg=target_ra,
+        target_dec_deg=target_dec,
+        target_inst_mag=target_inst,
+        ab_offset=offset,
+    )

@@ -1,0 +1,319 @@
+"""Calibrated magnitude, error budget and upper limit of the target.
+
+The error budget of a detection has four independent parts, added in quadrature:
+
+* ``err_measurement``: the target's own instrumental error (from the uploaded catalogue);
+* ``err_zero_point``: the error of the fitted transformation at the target's colour and position,
+  propagated from the full covariance of the fit (zero point, colour term, spatial terms);
+* ``err_scatter``: the fit's intrinsic scatter, a systematic error of any single star's calibration
+  not explained by the catalogue errors;
+* ``err_colour``: ``|colour_term| * colour_err``, the effect of the target's colour uncertainty.
+  A transient's colour is usually unknown: it is then assumed to be 0 with an uncertainty of
+  ``DEFAULT_COLOUR_ERR_MAG`` (a typical spread of stellar colours).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.optimize import nnls
+
+from cpcs.errors import CalibrationFailed
+from cpcs.science._helpers import MAD_TO_SIGMA, MAG_ERR_PER_INVERSE_SNR, as_float_array
+from cpcs.science.zeropoint import ZeroPointFit
+
+__all__ = [
+    "DEFAULT_COLOUR_ERR_MAG",
+    "LIMIT_FIT_MAX_SNR",
+    "LIMIT_SNR",
+    "MAX_LIMIT_EXTRAPOLATION_MAG",
+    "TargetMagnitude",
+    "calibrate_target",
+    "limiting_magnitude",
+    "upper_limit",
+]
+
+#: Colour uncertainty (mag) assumed for a target of unknown colour: a typical spread of stellar colours.
+DEFAULT_COLOUR_ERR_MAG = 0.5
+#: Signal-to-noise ratio defining the limiting magnitude.
+LIMIT_SNR = 5.0
+#: Only catalogue sources fainter than this S/N enter the S/N-magnitude relation of the limit.
+LIMIT_FIT_MAX_SNR = 100.0
+#: The limiting magnitude may be extrapolated at most this far (mag) beyond the faintest source.
+MAX_LIMIT_EXTRAPOLATION_MAG = 1.5
+#: Fewest faint sources with which a limiting magnitude is estimated.
+MIN_LIMIT_SOURCES = 10
+
+
+@dataclass(frozen=True)
+class TargetMagnitude:
+    """Calibrated magnitude of the target (or its upper limit) with its error budget.
+
+    Attributes
+    ----------
+    mag : float
+        Calibrated magnitude, or the calibrated limiting magnitude for an upper limit.
+    err_measurement : float
+        Instrumental (photon-noise) error of the target, mag; 0 for an upper limit.
+    err_zero_point : float
+        Error of the transformation at the target's assumed colour and position, mag.
+    err_scatter : float
+        Intrinsic scatter of the fit, mag.
+    err_colour : float
+        ``|colour_term| * colour_err_assumed``, mag.
+    err_total : float
+        Quadrature sum of the four parts above, mag.
+    colour_assumed, colour_err_assumed : float
+        Colour used for the calibration and its uncertainty, mag.
+    is_upper_limit : bool
+        True when ``mag`` is an upper limit (the target is not detected).
+    limit_mag : float or None
+        Calibrated limiting magnitude of the image at the target (S/N given by ``limit_snr`` of the
+        call, 5 by default), when it could be estimated.
+    snr : float
+        Signal-to-noise ratio of the detection (``1.0857 / inst_err``), or the S/N defining the
+        limit for an upper limit.
+    """
+
+    mag: float
+    err_measurement: float
+    err_zero_point: float
+    err_scatter: float
+    err_colour: float
+    err_total: float
+    colour_assumed: float
+    colour_err_assumed: float
+    is_upper_limit: bool
+    limit_mag: float | None
+    snr: float
+
+
+def _colour_and_error(colour: float, colour_err: float) -> tuple[float, float]:
+    if not math.isfinite(colour):
+        return 0.0, DEFAULT_COLOUR_ERR_MAG
+    if not math.isfinite(colour_err) or colour_err < 0.0:
+        return float(colour), DEFAULT_COLOUR_ERR_MAG
+    return float(colour), float(colour_err)
+
+
+def _check_position(fit: ZeroPointFit, x: float, y: float) -> None:
+    if fit.spatial_order > 0 and not (math.isfinite(x) and math.isfinite(y)):
+        raise ValueError("the fit has a spatial term: the target position x, y must be finite")
+
+
+def _calibration_parts(
+    fit: ZeroPointFit, colour: float, colour_err: float, x: float, y: float
+) -> tuple[float, float, float]:
+    err_zero_point = fit.transformation_error(colour, x, y)
+    err_colour = abs(fit.colour_term) * colour_err if fit.colour_fitted else 0.0
+    return err_zero_point, float(fit.intrinsic_scatter), float(err_colour)
+
+
+def calibrate_target(
+    fit: ZeroPointFit,
+    inst_mag: float,
+    inst_err: float,
+    *,
+    colour: float = 0.0,
+    colour_err: float = DEFAULT_COLOUR_ERR_MAG,
+    x: float = 0.0,
+    y: float = 0.0,
+    limit_inst_mag: float | None = None,
+) -> TargetMagnitude:
+    """Calibrate the target's instrumental magnitude with a zero-point fit.
+
+    Parameters
+    ----------
+    fit : ZeroPointFit
+        The chosen calibration.
+    inst_mag, inst_err : float
+        Instrumental magnitude and error of the target, mag (``inst_err > 0``).
+    colour, colour_err : float, optional
+        Target colour in the fit's colour system and its uncertainty, mag. Unknown colour (the
+        default, or NaN): colour 0 with ``DEFAULT_COLOUR_ERR_MAG``. A NaN ``colour_err`` also means
+        the default uncertainty.
+    x, y : float, optional
+        Target position in the fit's spatial coordinates (e.g. tangent-plane offsets, degrees).
+    limit_inst_mag : float, optional
+        Instrumental limiting magnitude (from :func:`limiting_magnitude`), calibrated into
+        ``limit_mag`` at the target's colour and position. None/NaN leaves ``limit_mag`` None.
+
+    Returns
+    -------
+    TargetMagnitude
+        ``is_upper_limit`` is False: deciding that a weak detection should be reported as a limit
+        (e.g. ``snr < 3``) is the caller's choice, via :func:`upper_limit`.
+
+    Raises
+    ------
+    CalibrationFailed
+        ``invalid_target_photometry`` when ``inst_mag`` is not finite or ``inst_err`` not a
+        positive finite number.
+    """
+    if not (math.isfinite(inst_mag) and math.isfinite(inst_err) and inst_err > 0.0):
+        raise CalibrationFailed(
+            f"the target's photometry is unusable (mag={inst_mag}, magerr={inst_err})",
+            code="invalid_target_photometry",
+        )
+    colour, colour_err = _colour_and_error(colour, colour_err)
+    _check_position(fit, x, y)
+    err_zero_point, err_scatter, err_colour = _calibration_parts(fit, colour, colour_err, x, y)
+    err_total = math.sqrt(inst_err**2 + err_zero_point**2 + err_scatter**2 + err_colour**2)
+    limit_mag = None
+    if limit_inst_mag is not None and math.isfinite(limit_inst_mag):
+        limit_mag = float(fit.predict(limit_inst_mag, colour, x, y))
+    return TargetMagnitude(
+        mag=float(fit.predict(inst_mag, colour, x, y)),
+        err_measurement=float(inst_err),
+        err_zero_point=err_zero_point,
+        err_scatter=err_scatter,
+        err_colour=err_colour,
+        err_total=err_total,
+        colour_assumed=colour,
+        colour_err_assumed=colour_err,
+        is_upper_limit=False,
+        limit_mag=limit_mag,
+        snr=float(MAG_ERR_PER_INVERSE_SNR / inst_err),
+    )
+
+
+def upper_limit(
+    fit: ZeroPointFit,
+    limit_inst_mag: float,
+    *,
+    colour: float = 0.0,
+    colour_err: float = DEFAULT_COLOUR_ERR_MAG,
+    x: float = 0.0,
+    y: float = 0.0,
+    snr: float = LIMIT_SNR,
+) -> TargetMagnitude:
+    """Calibrated upper limit for an undetected (or too weak) target.
+
+    Parameters
+    ----------
+    fit : ZeroPointFit
+        The chosen calibration.
+    limit_inst_mag : float
+        Instrumental limiting magnitude, e.g. from :func:`limiting_magnitude`.
+    colour, colour_err, x, y : float, optional
+        As for :func:`calibrate_target`.
+    snr : float, optional
+        The S/N that defines the limit (recorded in the result).
+
+    Returns
+    -------
+    TargetMagnitude
+        ``is_upper_limit=True``, ``mag = limit_mag`` = calibrated limit; ``err_measurement = 0`` and
+        ``err_total`` the calibration error of the limit (zero point, scatter, colour).
+
+    Raises
+    ------
+    CalibrationFailed
+        ``no_limiting_magnitude`` when ``limit_inst_mag`` is not finite.
+    """
+    if limit_inst_mag is None or not math.isfinite(limit_inst_mag):
+        raise CalibrationFailed(
+            "the target is not detected and the image's limiting magnitude cannot be estimated",
+            code="no_limiting_magnitude",
+        )
+    colour, colour_err = _colour_and_error(colour, colour_err)
+    _check_position(fit, x, y)
+    err_zero_point, err_scatter, err_colour = _calibration_parts(fit, colour, colour_err, x, y)
+    limit_mag = float(fit.predict(limit_inst_mag, colour, x, y))
+    return TargetMagnitude(
+        mag=limit_mag,
+        err_measurement=0.0,
+        err_zero_point=err_zero_point,
+        err_scatter=err_scatter,
+        err_colour=err_colour,
+        err_total=math.sqrt(err_zero_point**2 + err_scatter**2 + err_colour**2),
+        colour_assumed=colour,
+        colour_err_assumed=colour_err,
+        is_upper_limit=True,
+        limit_mag=limit_mag,
+        snr=float(snr),
+    )
+
+
+def limiting_magnitude(inst_mag: ArrayLike, inst_err: ArrayLike, *, snr: float = LIMIT_SNR) -> float | None:
+    """Instrumental magnitude at which the catalogue's own S/N reaches ``snr``.
+
+    Each source's S/N is ``1.0857 / magerr``. For aperture photometry the flux variance is
+    ``sky + flux / gain (+ a floor proportional to flux**2)``, so with ``u = 10**(0.4 (m - m_ref))``
+    (proportional to 1 / flux)::
+
+        1 / (S/N)**2 = c + a * u + b * u**2,     a, b, c >= 0
+
+    (``b``: sky and read noise, ``a``: source photon noise, ``c``: any error floor). The three
+    coefficients are fitted by non-negative least squares to the sources fainter than
+    ``LIMIT_FIT_MAX_SNR`` (relative residuals, iterative 3-sigma MAD clipping, so odd sources such as
+    blends or saturated stars do not matter), and the relation is solved for ``snr``. This is a
+    robust version of fitting ``log10(S/N)`` against magnitude whose curvature is physical, so the
+    limit interpolates within the catalogue when it reaches ``snr`` and extrapolates correctly
+    otherwise, though never by more than ``MAX_LIMIT_EXTRAPOLATION_MAG`` beyond the faintest source.
+
+    Parameters
+    ----------
+    inst_mag, inst_err : array_like
+        Instrumental magnitudes and errors of all the catalogue's sources, mag. Sources with NaN,
+        infinite or non-positive errors are ignored.
+    snr : float, optional
+        Signal-to-noise ratio defining the limit.
+
+    Returns
+    -------
+    float or None
+        Instrumental limiting magnitude, or None when fewer than ``MIN_LIMIT_SOURCES`` faint
+        sources are available, the relation does not reach ``snr`` (e.g. an error floor above
+        ``1 / snr``), or the extrapolation would be too long.
+    """
+    mag = as_float_array(inst_mag, "inst_mag")
+    err = as_float_array(inst_err, "inst_err", size=mag.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        usable = np.isfinite(mag) & np.isfinite(err) & (err > 0.0)
+        source_snr = MAG_ERR_PER_INVERSE_SNR / err
+    if not np.any(usable) or not (math.isfinite(snr) and snr > 0.0):
+        return None
+    faintest = float(np.max(mag[usable]))
+    faint = usable & (source_snr < LIMIT_FIT_MAX_SNR)
+    if np.count_nonzero(faint) < MIN_LIMIT_SOURCES:
+        return None
+    m = mag[faint]
+    snr2 = source_snr[faint] ** 2
+    m_ref = float(np.median(m))
+    u = 10.0 ** (0.4 * (m - m_ref))
+    # Rows scaled by (S/N)**2: the model predicts 1 and residuals are relative.
+    design = snr2[:, None] * np.column_stack((np.ones_like(u), u, u * u))
+    column_scale = np.sqrt(np.sum(design**2, axis=0))
+    design = design / column_scale
+    kept = np.ones(m.size, dtype=bool)
+    coefficients = np.zeros(3)
+    for _ in range(5):
+        coefficients, _ = nnls(design[kept], np.ones(np.count_nonzero(kept)))
+        residual = design @ coefficients - 1.0
+        scale = MAD_TO_SIGMA * float(np.median(np.abs(residual[kept] - np.median(residual[kept]))))
+        if not scale > 0.0:
+            break
+        new_kept = np.abs(residual) <= 3.0 * scale
+        if np.count_nonzero(new_kept) < MIN_LIMIT_SOURCES or np.array_equal(new_kept, kept):
+            break
+        kept = new_kept
+    c, a, b = coefficients / column_scale
+    level = 1.0 / snr**2 - c
+    if not level > 0.0:
+        return None
+    if b > 0.0:
+        u_limit = (-a + math.sqrt(a * a + 4.0 * b * level)) / (2.0 * b)
+    elif a > 0.0:
+        u_limit = level / a
+    else:
+        return None
+    if not (math.isfinite(u_limit) and u_limit > 0.0):
+        return None
+    limit = m_ref + 2.5 * math.log10(u_limit)
+    if limit > faintest + MAX_LIMIT_EXTRAPOLATION_MAG:
+        return None
+    return float(limit)

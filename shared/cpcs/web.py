@@ -1,0 +1,180 @@
+"""What every HTTP service shares: error bodies, health and readiness, auth and session dependencies."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cpcs.context import Context
+from cpcs.db.models import User
+from cpcs.domain.accounts import authenticate
+from cpcs.errors import CpcsError, PermissionDeniedError
+from cpcs.schemas import ErrorBody
+
+log = logging.getLogger(__name__)
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No token or an invalid one"},
+    403: {"model": ErrorBody, "description": "Not allowed for this token"},
+    404: {"model": ErrorBody, "description": "Not found"},
+    422: {"model": ErrorBody, "description": "The input cannot be used; the message says what to fix"},
+    503: {"model": ErrorBody, "description": "A dependency is unavailable; retry later"},
+}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": code, "message": message}, headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "form"))
+        parts.append(f"{where or 'request'}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "The request is not valid."
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CpcsError)
+    async def _domain(_request: Request, exc: CpcsError) -> JSONResponse:
+        headers = {"Retry-After": "5"} if exc.http_status == 503 else None
+        if exc.http_status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        return error_response(exc.http_status, exc.code, exc.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", _describe_validation(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", exc.orig)
+        return error_response(
+            503, "database_unavailable", "The database is unavailable; retry shortly.", {"Retry-After": "5"}
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
+        log.error("database error: %s", exc.orig)
+        return error_response(500, "internal_error", "The server failed; the error was logged.")
+
+    @app.exception_handler(Exception)
+    async def _bug(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "The server failed; the error was logged.")
+
+    @app.middleware("http")
+    async def _timing(request: Request, call_next: Any) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        log.debug(
+            "%s %s",
+            request.method,
+            request.url.path,
+            extra={
+                "status": response.status_code,
+                "duration_ms": round(1e3 * (time.perf_counter() - started), 1),
+            },
+        )
+        return response
+
+
+def health_router(context: Context) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/readyz", summary="Readiness: database and broker reachable", responses={503: {"model": ErrorBody}}
+    )
+    def readyz() -> Any:
+        checks = {"database": False, "broker": False}
+        try:
+            with context.db.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            checks["database"] = True
+        except Exception as exc:
+            log.warning("readiness: database: %s", exc)
+        checks["broker"] = context.bus.health()
+        if all(checks.values()):
+            return {"status": "ready", **checks}
+        return error_response(503, "not_ready", f"Not ready: {checks}", {"Retry-After": "5"})
+
+    return router
+
+
+def get_context(request: Request) -> Context:
+    context: Context = request.app.state.context
+    return context
+
+
+ContextDep = Annotated[Context, Depends(get_context)]
+
+
+def get_session(context: ContextDep) -> Iterator[Session]:
+    """A session whose transaction commits when the handler returns without error."""
+    with context.db.transaction() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+bearer_scheme = HTTPBearer(auto_error=False, description="Your token (the CPCS hashtag)")
+
+
+def token_from_request(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    if credentials is not None:
+        return credentials.credentials
+    return request.query_params.get("hashtag")
+
+
+def current_user(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> User:
+    return authenticate(session, token_from_request(request, credentials))
+
+
+UserDep = Annotated[User, Depends(current_user)]
+
+
+def admin_user(user: UserDep) -> User:
+    if user.role != "admin":
+        raise PermissionDeniedError("This needs an admin token.", code="admin_only")
+    return user
+
+
+AdminDep = Annotated[User, Depends(admin_user)]
+
+
+def make_app(context: Context, *, title: str, routers: list[APIRouter], description: str = "") -> FastAPI:
+    from cpcs import __version__
+
+    app = FastAPI(title=title, version=__version__, description=description)
+    app.state.context = context
+    install_error_handlers(app)
+    app.include_router(health_router(context))
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,31 @@
+"""One alembic history for SQLite and PostgreSQL: upgrade head, then no drift from the models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cpcs.db import migrate
+from cpcs.db.engine import make_engine
+from cpcs.db.models import Base
+from cpcs.testing.servers import temporary_postgres_database
+from sqlalchemy import inspect
+
+
+def _upgrade_and_check(url: str) -> None:
+    migrate.upgrade(url)
+    migrate.check(url)  # raises if the models and the migrated schema differ
+    engine = make_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert set(Base.metadata.tables) <= tables
+
+
+def test_sqlite(tmp_path: Path) -> None:
+    _upgrade_and_check(f"sqlite:///{tmp_path / 'cpcs.sqlite3'}")
+
+
+def test_postgresql() -> None:
+    with temporary_postgres_database() as url:
+        _upgrade_and_check(url)

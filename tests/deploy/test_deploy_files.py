@@ -1,0 +1,76 @@
+"""docker-compose.yml and deploy/ stay valid (no Docker engine here: parse and cross-check them)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+from cpcs.launcher import SERVICE_NAMES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_every_service_runs_its_own_process() -> None:
+    services = _compose()["services"]
+    for name in SERVICE_NAMES:
+        assert name in services, f"docker-compose.yml lacks service {name}"
+        assert services[name]["command"] == ["cpcs", "service", "run", name]
+
+
+def test_infrastructure_has_healthchecks_and_services_wait_for_them() -> None:
+    services = _compose()["services"]
+    for infra in ("postgres", "rabbitmq"):
+        assert "test" in services[infra]["healthcheck"]
+    assert services["migrate"]["command"] == ["cpcs", "db", "upgrade"]
+    for name in SERVICE_NAMES:
+        depends = services[name]["depends_on"]
+        assert depends["postgres"]["condition"] == "service_healthy"
+        assert depends["rabbitmq"]["condition"] == "service_healthy"
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_services_are_configured_for_postgresql_and_rabbitmq() -> None:
+    services = _compose()["services"]
+    for name in SERVICE_NAMES:
+        env = services[name]["environment"]
+        assert env["CPCS_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert env["CPCS_BROKER_URL"].startswith("amqp://")
+    # secrets must be given, never defaulted
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert re.search(r"\$\{CPCS_DB_PASSWORD:\?", text) and re.search(r"\$\{RABBITMQ_PASSWORD:\?", text)
+
+
+def test_files_the_compose_file_mounts_or_builds_exist() -> None:
+    compose = _compose()
+    for service in compose["services"].values():
+        build = service.get("build")
+        if build:
+            assert (ROOT / build["context"] / build["dockerfile"]).is_file()
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{source} is mounted but missing"
+
+
+def test_dockerfile_installs_the_project_and_has_the_cli() -> None:
+    dockerfile = (ROOT / "deploy/docker/Dockerfile").read_text()
+    assert "pip install ." in dockerfile
+    assert "COPY shared" in dockerfile and "COPY services" in dockerfile
+
+
+def test_rabbitmq_definitions_declare_dead_lettering() -> None:
+    definitions = json.loads((ROOT / "deploy/rabbitmq/definitions.json").read_text())
+    exchanges = {e["name"]: e for e in definitions["exchanges"]}
+    assert exchanges["cpcs"]["type"] == "topic" and exchanges["cpcs"]["durable"]
+    queues = {q["name"]: q for q in definitions["queues"]}
+    for consumer in ("calibrate", "reduce", "catalog-cache"):
+        assert queues[consumer]["durable"]
+        assert f"{consumer}.dead" in queues
+    conf = (ROOT / "deploy/rabbitmq/rabbitmq.conf").read_text()
+    assert "definitions" in conf
