@@ -184,3 +184,7 @@ def dead_letters_replay(queue: str) -> None:
     settings = _settings()
     bus = create_bus(settings.broker_url, exchange=settings.exchange)
     click.echo(f"replayed {bus.replay_dead_letters(queue)} messages")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,7 +13,7 @@ from typing import Any
 observation_id_var: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "observation_id", default=None
 )
-service_var: contextvars.ContextVar[str] = contextvars.ContextVar("service", default="cpcs")
+_service_name = "cpcs"
 
 
 @contextmanager
@@ -31,7 +31,7 @@ class JsonFormatter(logging.Formatter):
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname,
             "logger": record.name,
-            "service": service_var.get(),
+            "service": _service_name,
             "message": record.getMessage(),
         }
         observation_id = getattr(record, "observation_id", None) or observation_id_var.get()
@@ -46,7 +46,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "INFO", *, json_format: bool = True, service: str = "cpcs") -> None:
-    service_var.set(service)
+    global _service_name
+    _service_name = service
     handler = logging.StreamHandler(sys.stderr)
     if json_format:
         handler.setFormatter(JsonFormatter())

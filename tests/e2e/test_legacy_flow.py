@@ -45,7 +45,12 @@ def _counts(system: System) -> tuple[int, int, int]:
 def _new_event(system: System) -> None:
     response = system.client.post(
         "/followup/newevent",
-        data={"ivorn": ALERT, "ra": str(FIELD_RA_DEG), "dec": str(FIELD_DEC_DEG), "hashtag": system.observer_token},
+        data={
+            "ivorn": ALERT,
+            "ra": str(FIELD_RA_DEG),
+            "dec": str(FIELD_DEC_DEG),
+            "hashtag": system.observer_token,
+        },
     )
     assert response.status_code == 201, response.text
 
@@ -59,8 +64,18 @@ def test_manual_flow(embedded: System, gaia16aye_field: SimulatedField, tmp_path
     assert response.status_code == 200, response.text
     result = response.json()
     assert set(result) >= {
-        "mag", "mag_err", "ra", "dec", "zeropoint", "outlier_fraction", "scatter", "npoints",
-        "followup_id", "filter", "survey", "image_link",
+        "mag",
+        "mag_err",
+        "ra",
+        "dec",
+        "zeropoint",
+        "outlier_fraction",
+        "scatter",
+        "npoints",
+        "followup_id",
+        "filter",
+        "survey",
+        "image_link",
     }
     # AUTO picks the band closest to the instrument's: the smallest true colour term.
     closest = min(field.truth.bands, key=lambda b: abs(b.colour_term))
@@ -75,7 +90,9 @@ def test_manual_flow(embedded: System, gaia16aye_field: SimulatedField, tmp_path
     point_id = result["followup_id"]
     assert isinstance(point_id, int)
 
-    lc = system.client.get("/followup/get_alert_lc_data", params={"alert_name": ALERT, "hashtag": system.other_token})
+    lc = system.client.get(
+        "/followup/get_alert_lc_data", params={"alert_name": ALERT, "hashtag": system.other_token}
+    )
     assert lc.status_code == 200
     data = lc.json()
     assert data["id"] == [point_id] and data["alert_name"] == ALERT
@@ -98,21 +115,29 @@ def test_manual_flow(embedded: System, gaia16aye_field: SimulatedField, tmp_path
     assert listing.json()["alerts"][0]["nfollowup"] == 1
 
     # Only the uploader deletes a point.
-    denied = system.client.post("/followup/cgi/delpoint", data={"followupid": point_id, "hashtag": system.other_token})
+    denied = system.client.post(
+        "/followup/cgi/delpoint", data={"followupid": point_id, "hashtag": system.other_token}
+    )
     assert denied.status_code == 403
     deleted = system.client.post(
         "/followup/cgi/delpoint", data={"followupid": point_id, "hashtag": system.observer_token}
     )
     assert deleted.status_code == 200
-    lc = system.client.get("/followup/get_alert_lc_data", params={"alert_name": ALERT, "hashtag": system.observer_token})
+    lc = system.client.get(
+        "/followup/get_alert_lc_data", params={"alert_name": ALERT, "hashtag": system.observer_token}
+    )
     assert lc.json()["id"] == []
 
 
-def test_forced_filter_and_match_radius(embedded: System, gaia16aye_field: SimulatedField, tmp_path: Path) -> None:
+def test_forced_filter_and_match_radius(
+    embedded: System, gaia16aye_field: SimulatedField, tmp_path: Path
+) -> None:
     system, field = embedded, gaia16aye_field
     _new_event(system)
     system.import_field(field, tmp_path / "refs")
-    response = _upload(system, _catalogue(field), system.observer_token, forceFilter="GaiaSP/V", matchDist="4")
+    response = _upload(
+        system, _catalogue(field), system.observer_token, forceFilter="GaiaSP/V", matchDist="4"
+    )
     assert response.status_code == 200, response.text
     assert (response.json()["survey"], response.json()["filter"]) == ("GaiaSP", "V")
     anyr = _upload(system, _catalogue(field), system.observer_token, forceFilter="any/i")
@@ -134,11 +159,15 @@ def test_upper_limit_when_target_not_detected(embedded: System, tmp_path: Path) 
     result = response.json()
     assert result["mag_err"] == -1
     assert abs(result["mag"] - field.truth.limit_mag_5sigma) < 0.3
-    lc = system.client.get("/followup/get_alert_lc_data", params={"alert_id": 1, "hashtag": system.observer_token})
+    lc = system.client.get(
+        "/followup/get_alert_lc_data", params={"alert_id": 1, "hashtag": system.observer_token}
+    )
     assert lc.json()["magerr"] == [-1.0]
 
 
-def test_bad_uploads_get_4xx_and_store_nothing(embedded: System, gaia16aye_field: SimulatedField, tmp_path: Path) -> None:
+def test_bad_uploads_get_4xx_and_store_nothing(
+    embedded: System, gaia16aye_field: SimulatedField, tmp_path: Path
+) -> None:
     system, field = embedded, gaia16aye_field
     _new_event(system)
     system.import_field(field, tmp_path / "refs")

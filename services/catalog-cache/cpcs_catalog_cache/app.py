@@ -14,7 +14,9 @@ from fastapi import APIRouter, FastAPI, Query
 
 def cone_service(context: Context) -> ConeService:
     settings = context.settings
-    return ConeService(TileStore(settings.catalogs_dir), online=settings.catalog_online)
+    return ConeService(
+        TileStore(settings.catalogs_dir), online=settings.catalog_online, timeout_s=settings.catalog_timeout_s
+    )
 
 
 def router(cones: ConeService) -> APIRouter:

@@ -176,7 +176,7 @@ class Calibration(Base):
     mode: Mapped[str] = mapped_column(String(10))
     survey: Mapped[str] = mapped_column(String(40))
     band: Mapped[str] = mapped_column(String(20))
-    catalogue_release: Mapped[str | None] = mapped_column(String(80))
+    catalogue_release: Mapped[str | None] = mapped_column(String(300))
     colour_index: Mapped[str | None] = mapped_column(String(20))
     zp: Mapped[float] = mapped_column(Float)
     zp_err: Mapped[float] = mapped_column(Float)

@@ -6,6 +6,7 @@ import logging
 from urllib.parse import urlsplit
 
 from cpcs.messaging.bus import DEFAULT_EXCHANGE, DEFAULT_RETRY_BASE_S, DEFAULT_RETRY_MAX_S, Bus
+from cpcs.messaging.topology import Topology
 
 logger = logging.getLogger(__name__)
 
@@ -19,20 +20,25 @@ def create_bus(
     retry_base_s: float = DEFAULT_RETRY_BASE_S,
     retry_max_s: float = DEFAULT_RETRY_MAX_S,
     name: str | None = None,
+    topology: Topology | None = None,
 ) -> Bus:
     """A :class:`~cpcs.messaging.bus.Bus` for ``url``.
 
     ``None``, ``""`` or ``"memory://"`` give an :class:`~cpcs.messaging.memory.InProcessBus`;
     ``amqp://…`` / ``amqps://…`` give a :class:`~cpcs.messaging.rabbitmq.RabbitMqBus` (``name``
     labels its connections in RabbitMQ). ``exchange`` is configurable for test isolation;
-    ``retry_base_s`` / ``retry_max_s`` set the retry back-off.
+    ``retry_base_s`` / ``retry_max_s`` set the retry back-off. ``topology`` (normally
+    :data:`~cpcs.messaging.topology.CPCS_TOPOLOGY`) is declared up front, so messages for consumers
+    that have not started yet are kept instead of being unroutable.
     """
     scheme = urlsplit(url).scheme.lower() if url else "memory"
     if not url or scheme == "memory":
         from cpcs.messaging.memory import InProcessBus
 
         logger.info("using the in-process message bus", extra={"exchange": exchange})
-        return InProcessBus(exchange=exchange, retry_base_s=retry_base_s, retry_max_s=retry_max_s)
+        return InProcessBus(
+            exchange=exchange, retry_base_s=retry_base_s, retry_max_s=retry_max_s, topology=topology
+        )
     if scheme in ("amqp", "amqps"):
         from cpcs.messaging.rabbitmq import RabbitMqBus
 

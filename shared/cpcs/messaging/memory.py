@@ -48,6 +48,7 @@ from cpcs.messaging.bus import (
     validate_publish,
     validate_subscription,
 )
+from cpcs.messaging.topology import Topology
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,11 @@ class InProcessBus(Bus):
         exchange: str = DEFAULT_EXCHANGE,
         retry_base_s: float = DEFAULT_RETRY_BASE_S,
         retry_max_s: float = DEFAULT_RETRY_MAX_S,
+        topology: Topology | None = None,
     ) -> None:
+        """``topology``, if given, is declared at once: its queues keep messages from the start."""
+        if topology is not None and topology.exchange != exchange:
+            raise ValueError(f"topology is for exchange {topology.exchange!r}, not {exchange!r}")
         self.exchange = exchange
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
@@ -135,6 +140,8 @@ class InProcessBus(Bus):
         self._subscriptions: list[_Subscription] = []
         self._running = False
         self._seq = itertools.count()
+        for spec in topology.queues if topology else ():
+            self._declare(spec.name, spec.binding_keys)
 
     # --- publishing ------------------------------------------------------------------------------
 
@@ -193,10 +200,7 @@ class InProcessBus(Bus):
             queue, binding_keys, prefetch=prefetch, max_attempts=max_attempts, concurrency=concurrency
         )
         with self._cond:
-            stored = self._queues.setdefault(queue, _Queue(queue))
-            for key in keys:
-                if key not in stored.bindings:
-                    stored.bindings.append(key)
+            stored = self._declare(queue, keys)
             subscription = _Subscription(stored, handler, max_attempts, concurrency)
             self._subscriptions.append(subscription)
             if self._running:
@@ -204,6 +208,15 @@ class InProcessBus(Bus):
         logger.info(
             "subscribed %s to %s", queue, list(keys), extra={"queue": queue, "binding_keys": list(keys)}
         )
+
+    def _declare(self, queue: str, binding_keys: Sequence[str]) -> _Queue:
+        """Create ``queue`` if needed and add the bindings it lacks."""
+        with self._cond:
+            stored = self._queues.setdefault(queue, _Queue(queue))
+            for key in binding_keys:
+                if key not in stored.bindings:
+                    stored.bindings.append(key)
+            return stored
 
     def start(self) -> None:
         """Start the worker threads of every subscription."""

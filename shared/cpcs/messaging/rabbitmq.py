@@ -178,7 +178,9 @@ class RabbitMqBus(Bus):
 
     ``url`` is an AMQP URL as pika's ``URLParameters`` reads it, e.g.
     ``amqp://guest:guest@rabbitmq:5672/%2F?heartbeat=30``. ``name`` shows up as the connection
-    name in RabbitMQ's tools (``<name>:publisher``, ``<name>:consumer`` …).
+    name in RabbitMQ's tools (``<name>:publisher``, ``<name>:consumer`` …). ``topology`` (e.g.
+    :data:`~cpcs.messaging.topology.CPCS_TOPOLOGY`) is declared each time the publisher connects,
+    so the consumer queues exist, and keep messages, before any consumer has started.
     """
 
     def __init__(
@@ -192,9 +194,12 @@ class RabbitMqBus(Bus):
         publish_attempts: int = 3,
         reconnect_delay_s: float = 0.5,
         reconnect_max_delay_s: float = 15.0,
+        topology: Topology | None = None,
     ) -> None:
         if publish_attempts < 1:
             raise ValueError("publish_attempts must be >= 1")
+        if topology is not None and topology.exchange != exchange:
+            raise ValueError(f"topology is for exchange {topology.exchange!r}, not {exchange!r}")
         pika.URLParameters(url)  # fail early on a malformed URL
         self.url = url
         self.exchange = exchange
@@ -205,6 +210,8 @@ class RabbitMqBus(Bus):
         self.publish_attempts = publish_attempts
         self.reconnect_delay_s = reconnect_delay_s
         self.reconnect_max_delay_s = reconnect_max_delay_s
+        #: declared (idempotently) whenever the publisher connects: exchanges only by default
+        self.topology = topology or Topology(exchange)
 
         # publisher side
         self._publish_lock = threading.Lock()
@@ -268,7 +275,7 @@ class RabbitMqBus(Bus):
         try:
             channel = connection.channel()
             channel.confirm_delivery()
-            declare_topology(channel, Topology(self.exchange))  # the exchanges, so a publish can land
+            declare_topology(channel, self.topology)  # at least the exchanges, so a publish can land
         except BaseException:
             with contextlib.suppress(*_LINK_ERRORS):
                 connection.close()
@@ -788,14 +795,23 @@ class RabbitMqBus(Bus):
 
     # --- test hooks ------------------------------------------------------------------------------
 
+    @staticmethod
+    def _cut(connection: Connection) -> None:
+        """Shut the connection's socket down under pika's feet, as a network failure would."""
+        if connection is None:
+            raise RuntimeError("not connected")
+        connection._impl._transport._sock.shutdown(socket.SHUT_RDWR)
+
     def _sever_consumer_connection(self) -> None:
-        """Cut the consumer connection's socket, as a network failure would (tests only)."""
+        """Cut the consumer connection (tests only)."""
         with self._state_lock:
             connection = self._connection
-        if connection is None:
-            raise RuntimeError("the consumer is not connected")
-        sock = connection._impl._transport._sock
-        sock.shutdown(socket.SHUT_RDWR)
+        self._cut(connection)
+
+    def _sever_publisher_connection(self) -> None:
+        """Cut the publisher connection (tests only)."""
+        with self._publish_lock:
+            self._cut(self._publisher)
 
     @property
     def _sessions(self) -> int:

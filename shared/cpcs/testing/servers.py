@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,23 @@ def require_port(host: str, port: int, what: str) -> None:
 def require_rabbitmq() -> str:
     require_port("127.0.0.1", 5672, "RabbitMQ")
     return RABBITMQ_URL
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@contextmanager
+def temporary_rabbitmq_vhost() -> Iterator[str]:
+    """A fresh RabbitMQ virtual host for one test (its queues cannot clash with anyone's). Yields its URL."""
+    require_rabbitmq()
+    vhost = f"cpcs-test-{uuid.uuid4().hex[:10]}"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
 
 
 @contextmanager

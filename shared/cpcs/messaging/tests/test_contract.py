@@ -15,6 +15,7 @@ from cpcs.messaging.bus import (
     TransientError,
     UnroutableError,
 )
+from cpcs.messaging.topology import QueueSpec, Topology
 
 
 def keys_of(envelopes: list[Envelope]) -> list[str]:
@@ -77,6 +78,20 @@ def test_unbound_key_is_dropped_but_a_declared_queue_keeps_messages(transport, r
     bus.start()
     assert [e.body for e in handler.wait(1)] == [b"kept"]
     handler.quiet(0.2, 1)
+
+
+def test_a_declared_topology_keeps_messages_before_any_subscriber(transport, recorder):
+    queue = transport.queue("calibrate")
+    topology = Topology(transport.exchange, (QueueSpec(queue, ("catalogue.*",)),))
+    bus = transport.bus(topology=topology)
+    bus.publish("catalogue.received", b"c", message_id="c-1")  # no subscriber yet: kept, not unroutable
+    assert transport.depth(bus, queue) == 1
+    handler = recorder()
+    bus.subscribe(queue, ["catalogue.*"], handler)
+    bus.start()
+    assert [e.message_id for e in handler.wait(1)] == ["c-1"]
+    with pytest.raises(ValueError):
+        transport.bus(topology=Topology("another-exchange"))
 
 
 def test_acked_after_success_and_not_redelivered(transport, recorder):

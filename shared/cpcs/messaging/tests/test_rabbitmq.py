@@ -40,6 +40,17 @@ def test_publish_gives_up_with_publish_error_when_the_broker_is_unreachable(rabb
     assert not bus.health()
 
 
+def test_publish_reconnects_after_its_connection_is_cut(rabbit, recorder):
+    bus = rabbit.bus()
+    handler = recorder()
+    bus.subscribe(rabbit.queue("api"), ["point.calibrated"], handler)
+    bus.publish("point.calibrated", b"", message_id="before")
+    bus._sever_publisher_connection()
+    bus.publish("point.calibrated", b"", message_id="after")  # reconnects by itself
+    bus.start()
+    assert sorted(e.message_id for e in handler.wait(2)) == ["after", "before"]
+
+
 def test_message_is_redelivered_when_the_consumer_process_dies_mid_handler(rabbit, amqp_url, recorder):
     queue_name = rabbit.queue("calibrate")
     child_code = textwrap.dedent(

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: e367fa80f25c
+Revision ID: 99149ad7dbdd
 Revises:
-Create Date: 2026-11-21 05:30:24.942765
+Create Date: 2026-11-21 05:39:51.350724
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "e367fa80f25c"
+
+revision: str = "99149ad7dbdd"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -156,7 +157,7 @@ def upgrade() -> None:
         sa.Column("mode", sa.String(length=10), nullable=False),
         sa.Column("survey", sa.String(length=40), nullable=False),
         sa.Column("band", sa.String(length=20), nullable=False),
-        sa.Column("catalogue_release", sa.String(length=80), nullable=True),
+        sa.Column("catalogue_release", sa.String(length=300), nullable=True),
         sa.Column("colour_index", sa.String(length=20), nullable=True),
         sa.Column("zp", sa.Float(), nullable=False),
         sa.Column("zp_err", sa.Float(), nullable=False),

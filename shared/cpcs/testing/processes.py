@@ -1,0 +1,136 @@
+"""Run CPCS as real processes for end-to-end tests and benchmarks.
+
+``embedded_process`` is ``cpcs up`` on a data folder; ``distributed_processes`` runs every service
+as its own ``cpcs service run NAME`` process on a PostgreSQL database and a RabbitMQ exchange.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+CLI = [sys.executable, "-m", "cpcs.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, processes: list[subprocess.Popen[bytes]], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        with suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} was not ready within {timeout_s} s")
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> str:
+    result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"cpcs {' '.join(args)} failed: {result.stderr[-2000:]}")
+    return result.stdout
+
+
+@dataclass
+class RunningSystem:
+    """Where the HTTP services listen, and the environment that configures every process."""
+
+    env: dict[str, str]
+    ingest_url: str
+    api_url: str
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: Path | None = None
+
+    def cli(self, *args: str) -> str:
+        return run_cli(list(args), self.env)
+
+
+def _stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    for process in processes.values():
+        if process.poll() is None:
+            process.terminate()
+    for process in processes.values():
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("ab")
+    return subprocess.Popen([*CLI, *args], env=env, stdout=handle, stderr=subprocess.STDOUT)
+
+
+@contextmanager
+def embedded_process(data_dir: Path, *, extra_env: dict[str, str] | None = None) -> Iterator[RunningSystem]:
+    """``cpcs up`` on ``data_dir`` (SQLite, in-process bus)."""
+    port = free_port()
+    env = {**os.environ, "CPCS_DATA_DIR": str(data_dir), "CPCS_PORT": str(port), **(extra_env or {})}
+    for key in ("CPCS_DATABASE_URL", "CPCS_BROKER_URL", "CPCS_CATALOG_CACHE_URL"):
+        env.pop(key, None)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / "cpcs-up.log"
+    process = _spawn(["up"], env, log)
+    url = f"http://127.0.0.1:{port}"
+    system = RunningSystem(env, url, url, {"cpcs": process}, log)
+    try:
+        wait_ready(url, [process])
+        yield system
+    finally:
+        _stop(system.processes)
+
+
+@contextmanager
+def distributed_processes(
+    data_dir: Path, database_url: str, broker_url: str, *, calibrate_workers: int = 1
+) -> Iterator[RunningSystem]:
+    """Every service as its own process, on PostgreSQL and RabbitMQ."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ports = {name: free_port() for name in ("ingest", "api", "catalog-cache")}
+    env = {
+        **os.environ,
+        "CPCS_DATA_DIR": str(data_dir),
+        "CPCS_DATABASE_URL": database_url,
+        "CPCS_BROKER_URL": broker_url,
+        "CPCS_CATALOG_CACHE_URL": f"http://127.0.0.1:{ports['catalog-cache']}",
+    }
+    run_cli(["db", "upgrade"], env)
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, port in ports.items():
+            processes[name] = _spawn(
+                ["service", "run", name], {**env, "CPCS_PORT": str(port)}, data_dir / f"{name}.log"
+            )
+        for index in range(calibrate_workers):
+            processes[f"calibrate-{index}"] = _spawn(
+                ["service", "run", "calibrate"], env, data_dir / "calibrate.log"
+            )
+        processes["reduce"] = _spawn(["service", "run", "reduce"], env, data_dir / "reduce.log")
+        procs = list(processes.values())
+        for port in ports.values():
+            wait_ready(f"http://127.0.0.1:{port}", procs)
+        yield RunningSystem(
+            env,
+            f"http://127.0.0.1:{ports['ingest']}",
+            f"http://127.0.0.1:{ports['api']}",
+            processes,
+            data_dir,
+        )
+    finally:
+        _stop(processes)
