@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from cpcs.messaging.bus import DEFAULT_EXCHANGE, DEFAULT_RETRY_BASE_S, DEFAULT_RETRY_MAX_S, Bus
-from cpcs.messaging.topology import Topology
+
+if TYPE_CHECKING:
+    from cpcs.messaging.topology import Topology
 
 logger = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from typing import TYPE_CHECKING
 
 from cpcs.messaging.bus import (
     DEFAULT_EXCHANGE,
@@ -48,7 +49,9 @@ from cpcs.messaging.bus import (
     validate_publish,
     validate_subscription,
 )
-from cpcs.messaging.topology import Topology
+
+if TYPE_CHECKING:
+    from cpcs.messaging.topology import Topology
 
 logger = logging.getLogger(__name__)
 
