@@ -19,7 +19,8 @@ def _prepare(settings: Settings, service: str) -> None:
     from cpcs.logs import configure_logging
     from cpcs.offline import configure_astropy_offline
 
-    configure_logging(settings.log_level, json_format=settings.log_json, service=service)
+    json_format = settings.log_json if settings.log_json is not None else service != "cpcs"
+    configure_logging(settings.log_level, json_format=json_format, service=service)
     configure_astropy_offline()
 
 

@@ -7,11 +7,13 @@ embedded mode one context is shared by all services running in the process.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from cpcs.db.engine import Database
 from cpcs.db.outbox import OutboxRelay
 from cpcs.messaging.bus import Bus
 from cpcs.messaging.factory import create_bus
+from cpcs.messaging.topology import CPCS_TOPOLOGY
 from cpcs.settings import Settings
 from cpcs.storage import FileStore
 
@@ -23,8 +25,13 @@ class Context:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = db or Database(settings.sqlalchemy_url)
+        # Every consumer queue is declared before anything is published, so a command sent
+        # before its consumer first starts waits in its queue instead of being unroutable.
         self.bus = bus or create_bus(
-            settings.broker_url, exchange=settings.exchange, retry_base_s=settings.retry_base_s
+            settings.broker_url,
+            exchange=settings.exchange,
+            retry_base_s=settings.retry_base_s,
+            topology=replace(CPCS_TOPOLOGY, exchange=settings.exchange),
         )
         self.files = FileStore(settings.uploads_dir)
         self.relay = OutboxRelay(self.db, self.bus, poll_s=settings.outbox_poll_s)

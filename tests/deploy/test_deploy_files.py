@@ -27,7 +27,8 @@ def test_infrastructure_has_healthchecks_and_services_wait_for_them() -> None:
     services = _compose()["services"]
     for infra in ("postgres", "rabbitmq"):
         assert "test" in services[infra]["healthcheck"]
-    assert services["migrate"]["command"] == ["cpcs", "db", "upgrade"]
+    migrate = " ".join(services["migrate"]["command"])
+    assert "cpcs db upgrade" in migrate and "cpcs.messaging.topology --declare" in migrate
     for name in SERVICE_NAMES:
         depends = services[name]["depends_on"]
         assert depends["postgres"]["condition"] == "service_healthy"
@@ -72,5 +73,7 @@ def test_rabbitmq_definitions_declare_dead_lettering() -> None:
     for consumer in ("calibrate", "reduce", "catalog-cache"):
         assert queues[consumer]["durable"]
         assert f"{consumer}.dead" in queues
-    conf = (ROOT / "deploy/rabbitmq/rabbitmq.conf").read_text()
-    assert "definitions" in conf
+    # exactly what the code declares (the consumers' queues, nothing without a consumer)
+    from cpcs.messaging.topology import CPCS_TOPOLOGY
+
+    assert {q for q in queues if "." not in q} == {spec.name for spec in CPCS_TOPOLOGY.queues}

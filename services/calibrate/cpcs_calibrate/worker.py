@@ -23,6 +23,7 @@ from cpcs.formats.source_catalogue import read_source_catalogue
 from cpcs.logs import observation_context
 from cpcs.messages import CatalogueReceivedV1, ObservationFailedV1, PointCalibratedV1, decode
 from cpcs.messaging.bus import Envelope, RejectMessage
+from cpcs.messaging.topology import binding_keys
 from cpcs.science.field_calibration import FieldCalibration, calibrate_field
 from cpcs.science.photometric_systems import ab_flux_ujy
 from pydantic import ValidationError
@@ -34,7 +35,7 @@ from cpcs_calibrate.references import ReferenceSource
 log = logging.getLogger(__name__)
 
 QUEUE = "calibrate"
-BINDINGS = ("catalogue.received",)
+BINDINGS = binding_keys(QUEUE)
 FINAL = ("calibrated", "failed")
 MAX_CONE_RADIUS_DEG = 1.0
 SAME_NIGHT_DAYS = 0.5

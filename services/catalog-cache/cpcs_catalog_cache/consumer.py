@@ -9,12 +9,13 @@ from cpcs.context import Context
 from cpcs.errors import CpcsError
 from cpcs.messages import FieldRequestedV1, decode
 from cpcs.messaging.bus import Envelope, RejectMessage
+from cpcs.messaging.topology import binding_keys
 from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 
 QUEUE = "catalog-cache"
-BINDINGS = ("field.requested",)
+BINDINGS = binding_keys(QUEUE)
 
 
 class PrefetchWorker:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from cpcs.context import Context
 from cpcs.messaging.bus import Envelope, RejectMessage
+from cpcs.messaging.topology import binding_keys
 
 QUEUE = "reduce"
-BINDINGS = ("image.received",)
+BINDINGS = binding_keys(QUEUE)
 
 
 class ReduceWorker:

@@ -74,7 +74,9 @@ def read_fits_catalogue(data: bytes, *, max_rows: int) -> RawTable:
         ldac_objects = [hdu for hdu in tables if hdu.name == "LDAC_OBJECTS"]
         others = [hdu for hdu in tables if hdu.name != "LDAC_IMHEAD"]
         if not ldac_objects and len(others) < len(tables):
-            raise _corrupt("it is a FITS_LDAC file (it has LDAC_IMHEAD) but its LDAC_OBJECTS table is missing")
+            raise _corrupt(
+                "it is a FITS_LDAC file (it has LDAC_IMHEAD) but its LDAC_OBJECTS table is missing"
+            )
         chosen = ldac_objects or others[:1]
         fmt = "fits_ldac" if ldac_objects else "fits_table"
 

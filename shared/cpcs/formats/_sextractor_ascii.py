@@ -153,7 +153,11 @@ def read_sextractor_ascii(text: str, *, max_rows: int) -> RawTable:
 
     counts = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     n_values = int(np.bincount(counts).argmax())
-    if n_values == 1 and any(sep in rows[0][0] for sep in ",;|"):
+    first = rows[0]
+    if any(
+        (n_values == 1 and sep in first[0]) or (len(first) > 1 and all(t.endswith(sep) for t in first[:-1]))
+        for sep in ",;|"
+    ):
         raise InputError(
             "The columns appear to be separated by commas, semicolons or '|' "
             f"(line {body_lines[0]}: {quote_line(lines[body_lines[0] - 1])}). Separate values with spaces "

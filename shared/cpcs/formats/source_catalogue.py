@@ -547,11 +547,14 @@ def _first_bad(table: RawTable, junk: BoolArray) -> str:
 
 
 def _coordinate_columns(columns: _Columns) -> tuple[RawColumn, RawColumn]:
-    found_ra = [columns.get(name) for name in RA_NAMES]
-    found_dec = [columns.get(name) for name in DEC_NAMES]
-    for ra, dec in zip(found_ra, found_dec, strict=True):
+    # Matching pairs first, in order of preference, looking no further than needed (so that a
+    # duplicated column of a lower preference does not matter).
+    for ra_name, dec_name in zip(RA_NAMES, DEC_NAMES, strict=True):
+        ra, dec = columns.get(ra_name), columns.get(dec_name)
         if ra is not None and dec is not None:
             return ra, dec
+    found_ra = [columns.get(name) for name in RA_NAMES]
+    found_dec = [columns.get(name) for name in DEC_NAMES]
     ra = next((c for c in found_ra if c is not None), None)
     dec = next((c for c in found_dec if c is not None), None)
     if ra is not None and dec is not None:
@@ -590,9 +593,9 @@ def _magnitude_columns(columns: _Columns, requested: str | None, aperture_index:
         pairs = tuple(pair for pair in MAGNITUDE_PAIRS if pair[0] == "MAG_APER")
         if columns.get("MAG_APER") is None:
             raise InputError(
-                f"Aperture {aperture_index} was requested (aperture_index) but the catalogue has no MAG_APER column "
-                f"(columns found: {columns.names()}). Add MAG_APER and MAGERR_APER to the SExtractor "
-                ".param file, or leave the aperture unset to use MAG_AUTO.",
+                f"Aperture {aperture_index} was requested (aperture_index) but the catalogue has no "
+                f"MAG_APER column (columns found: {columns.names()}). Add MAG_APER and MAGERR_APER to "
+                "the SExtractor .param file, or leave the aperture unset to use MAG_AUTO.",
                 code="invalid_aperture_index",
             )
     for mag_name, err_name in pairs:
@@ -702,8 +705,9 @@ def _out_of_range(
     hints = []
     if largest > 360:
         hints.append(
-            "values beyond 360 look like pixel positions (X_IMAGE/Y_IMAGE): use the ALPHA_J2000/DELTA_J2000 "
-            "sky coordinates instead"
+            "values beyond 360 look like pixel positions (X_IMAGE/Y_IMAGE), to be replaced by the "
+            "ALPHA_J2000/DELTA_J2000 sky coordinates, or like a sexagesimal RA written in degrees "
+            "instead of hours"
         )
     elif float(np.max(np.abs(dec_values))) > 90:
         hints.append(

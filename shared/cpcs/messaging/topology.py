@@ -191,9 +191,16 @@ CPCS_TOPOLOGY = Topology(
         QueueSpec("calibrate", ("catalogue.received", "sources.measured")),
         QueueSpec("reduce", ("image.received",)),
         QueueSpec("catalog-cache", ("field.requested",)),
-        QueueSpec("api", ("point.calibrated",)),
     ),
 )
+
+
+def binding_keys(queue: str, topology: Topology = CPCS_TOPOLOGY) -> tuple[str, ...]:
+    """The routing keys a consumer queue of ``topology`` is bound with."""
+    for spec in topology.queues:
+        if spec.name == queue:
+            return spec.binding_keys
+    raise KeyError(f"no queue {queue!r} in the topology")
 
 
 def render_definitions(topology: Topology, existing: dict[str, Any] | None = None, vhost: str = "/") -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from cpcs.errors import InputError
 from cpcs.formats.source_catalogue import SourceCatalogue, check_near_position
 
@@ -81,7 +80,7 @@ def test_margin_is_configurable() -> None:
 def test_gap_inside_a_sparse_field_farther_than_margin_fails() -> None:
     # Two clumps 1 degree apart: the midpoint is inside the bounding cone but ~30' from any star.
     cat = catalogue([150.0, 150.001, 151.0, 151.001], [2.0, 2.001, 2.0, 2.001])
-    with pytest.raises(InputError, match="29.9 arcmin"):
+    with pytest.raises(InputError, match=r"29\.9 arcmin"):
         check_near_position(cat, 150.5, 2.0)
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-
 from cpcs.errors import InputError
 from cpcs.formats import source_catalogue
 from cpcs.formats.source_catalogue import read_source_catalogue
@@ -51,7 +50,11 @@ CORPUS = [
     ("pixel_positions_only.cat", "missing_columns", ["ALPHA_J2000", "X_WORLD", "pixel positions", ".param"]),
     ("no_magerr.cat", "missing_columns", ["MAGERR_AUTO", "MAG_APER", "not its error column"]),
     ("no_magnitude.fits", "missing_columns", ["MAG_AUTO with MAGERR_AUTO", "FLUX_AUTO"]),
-    ("duplicate_columns.cat", "duplicate_columns", ["more than one column called ALPHA_J2000", "distinct name"]),
+    (
+        "duplicate_columns.cat",
+        "duplicate_columns",
+        ["more than one column called ALPHA_J2000", "distinct name"],
+    ),
     ("duplicate_aperture.cat", "duplicate_columns", ["MAG_APER_2", "twice", "distinct name"]),
     ("header_out_of_order.cat", "malformed_header", ["out of order", "line 3", "larger column number"]),
     ("header_declares_more_columns.cat", "malformed_rows", ["6 columns", "4 values", "re-export"]),
@@ -65,7 +68,11 @@ CORPUS = [
     ("negative_ra.cat", "coordinates_out_of_range", ["[0, 360)", "negative"]),
     ("all_failed.cat", "too_few_stars", ["Only 0 usable stars", "7 failed measurements", "at least 5"]),
     ("three_stars.cat", "too_few_stars", ["Only 3 usable stars", "at least 5"]),
-    ("nan_values.cat", "too_few_stars", ["Only 3 usable", "4 rows with NaN or infinite values", "at least 5"]),
+    (
+        "nan_values.cat",
+        "too_few_stars",
+        ["Only 3 usable", "4 rows with NaN or infinite values", "at least 5"],
+    ),
     ("bad_errors.cat", "too_few_stars", ["Only 2 usable", "errors <= 0 or >= 9", "at least 5"]),
     ("image.fits", "no_table_in_fits", ["an image (4 x 3 pixels)", "image upload", "FITS_LDAC"]),
 ]
@@ -106,7 +113,9 @@ def test_too_many_fits_rows() -> None:
 def test_min_stars_is_reported_in_the_message() -> None:
     error = error_for((DATA / "sextractor_auto.cat").read_bytes(), min_stars=10)
     assert error.code == "too_few_stars"
-    assert_mentions(error.message, "Only 7 usable stars found in 8 rows", "1 failed measurements", "at least 10")
+    assert_mentions(
+        error.message, "Only 7 usable stars found in 8 rows", "1 failed measurements", "at least 10"
+    )
 
 
 # --- FITS damage -----------------------------------------------------------------------------------
@@ -221,7 +230,10 @@ def test_invalid_aperture(name: str, kwargs: dict[str, object], fragments: list[
 
 
 def test_vector_magnitude_with_scalar_error() -> None:
-    text = "#   1 MAG_APER\n#   3 MAGERR_APER\n#   4 ALPHA_J2000\n#   5 DELTA_J2000\n" + "-9 -9.1 0.01 150.1 2.2\n" * 6
+    text = (
+        "#   1 MAG_APER\n#   3 MAGERR_APER\n#   4 ALPHA_J2000\n#   5 DELTA_J2000\n"
+        + "-9 -9.1 0.01 150.1 2.2\n" * 6
+    )
     error = error_for(text.encode())
     assert error.code == "missing_columns"
     assert_mentions(error.message, "2 apertures", "MAGERR_APER for every aperture")
@@ -251,7 +263,10 @@ def test_every_code_used_is_documented() -> None:
 
 def test_empty_fits_table() -> None:
     table = fits.BinTableHDU.from_columns(
-        [fits.Column(name=n, format="D", array=np.zeros(0)) for n in ("ALPHA_J2000", "DELTA_J2000", "MAG_AUTO", "MAGERR_AUTO")]
+        [
+            fits.Column(name=n, format="D", array=np.zeros(0))
+            for n in ("ALPHA_J2000", "DELTA_J2000", "MAG_AUTO", "MAGERR_AUTO")
+        ]
     )
     buffer = io.BytesIO()
     fits.HDUList([fits.PrimaryHDU(), table]).writeto(buffer)

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-
 from cpcs.formats.source_catalogue import SourceCatalogue, read_source_catalogue
 
 DATA = Path(__file__).parent / "data"
@@ -37,7 +36,9 @@ def assert_stars(cat: SourceCatalogue, *, mag_offset: float = 0.0, atol: float =
     assert len(cat) == cat.n_rows - cat.n_rejected
 
 
-def legacy_text(rows: list[str], names: tuple[str, ...] = ("MAG_AUTO", "MAGERR_AUTO", "ALPHA_J2000", "DELTA_J2000")) -> bytes:
+def legacy_text(
+    rows: list[str], names: tuple[str, ...] = ("MAG_AUTO", "MAGERR_AUTO", "ALPHA_J2000", "DELTA_J2000")
+) -> bytes:
     header = "".join(f"#{i:4d} {name}\n" for i, name in enumerate(names, start=1))
     return (header + "\n".join(rows) + "\n").encode()
 
@@ -118,7 +119,9 @@ def test_explicit_vector_element_named_as_in_the_header() -> None:
 
 def test_vector_elements_numbered_from_one() -> None:
     names = ("MAG_APER_1", "MAG_APER_2", "MAGERR_APER_1", "MAGERR_APER_2", "ALPHA_J2000", "DELTA_J2000")
-    rows = [f"{m:.4f} {m + 0.05:.4f} {e} {e} {r} {d}" for m, e, r, d in zip(MAG, MAGERR, RA, DEC, strict=True)]
+    rows = [
+        f"{m:.4f} {m + 0.05:.4f} {e} {e} {r} {d}" for m, e, r, d in zip(MAG, MAGERR, RA, DEC, strict=True)
+    ]
     cat = read_source_catalogue(legacy_text(rows, names), aperture_index=1)
     assert cat.magnitude_column == "MAG_APER[1]"
     assert_stars(cat, mag_offset=0.05)
@@ -127,7 +130,9 @@ def test_vector_elements_numbered_from_one() -> None:
 def test_vector_as_last_column_takes_the_remaining_values() -> None:
     names = ("ALPHA_J2000", "DELTA_J2000", "MAGERR_APER", "MAG_APER")
     header = "#   1 ALPHA_J2000\n#   2 DELTA_J2000\n#   3 MAGERR_APER\n#   5 MAG_APER\n"
-    rows = [f"{r} {d} {e} {e} {m:.4f} {m + 0.05:.4f}" for m, e, r, d in zip(MAG, MAGERR, RA, DEC, strict=True)]
+    rows = [
+        f"{r} {d} {e} {e} {m:.4f} {m + 0.05:.4f}" for m, e, r, d in zip(MAG, MAGERR, RA, DEC, strict=True)
+    ]
     assert names  # documents the layout
     cat = read_source_catalogue((header + "\n".join(rows)).encode(), aperture_index=1)
     assert cat.magnitude_column == "MAG_APER[1]"
@@ -140,7 +145,10 @@ def test_sexagesimal_coordinates() -> None:
 
 
 def test_sexagesimal_negative_declination_below_one_degree() -> None:
-    rows = [f"{m:.4f} {e:.4f} 10:00:{24 + i}.0 -00:{30 + i}:00.0" for i, (m, e) in enumerate(zip(MAG, MAGERR, strict=True))]
+    rows = [
+        f"{m:.4f} {e:.4f} 10:00:{24 + i}.0 -00:{30 + i}:00.0"
+        for i, (m, e) in enumerate(zip(MAG, MAGERR, strict=True))
+    ]
     cat = read_source_catalogue(legacy_text(rows))
     assert cat.dec_deg[0] == pytest.approx(-0.5)
     assert cat.ra_deg[0] == pytest.approx(150.1)
@@ -157,7 +165,9 @@ def test_single_line_of_names_and_world_coordinate_aliases() -> None:
     assert_stars(cat)
 
 
-@pytest.mark.parametrize(("ra_name", "dec_name"), [("RA", "DEC"), ("ra", "dec"), ("ALPHAWIN_J2000", "DELTAWIN_J2000")])
+@pytest.mark.parametrize(
+    ("ra_name", "dec_name"), [("RA", "DEC"), ("ra", "dec"), ("ALPHAWIN_J2000", "DELTAWIN_J2000")]
+)
 def test_uncommented_names_line_and_coordinate_aliases(ra_name: str, dec_name: str) -> None:
     text = f"MAG_AUTO MAGERR_AUTO {ra_name} {dec_name}\n" + "\n".join(GOOD_ROWS)
     assert_stars(read_source_catalogue(text.encode()))
@@ -215,7 +225,10 @@ def test_unusable_values_are_dropped_not_fatal() -> None:
 
 
 def test_ra_values_below_24_are_taken_as_degrees_not_hours() -> None:
-    rows = [f"{m:.4f} {e:.4f} {10.0 + 0.01 * i:.5f} {d:+.5f}" for i, (m, e, d) in enumerate(zip(MAG, MAGERR, DEC, strict=True))]
+    rows = [
+        f"{m:.4f} {e:.4f} {10.0 + 0.01 * i:.5f} {d:+.5f}"
+        for i, (m, e, d) in enumerate(zip(MAG, MAGERR, DEC, strict=True))
+    ]
     cat = read_source_catalogue(legacy_text(rows))
     assert cat.ra_deg[0] == pytest.approx(10.0)
 
@@ -289,7 +302,8 @@ def test_fits_ldac_with_header_as_one_long_string_and_two_chips() -> None:
     image_header = fits.Header([("DATE-OBS", "2024-01-01T00:00:00"), ("EXPTIME", 30.0)])
     text = image_header.tostring()
     imhead = fits.BinTableHDU.from_columns(
-        [fits.Column(name="Field Header Card", format=f"{len(text)}A", array=np.array([text]))], name="LDAC_IMHEAD"
+        [fits.Column(name="Field Header Card", format=f"{len(text)}A", array=np.array([text]))],
+        name="LDAC_IMHEAD",
     )
 
     def objects(sl: slice) -> fits.BinTableHDU:
@@ -304,7 +318,9 @@ def test_fits_ldac_with_header_as_one_long_string_and_two_chips() -> None:
         )
 
     buffer = io.BytesIO()
-    fits.HDUList([fits.PrimaryHDU(), imhead, objects(slice(0, 4)), imhead.copy(), objects(slice(4, None))]).writeto(buffer)
+    fits.HDUList(
+        [fits.PrimaryHDU(), imhead, objects(slice(0, 4)), imhead.copy(), objects(slice(4, None))]
+    ).writeto(buffer)
     cat = read_source_catalogue(buffer.getvalue())
     assert cat.format == "fits_ldac"
     assert_stars(cat)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from cpcs.errors import InputError
 from cpcs.formats.source_catalogue import read_source_catalogue
 
@@ -53,7 +52,9 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 
 @pytest.mark.parametrize("name", GOOD)
-def test_random_damage_gives_a_catalogue_or_an_input_error(name: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_random_damage_gives_a_catalogue_or_an_input_error(
+    name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     data = (DATA / name).read_bytes()
     rng = random.Random(name)
     codes: set[str] = set()
@@ -83,8 +84,9 @@ def synthetic_catalogue(n: int, seed: int = 1) -> bytes:
     """An ASCII_HEAD catalogue of ``n`` stars with 18 values per row, like a typical SExtractor run."""
     rng = np.random.default_rng(seed)
     header = (
-        "#   1 NUMBER\n#   2 FLUX_AUTO\n#   3 MAG_AUTO\n#   4 MAGERR_AUTO\n#   5 MAG_APER\n#   8 MAGERR_APER\n"
-        "#  11 X_IMAGE\n#  12 Y_IMAGE\n#  13 ALPHA_J2000\n#  14 DELTA_J2000\n#  15 FWHM_IMAGE\n#  16 FLAGS\n"
+        "#   1 NUMBER\n#   2 FLUX_AUTO\n#   3 MAG_AUTO\n#   4 MAGERR_AUTO\n"
+        "#   5 MAG_APER\n#   8 MAGERR_APER\n#  11 X_IMAGE\n#  12 Y_IMAGE\n"
+        "#  13 ALPHA_J2000\n#  14 DELTA_J2000\n#  15 FWHM_IMAGE\n#  16 FLAGS\n"
     )
     mag = rng.uniform(-14, -6, n)
     columns = [

@@ -1,7 +1,7 @@
 """Fixtures of the messaging tests: one contract suite, run against both transports.
 
 The RabbitMQ variants talk to a real broker at ``$CPCS_TEST_AMQP_URL`` (default: guest/guest on
-127.0.0.1:5672). If it is unreachable they *fail* when ``CI=true`` and are skipped otherwise.
+127.0.0.1:5672). If it is unreachable they fail, never skip.
 Every test uses its own exchange and queue names (a random prefix) and deletes them afterwards.
 """
 
@@ -42,14 +42,12 @@ def _broker_problem(url: str) -> str | None:
 
 @pytest.fixture(scope="session")
 def amqp_url() -> str:
-    """The broker URL; fails in CI, skips elsewhere, when RabbitMQ cannot be reached."""
+    """The broker URL; the test fails when RabbitMQ cannot be reached (``make services`` starts it)."""
     problem = _broker_problem(AMQP_URL)
     if problem is not None:
         where = urlsplit(AMQP_URL).netloc.rpartition("@")[2]
         reason = f"RabbitMQ unreachable at {where}: {problem}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason} (CI=true: the RabbitMQ tests must run, never skip)")
-        pytest.skip(f"{reason}; start it with `rabbitmq-server -detached` or set CPCS_TEST_AMQP_URL")
+        pytest.fail(f"{reason}; start it with `make services` or set CPCS_TEST_AMQP_URL")
     return AMQP_URL
 
 
