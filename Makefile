@@ -25,7 +25,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 typecheck: install
-	$(VENV)/bin/mypy shared services
+	$(VENV)/bin/mypy shared services bench
 
 unit: install
 	$(PY) -m pytest

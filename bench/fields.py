@@ -7,7 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cpcs.testing.catalogue_simulator import ReferenceCatalogue, SimulatedField, simulate_field, to_sextractor_ascii
+from cpcs.testing.catalogue_simulator import (
+    ReferenceCatalogue,
+    SimulatedField,
+    simulate_field,
+    to_sextractor_ascii,
+)
 from cpcs.testing.reference_files import write_reference_tables
 
 RA_DEG, DEC_DEG = 295.00474, 30.13149
@@ -24,7 +29,9 @@ def _with_bands(reference: ReferenceCatalogue, extra: dict[str, np.ndarray]) -> 
 
 def bench_field(seed: int = 1) -> SimulatedField:
     """~2,000 detected sources; PS1 g r i z (+ y) and GaiaSP B V R I (+ g r) as reference bands."""
-    field = simulate_field(seed, n_stars=1200, ra_deg=RA_DEG, dec_deg=DEC_DEG, radius_arcmin=12, target="bright")
+    field = simulate_field(
+        seed, n_stars=1200, ra_deg=RA_DEG, dec_deg=DEC_DEG, radius_arcmin=12, target="bright"
+    )
     ps1, gaia_sp = field.references
     ps1 = _with_bands(ps1, {"y": ps1.mags["z"] - 0.3 * (ps1.mags["i"] - ps1.mags["z"])})
     bv = gaia_sp.mags["B"] - gaia_sp.mags["V"]

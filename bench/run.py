@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -64,16 +65,26 @@ def bench_calibration(repeats: int) -> dict[str, Any]:
 
         def fit() -> object:
             return calibrate_field(
-                catalogue.ra_deg, catalogue.dec_deg, catalogue.mag, catalogue.magerr,
-                target_ra_deg=RA_DEG, target_dec_deg=DEC_DEG, references=references,
+                catalogue.ra_deg,
+                catalogue.dec_deg,
+                catalogue.mag,
+                catalogue.magerr,
+                target_ra_deg=RA_DEG,
+                target_dec_deg=DEC_DEG,
+                references=references,
             )
 
         def whole() -> object:
             parsed = read_source_catalogue(data)
             refs = cones.get_cone(RA_DEG, DEC_DEG, 0.22)
             return calibrate_field(
-                parsed.ra_deg, parsed.dec_deg, parsed.mag, parsed.magerr,
-                target_ra_deg=RA_DEG, target_dec_deg=DEC_DEG, references=refs,
+                parsed.ra_deg,
+                parsed.dec_deg,
+                parsed.mag,
+                parsed.magerr,
+                target_ra_deg=RA_DEG,
+                target_dec_deg=DEC_DEG,
+                references=refs,
             )
 
         parse = _timed(lambda: read_source_catalogue(data), repeats)
@@ -98,12 +109,21 @@ def _legacy_uploads(url: str, token: str, field: Any, repeats: int) -> list[floa
     with httpx.Client(timeout=120) as client:
         for variant in range(1, repeats + 2):
             form = {
-                "EventID": "ivo://Gaia16aye", "MJD": str(57700 + variant / 100), "expTime": "60", "matchDist": "2",
-                "forceFilter": "no", "hashtag": token, "outputFormat": "json", "noPlot": "1", "dryRun": "0",
+                "EventID": "ivo://Gaia16aye",
+                "MJD": str(57700 + variant / 100),
+                "expTime": "60",
+                "matchDist": "2",
+                "forceFilter": "no",
+                "hashtag": token,
+                "outputFormat": "json",
+                "noPlot": "1",
+                "dryRun": "0",
             }
             started = time.perf_counter()
             response = client.post(
-                f"{url}/followup/cgi/upload", data=form, files={"sexCat": ("b.cat", catalogue_bytes(field, variant))}
+                f"{url}/followup/cgi/upload",
+                data=form,
+                files={"sexCat": ("b.cat", catalogue_bytes(field, variant))},
             )
             elapsed = 1e3 * (time.perf_counter() - started)
             if response.status_code != 200:
@@ -126,10 +146,7 @@ def bench_embedded(repeats: int) -> dict[str, Any]:
     field = bench_field()
     with tempfile.TemporaryDirectory() as folder:
         data_dir = Path(folder) / "data"
-        env_dir = {"CPCS_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"}
-        import os
-
-        env = {**os.environ, **env_dir, "CPCS_LOG_LEVEL": "WARNING"}
+        env = {**os.environ, "CPCS_DATA_DIR": str(data_dir), "CPCS_LOG_LEVEL": "WARNING"}
         data_dir.mkdir(parents=True)
         run_cli(["db", "upgrade"], env)
         token = _prepare(lambda *a: run_cli(list(a), env), field, Path(folder))
@@ -172,7 +189,7 @@ def main() -> None:
     runners = {"calibration": bench_calibration, "embedded": bench_embedded, "distributed": bench_distributed}
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}".strip(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}",
     }
     for name in chosen:
         report[name] = runners[name](repeats)

@@ -88,6 +88,7 @@ def assemble_service(name: str, context: Context) -> Assembly:
 
 def assemble_embedded(context: Context) -> Assembly:
     """Every service in one process: one HTTP app, every consumer on the shared bus."""
+    from cpcs.web import make_app
     from cpcs_api.app import routers as api_routers
     from cpcs_calibrate.worker import CalibrateWorker
     from cpcs_catalog_cache.app import cone_service
@@ -95,8 +96,6 @@ def assemble_embedded(context: Context) -> Assembly:
     from cpcs_catalog_cache.consumer import PrefetchWorker
     from cpcs_ingest.app import routers as ingest_routers
     from cpcs_reduce.consumer import ReduceWorker
-
-    from cpcs.web import make_app
 
     cones = cone_service(context)
     app = make_app(

@@ -40,7 +40,9 @@ class Settings(BaseSettings):
         default=None, description="Bootstrap admin token for an empty database (else one is generated)."
     )
     log_level: str = "INFO"
-    log_json: bool | None = Field(default=None, description="JSON logs; unset = JSON for services, text for cpcs up.")
+    log_json: bool | None = Field(
+        default=None, description="JSON logs; unset = JSON for services, text for cpcs up."
+    )
 
     @property
     def sqlalchemy_url(self) -> str:

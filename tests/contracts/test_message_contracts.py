@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import ValidationError
+
 from cpcs.messages import (
     MESSAGE_TYPES,
     CalibrationParamsV1,
@@ -14,8 +16,6 @@ from cpcs.messages import (
     decode,
     encode,
 )
-from pydantic import ValidationError
-
 from tests.contracts.snapshot import SNAPSHOT_DIR, current_schemas, render
 
 

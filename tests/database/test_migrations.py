@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import inspect
+
 from cpcs.db import migrate
 from cpcs.db.engine import make_engine
 from cpcs.db.models import Base
 from cpcs.testing.servers import temporary_postgres_database
-from sqlalchemy import inspect
 
 
 def _upgrade_and_check(url: str) -> None:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import yaml
+
 from cpcs.launcher import SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]

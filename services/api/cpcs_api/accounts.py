@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
 from cpcs.domain import accounts as account_store
 from cpcs.schemas import NewUserOut, ObservatoryOut, Role, UserOut
 from cpcs.web import ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
 
 
 class UserIn(BaseModel):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
 from cpcs.domain import alerts as alert_store
 from cpcs.domain.points import light_curve_points
 from cpcs.schemas import AlertOut, LightCurve, Page
 from cpcs.web import ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
-from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
 
 
 class AlertIn(BaseModel):

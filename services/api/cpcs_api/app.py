@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from cpcs.context import Context
-from cpcs.web import make_app
 from fastapi import APIRouter, FastAPI
 
+from cpcs.context import Context
+from cpcs.web import make_app
 from cpcs_api import accounts, alerts, legacy, observations
 
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
 from cpcs.context import Context
 from cpcs.domain import alerts as alert_store
 from cpcs.domain.accounts import authenticate, list_observatories
 from cpcs.domain.points import delete_point, light_curve_points
 from cpcs.errors import InputError
 from cpcs.web import ERROR_RESPONSES, ContextDep
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 PAGE_SIZE = 20
 

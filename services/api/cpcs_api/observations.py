@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from fastapi import APIRouter, Query
+
 from cpcs.domain import observations as observation_store
 from cpcs.domain import points as point_store
 from cpcs.schemas import CalibrationOut, ObservationOut, Page, PointOut
 from cpcs.web import ERROR_RESPONSES, ContextDep, SessionDep, UserDep
-from fastapi import APIRouter, Query
 
 
 def router() -> APIRouter:

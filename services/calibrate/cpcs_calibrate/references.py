@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 import httpx
+
 from cpcs.catalogs.cone import ConeService
 from cpcs.catalogs.model import ReferenceCatalogue, from_wire
 from cpcs.errors import CalibrationFailed, ServiceUnavailable

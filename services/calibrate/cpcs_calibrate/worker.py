@@ -14,6 +14,10 @@ import math
 import time
 
 import numpy as np
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
 from cpcs import __version__
 from cpcs.context import Context
 from cpcs.db.models import Calibration, CalibrationRequest, Observation, Point
@@ -26,10 +30,6 @@ from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
 from cpcs.science.field_calibration import FieldCalibration, calibrate_field
 from cpcs.science.photometric_systems import ab_flux_ujy
-from pydantic import ValidationError
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
 from cpcs_calibrate.references import ReferenceSource
 
 log = logging.getLogger(__name__)

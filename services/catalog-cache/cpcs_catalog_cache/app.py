@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from fastapi import APIRouter, FastAPI, Query
+
 from cpcs.catalogs.cone import ConeService
 from cpcs.catalogs.model import to_wire
 from cpcs.catalogs.tiles import TileStore
 from cpcs.context import Context
 from cpcs.web import ERROR_RESPONSES, make_app
-from fastapi import APIRouter, FastAPI, Query
 
 
 def cone_service(context: Context) -> ConeService:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 
+from pydantic import ValidationError
+
 from cpcs.catalogs.cone import ConeService
 from cpcs.context import Context
 from cpcs.errors import CpcsError
 from cpcs.messages import FieldRequestedV1, decode
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
-from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 

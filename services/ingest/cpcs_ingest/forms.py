@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
-from cpcs.errors import InputError
 from fastapi import UploadFile
+
+from cpcs.errors import InputError
 
 TRUE_WORDS = {"1", "true", "yes", "on", "y", "t"}
 FALSE_WORDS = {"", "0", "false", "no", "off", "n", "f", "none"}

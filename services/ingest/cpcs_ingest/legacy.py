@@ -6,6 +6,10 @@ import html
 import math
 from typing import Annotated, Any
 
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy import select
+
 from cpcs.context import Context
 from cpcs.db.models import Calibration, CalibrationRequest, Point
 from cpcs.domain.accounts import authenticate
@@ -13,10 +17,6 @@ from cpcs.domain.observations import get_observation
 from cpcs.errors import InputError
 from cpcs.messages import CalibrationParamsV1
 from cpcs.web import ERROR_RESPONSES, ContextDep, error_response
-from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse
-from sqlalchemy import select
-
 from cpcs_ingest.forms import parse_flag, parse_force_filter, parse_optional_float, read_upload
 from cpcs_ingest.service import CatalogueUpload, IngestService
 

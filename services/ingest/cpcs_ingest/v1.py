@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+
 from cpcs.messages import CalibrationParamsV1
 from cpcs.schemas import UploadAccepted
 from cpcs.web import ERROR_RESPONSES, ContextDep, UserDep
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile
-
 from cpcs_ingest.forms import parse_force_filter, read_upload
 from cpcs_ingest.service import CatalogueUpload, IngestService
 

@@ -1,4 +1,4 @@
-"""Write a simulated field's reference catalogues as Vizier-style tables, ready for ``cpcs catalog import``."""
+"""Write a simulated field's reference catalogues as Vizier-style tables for ``cpcs catalog import``."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from astropy.table import Table
+
 from cpcs.catalogs.model import ReferenceCatalogue, cone_mask
 from cpcs.catalogs.surveys import SURVEYS, SurveyDefinition
 from cpcs.catalogs.tiles import TileStore

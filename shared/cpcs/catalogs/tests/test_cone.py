@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from cpcs.catalogs.cone import IMPORT_HINT, ConeService
 from cpcs.catalogs.importer import import_catalogue_file
 from cpcs.catalogs.model import angular_separation_deg, from_wire, to_wire

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from astropy import units as u
 from astropy.table import MaskedColumn, Table
+
 from cpcs.catalogs.importer import import_catalogue_file, read_catalogue_table
 from cpcs.catalogs.model import column_to_float
 from cpcs.catalogs.surveys import colour_of

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from astropy.table import MaskedColumn
+
 from cpcs.catalogs.model import (
     ReferenceCatalogue,
     angular_separation_deg,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.catalogs.surveys import (
     JORDI_RMS,

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from cpcs.catalogs.model import ReferenceCatalogue, angular_separation_deg, cone_mask
 from cpcs.catalogs.tiles import NSIDE, TileStore
 from cpcs.errors import InputError

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from astropy.table import Table
+
 from cpcs.catalogs.model import column_to_float
 from cpcs.catalogs.surveys import SURVEYS, custom_survey
 from cpcs.catalogs.vizier import fetch_cone_online, parse_vizier_table

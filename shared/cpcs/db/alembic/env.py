@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import pool
+
 from cpcs.db.engine import make_engine
 from cpcs.db.models import Base
 from cpcs.settings import Settings
-from sqlalchemy import pool
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or Settings().sqlalchemy_url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from cpcs.errors import InputError
 from cpcs.formats.source_catalogue import SourceCatalogue, check_near_position
 

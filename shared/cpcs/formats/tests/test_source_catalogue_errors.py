@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+
 from cpcs.errors import InputError
 from cpcs.formats import source_catalogue
 from cpcs.formats.source_catalogue import read_source_catalogue

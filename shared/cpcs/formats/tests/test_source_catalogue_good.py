@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+
 from cpcs.formats.source_catalogue import SourceCatalogue, read_source_catalogue
 
 DATA = Path(__file__).parent / "data"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from cpcs.errors import InputError
 from cpcs.formats.source_catalogue import read_source_catalogue
 

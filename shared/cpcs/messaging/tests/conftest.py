@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import pika
 import pika.exceptions
 import pytest
+
 from cpcs.messaging.bus import Bus, Envelope
 from cpcs.messaging.memory import InProcessBus
 from cpcs.messaging.rabbitmq import RabbitMqBus

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+
 from cpcs.messaging.bus import (
     HEADER_ATTEMPTS,
     HEADER_ERROR,

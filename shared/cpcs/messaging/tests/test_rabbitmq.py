@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+
 from cpcs.messaging.bus import Envelope, PublishError
 from cpcs.messaging.factory import create_bus
 from cpcs.messaging.rabbitmq import RabbitMqBus

@@ -14,6 +14,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import pika
 import pika.exceptions
 import pytest
+
 from cpcs.messaging.rabbitmq import declare_topology
 from cpcs.messaging.topology import CPCS_TOPOLOGY, TOPOLOGY_SECTIONS, QueueSpec, Topology, main
 

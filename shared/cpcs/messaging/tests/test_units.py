@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cpcs.messaging import create_bus
 from cpcs.messaging.bus import (
     HEADER_ATTEMPT,

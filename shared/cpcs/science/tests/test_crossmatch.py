@@ -9,6 +9,7 @@ import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
+
 from cpcs.science.crossmatch import match_catalogues, nearest_source, tangent_plane_offsets
 from cpcs.testing import simulate_field
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from cpcs.errors import CalibrationFailed
 from cpcs.science.selection import (
     BandCandidate,

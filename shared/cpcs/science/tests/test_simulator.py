@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 from astropy.io import ascii as astropy_ascii
+from scipy.stats import spearmanr
+
 from cpcs.science.crossmatch import tangent_plane_offsets
 from cpcs.testing import SURVEYS, simulate_field
-from scipy.stats import spearmanr
 
 
 def test_same_seed_same_field() -> None:

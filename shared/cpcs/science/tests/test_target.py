@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from cpcs.errors import CalibrationFailed
 from cpcs.science.crossmatch import nearest_source, tangent_plane_offsets
 from cpcs.science.target import (

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+
 from cpcs.errors import CalibrationFailed
 from cpcs.science.zeropoint import ZeroPointFit, fit_zero_point, spatial_terms
 from cpcs.testing import MatchedPhotometry, match_field, simulate_field
