@@ -186,3 +186,22 @@ def test_users_and_observatories(embedded: System) -> None:
     assert "Bialkow 0.6m" in names
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
+
+
+def test_openapi_document_is_complete(embedded: System) -> None:
+    document = embedded.client.get("/openapi.json").json()
+    paths = document["paths"]
+    for path in (
+        "/api/v1/uploads",
+        "/api/v1/alerts",
+        "/api/v1/observations/{observation_id}",
+        "/followup/cgi/upload",
+    ):
+        assert path in paths
+    assert "HTTPBearer" in document["components"]["securitySchemes"]
+    assert "ErrorBody" in document["components"]["schemas"]
+    upload = paths["/api/v1/uploads"]["post"]
+    assert {"202", "401", "422"} <= set(upload["responses"])
+    assert upload["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "UploadAccepted"
+    )

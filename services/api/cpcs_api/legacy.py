@@ -83,7 +83,10 @@ def lightcurve_arrays(context: Context, alert_id: int) -> dict[str, Any]:
 def router() -> APIRouter:
     api = APIRouter(prefix="/followup", tags=["legacy CPCS"], responses=ERROR_RESPONSES)
 
-    @api.api_route("/get_alert_lc_data", methods=["GET", "POST"], summary="Light curve as parallel arrays")
+    @api.get("/get_alert_lc_data", summary="Light curve as parallel arrays", operation_id="get_alert_lc_data")
+    @api.post(
+        "/get_alert_lc_data", summary="Light curve as parallel arrays", operation_id="post_alert_lc_data"
+    )
     async def get_alert_lc_data(request: Request, context: ContextDep) -> JSONResponse:
         fields = await _fields(request)
         token = _token(request, fields)
@@ -151,7 +154,8 @@ def router() -> APIRouter:
 
         return JSONResponse(await run_in_threadpool(work), status_code=201)
 
-    @api.api_route("/cgi/delpoint", methods=["GET", "POST"], summary="Delete one of your points")
+    @api.get("/cgi/delpoint", summary="Delete one of your points", operation_id="delpoint_get")
+    @api.post("/cgi/delpoint", summary="Delete one of your points", operation_id="delpoint")
     async def delpoint(request: Request, context: ContextDep) -> JSONResponse:
         fields = await _fields(request)
         token = _token(request, fields)

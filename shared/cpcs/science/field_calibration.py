@@ -33,6 +33,9 @@ from cpcs.science.zeropoint import ZeroPointFit, fit_zero_point
 MIN_STARS = 5
 DECLARED_BAND_TOLERANCE_NM = 60.0  # a band this close to the declared filter counts as "declared"
 MIN_COLOUR_STARS = 8  # fewer stars with a colour: fit the zero point alone
+# A relation this loose is no calibration: chance matches of a catalogue whose astrometry is off
+# scatter by a magnitude or more, while real fields, even poor ones, stay well under this.
+MAX_SCATTER_MAG = 0.5
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,8 @@ def calibrate_field(
                 )
             except CalibrationFailed as exc:
                 failure = exc.code
+            if fit is not None and fit.scatter > MAX_SCATTER_MAG:
+                failure = "scatter_too_large"
             candidates.append(
                 BandCandidate(
                     survey=survey,
@@ -231,6 +236,14 @@ def calibrate_field(
             code="too_few_matches",
         )
     ranked = rank_candidates(candidates, declared_band=declared_name, min_stars=min_stars)
+    if not any(entry.good for entry in ranked) and any(c.failure == "scatter_too_large" for c in candidates):
+        best = min(c.fit.scatter for c in candidates if c.fit is not None)
+        raise CalibrationFailed(
+            f"The matched stars do not follow one photometric relation (scatter at best {best:.2f} mag, "
+            f"more than {MAX_SCATTER_MAG} allowed): the matches are likely chance coincidences. "
+            "Check the astrometry of the catalogue and the alert's coordinates.",
+            code="poor_calibration",
+        )
     chosen = choose_band(ranked)
     survey, band = chosen.candidate.survey, chosen.candidate.band
     fit = chosen.candidate.fit
