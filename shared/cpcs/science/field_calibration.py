@@ -237,9 +237,9 @@ def calibrate_field(
         )
     ranked = rank_candidates(candidates, declared_band=declared_name, min_stars=min_stars)
     if not any(entry.good for entry in ranked) and any(c.failure == "scatter_too_large" for c in candidates):
-        best = min(c.fit.scatter for c in candidates if c.fit is not None)
+        best_scatter = min(c.fit.scatter for c in candidates if c.fit is not None)
         raise CalibrationFailed(
-            f"The matched stars do not follow one photometric relation (scatter at best {best:.2f} mag, "
+            f"The matched stars do not follow one photometric relation (scatter at best {best_scatter:.2f} mag, "
             f"more than {MAX_SCATTER_MAG} allowed): the matches are likely chance coincidences. "
             "Check the astrometry of the catalogue and the alert's coordinates.",
             code="poor_calibration",

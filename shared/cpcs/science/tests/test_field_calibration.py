@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cpcs.catalogs.model import ReferenceCatalogue
-from cpcs.errors import CalibrationFailed
 from cpcs.catalogs.surveys import definition_for
+from cpcs.errors import CalibrationFailed
 from cpcs.science.bands import standard_band
 from cpcs.science.field_calibration import _is_declared, calibrate_field
 from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field
