@@ -239,8 +239,9 @@ def calibrate_field(
     if not any(entry.good for entry in ranked) and any(c.failure == "scatter_too_large" for c in candidates):
         best_scatter = min(c.fit.scatter for c in candidates if c.fit is not None)
         raise CalibrationFailed(
-            f"The matched stars do not follow one photometric relation (scatter at best {best_scatter:.2f} mag, "
-            f"more than {MAX_SCATTER_MAG} allowed): the matches are likely chance coincidences. "
+            "The matched stars do not follow one photometric relation "
+            f"(scatter at best {best_scatter:.2f} mag, more than {MAX_SCATTER_MAG} allowed): "
+            "the matches are likely chance coincidences. "
             "Check the astrometry of the catalogue and the alert's coordinates.",
             code="poor_calibration",
         )
