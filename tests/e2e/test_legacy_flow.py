@@ -197,3 +197,19 @@ def test_bad_uploads_get_4xx_and_store_nothing(
     assert not any((system.context.settings.uploads_dir).rglob("*")) or not any(
         p.is_file() for p in system.context.settings.uploads_dir.rglob("*")
     )
+
+
+def test_the_same_upload_sent_at_once_makes_one_point(
+    embedded: System, gaia16aye_field: SimulatedField, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    system, field = embedded, gaia16aye_field
+    _new_event(system)
+    system.import_field(field, tmp_path / "refs")
+    data = _catalogue(field)
+    with ThreadPoolExecutor(4) as pool:
+        responses = list(pool.map(lambda _: _upload(system, data, system.observer_token), range(4)))
+    assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+    assert len({r.json()["followup_id"] for r in responses}) == 1
+    assert _counts(system) == (1, 1, 1)

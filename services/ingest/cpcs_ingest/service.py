@@ -7,6 +7,8 @@ import math
 import time
 from dataclasses import dataclass
 
+from sqlalchemy.exc import IntegrityError
+
 from cpcs.context import Context
 from cpcs.db.models import Alert, CalibrationRequest, User
 from cpcs.domain.alerts import find_alert, get_alert
@@ -101,10 +103,17 @@ class IngestService:
             source_summary=_summary(catalogue),
         )
         ttl = dt.timedelta(hours=self.context.settings.dry_run_ttl_hours)
-        with self.context.db.transaction() as session:
-            registered = register_catalogue(
-                session, user=user, alert=alert, facts=facts, params=upload.params, dry_run_ttl=ttl
-            )
+        for attempt in (1, 2):
+            try:
+                with self.context.db.transaction() as session:
+                    registered = register_catalogue(
+                        session, user=user, alert=alert, facts=facts, params=upload.params, dry_run_ttl=ttl
+                    )
+                break
+            except IntegrityError:
+                # The same bytes arrived twice at once: the other request's rows exist now.
+                if attempt == 2:
+                    raise
         self.context.committed()
         return registered
 
