@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cpcs.context import Context
+from cpcs.housekeeping import Housekeeper
 from cpcs.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,14 +33,20 @@ class Assembly:
     context: Context
     app: FastAPI | None = None
     consumers: list[Callable[[], None]] = field(default_factory=list)
+    housekeeping: bool = False
 
     def start_background(self) -> None:
         for subscribe in self.consumers:
             subscribe()
         self.context.bus.start()
         self.context.start_relay()
+        if self.housekeeping:
+            self._housekeeper = Housekeeper(self.context)
+            self._housekeeper.start()
 
     def stop(self) -> None:
+        if self.housekeeping:
+            self._housekeeper.stop()
         self.context.close()
 
 
@@ -64,7 +71,7 @@ def assemble_service(name: str, context: Context) -> Assembly:
     if name == "api":
         from cpcs_api.app import create_app as api_app
 
-        return Assembly(context, app=api_app(context))
+        return Assembly(context, app=api_app(context), housekeeping=True)
     if name == "catalog-cache":
         from cpcs_catalog_cache.app import cone_service
         from cpcs_catalog_cache.app import create_app as cache_app
@@ -109,7 +116,7 @@ def assemble_embedded(context: Context) -> Assembly:
         PrefetchWorker(context, cones).subscribe,
         ReduceWorker(context).subscribe,
     ]
-    return Assembly(context, app=app, consumers=consumers)
+    return Assembly(context, app=app, consumers=consumers, housekeeping=True)
 
 
 def serve(assembly: Assembly, settings: Settings) -> None:

@@ -213,3 +213,20 @@ def test_the_same_upload_sent_at_once_makes_one_point(
     assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
     assert len({r.json()["followup_id"] for r in responses}) == 1
     assert _counts(system) == (1, 1, 1)
+
+
+def test_dry_runs_expire(embedded: System, gaia16aye_field: SimulatedField, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from cpcs.domain.observations import purge_expired_dry_runs
+
+    system, field = embedded, gaia16aye_field
+    _new_event(system)
+    system.import_field(field, tmp_path / "refs")
+    assert _upload(system, _catalogue(field), system.observer_token, dryRun="1").status_code == 200
+    assert _upload(system, _catalogue(field), system.observer_token).status_code == 200
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=system.context.settings.dry_run_ttl_hours + 1)
+    with system.context.db.transaction() as session:
+        assert purge_expired_dry_runs(session) == 0  # not expired yet
+        assert purge_expired_dry_runs(session, later) == 1
+    assert _counts(system)[:2] == (1, 1)  # the stored observation and its point stay

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from cpcs.db.models import (
@@ -143,6 +143,25 @@ def register_catalogue(
         ),
     )
     return Registered(observation.id, request.id, False, observation.status)
+
+
+def purge_expired_dry_runs(session: Session, now: dt.datetime | None = None) -> int:
+    """Delete dry-run observations past their expiry, with their calibrations (dry runs have no point)."""
+    now = now or utcnow()
+    expired = session.scalars(
+        select(Observation.id).where(Observation.dry_run.is_(True), Observation.expires_at < now)
+    ).all()
+    if not expired:
+        return 0
+    session.execute(
+        update(CalibrationRequest)
+        .where(CalibrationRequest.observation_id.in_(expired))
+        .values(calibration_id=None)
+    )
+    for model in (Calibration, CalibrationRequest):
+        session.execute(delete(model).where(model.observation_id.in_(expired)))
+    session.execute(delete(Observation).where(Observation.id.in_(expired)))
+    return len(expired)
 
 
 def get_observation(session: Session, observation_id: int) -> Observation:
