@@ -230,3 +230,28 @@ def test_dry_runs_expire(embedded: System, gaia16aye_field: SimulatedField, tmp_
         assert purge_expired_dry_runs(session) == 0  # not expired yet
         assert purge_expired_dry_runs(session, later) == 1
     assert _counts(system)[:2] == (1, 1)  # the stored observation and its point stay
+
+
+def test_fits_table_and_ldac_uploads(
+    embedded: System, gaia16aye_field: SimulatedField, tmp_path: Path
+) -> None:
+    from cpcs.testing.catalogue_files import to_fits_ldac, to_fits_table
+
+    system, field = embedded, gaia16aye_field
+    _new_event(system)
+    system.import_field(field, tmp_path / "refs")
+    table = to_fits_table(field.ra_deg, field.dec_deg, field.mag, field.magerr)
+    header = {"DATE-OBS": "2016-12-15T19:40:00", "EXPTIME": 120.0, "FILTER": "V"}
+    ldac = to_fits_ldac(field.ra_deg, field.dec_deg, field.mag + 0.001, field.magerr, header)
+    ascii_result = _upload(system, _catalogue(field), system.observer_token).json()
+    table_result = _upload(system, table, system.observer_token, dryRun="1").json()
+    assert abs(table_result["mag"] - ascii_result["mag"]) < 0.005
+    ldac_response = _upload(system, ldac, system.observer_token, MJD="")
+    assert ldac_response.status_code == 200, ldac_response.text
+    observation = system.client.get(
+        ldac_response.json()["image_link"], headers={"Authorization": f"Bearer {system.observer_token}"}
+    ).json()
+    # MJD, exposure and filter came from the LDAC image header (mid-exposure).
+    assert abs(observation["mjd"] - (57737.81944 + 60 / 86400)) < 1e-4
+    assert observation["exptime_s"] == 120.0 and observation["filter_declared"] == "V"
+    assert observation["source_summary"]["format"] == "fits_ldac"

@@ -15,6 +15,7 @@ from cpcs.domain.alerts import find_alert, get_alert
 from cpcs.domain.observations import Registered, UploadFacts, get_request, register_catalogue
 from cpcs.errors import InputError
 from cpcs.formats.source_catalogue import SourceCatalogue, check_near_position, read_source_catalogue
+from cpcs.headers import header_facts
 from cpcs.messages import CalibrationParamsV1
 
 FINAL_STATUSES = ("calibrated", "failed", "error")
@@ -89,6 +90,11 @@ class IngestService:
             aperture_index=upload.params.aperture_index,
         )
         check_near_position(catalogue, alert.ra_deg, alert.dec_deg)
+        # The form wins; an LDAC catalogue's image header fills what the form left out.
+        from_header = header_facts(catalogue.header)
+        mjd = mjd if mjd is not None else check_mjd(from_header.mjd_mid)
+        exptime_s = exptime_s if exptime_s is not None else check_exptime(from_header.exptime_s)
+        filter_declared = upload.filter_declared or from_header.filter_name
         sha256, path = self.context.files.put(upload.data)
         facts = UploadFacts(
             sha256=sha256,
@@ -98,7 +104,7 @@ class IngestService:
             stored_path=self.context.files.relative(path),
             mjd=mjd,
             exptime_s=exptime_s,
-            filter_declared=(upload.filter_declared or None),
+            filter_declared=filter_declared or None,
             comment=upload.comment,
             source_summary=_summary(catalogue),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -27,6 +28,8 @@ from cpcs.formats._raw_table import (
 )
 
 _TableHDU = fits.BinTableHDU | fits.TableHDU
+_AnyHDU = Any  # astropy's HDU classes share no public base class worth naming
+_MAX_HDUS = 64
 _ACCEPTED = "SExtractor ASCII_HEAD text, a FITS binary table or SExtractor FITS_LDAC"
 
 
@@ -53,52 +56,95 @@ def read_fits_catalogue(data: bytes, *, max_rows: int) -> RawTable:
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            hdul = fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=False)
-            hdus = list(hdul)
-        except Exception as exc:
-            raise _corrupt(f"its headers cannot be parsed ({_short(exc)})") from exc
+        hdus = _open_hdus(data)
         header_trouble = any(
             "Error validating header" in str(w.message) or "truncated" in str(w.message) for w in caught
         )
-
-        # (CompImageHDU derives from BinTableHDU in astropy < 7: a tile-compressed image is no table.)
-        tables = [
-            hdu for hdu in hdus if isinstance(hdu, _TableHDU) and not isinstance(hdu, fits.CompImageHDU)
-        ]
-        if not tables:
-            if header_trouble:
-                raise _corrupt("it ends in the middle of a header or holds a damaged header")
-            raise _no_table(hdus)
-
-        ldac_objects = [hdu for hdu in tables if hdu.name == "LDAC_OBJECTS"]
-        others = [hdu for hdu in tables if hdu.name != "LDAC_IMHEAD"]
-        if not ldac_objects and len(others) < len(tables):
-            raise _corrupt(
-                "it is a FITS_LDAC file (it has LDAC_IMHEAD) but its LDAC_OBJECTS table is missing"
-            )
-        chosen = ldac_objects or others[:1]
-        fmt = "fits_ldac" if ldac_objects else "fits_table"
-
-        n_rows = sum(int(hdu.header.get("NAXIS2", 0)) for hdu in chosen)
-        if n_rows > max_rows:
-            raise InputError(
-                f"The FITS table has {n_rows} rows; at most {max_rows} are accepted. Keep only the useful "
-                "stars (e.g. raise SExtractor's DETECT_THRESH or cut faint sources) and upload again.",
-                code="too_many_rows",
-            )
-        for hdu in chosen:
-            _check_complete(hdu, len(data))
         try:
-            datas = [hdu.data for hdu in chosen]
+            return _read_tables(data, hdus, header_trouble=header_trouble, max_rows=max_rows)
+        except InputError:
+            raise
         except Exception as exc:
-            raise _corrupt(f"its table data cannot be read ({_short(exc)})") from exc
+            # astropy parses header values lazily: a damaged card surfaces here, not in fits.open.
+            raise _corrupt(f"a header or table cannot be parsed ({_short(exc)})") from exc
 
-        header: dict[str, str] = {}
-        if ldac_objects:
-            imhead = next((hdu for hdu in tables if hdu.name == "LDAC_IMHEAD"), None)
-            if imhead is not None:
-                header = _ldac_header(imhead)
+
+def _open_hdus(data: bytes) -> list[_AnyHDU]:
+    """Read the headers one by one, refusing sizes that would make astropy loop or over-allocate.
+
+    astropy trusts NAXISn/PCOUNT to find the next header; a negative or absurd value (a damaged
+    file) could make it read the same headers again forever. HDUs are therefore loaded lazily and
+    their header offsets must strictly increase.
+    """
+    try:
+        hdul = fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=True)
+        hdus: list[_AnyHDU] = []
+        last_offset = -1
+        for hdu in hdul:
+            offset = int(hdu.fileinfo()["hdrLoc"])
+            if offset <= last_offset or offset >= len(data):
+                raise _corrupt("its header sizes are inconsistent")
+            last_offset = offset
+            _check_sizes(hdu)
+            hdus.append(hdu)
+            if len(hdus) > _MAX_HDUS:
+                raise _corrupt(f"it has more than {_MAX_HDUS} extensions")
+    except InputError:
+        raise
+    except Exception as exc:
+        raise _corrupt(f"its headers cannot be parsed ({_short(exc)})") from exc
+    return hdus
+
+
+def _check_sizes(hdu: _AnyHDU) -> None:
+    """Raise ``corrupt_fits`` unless the size keywords are sane non-negative integers."""
+    header = hdu.header
+    for keyword in (
+        "NAXIS",
+        *(f"NAXIS{i}" for i in range(1, 1 + int(header.get("NAXIS", 0)))),
+        "PCOUNT",
+        "GCOUNT",
+    ):
+        value = header.get(keyword, 0 if keyword != "GCOUNT" else 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _corrupt(f"its header keyword {keyword} = {value!r} is not a non-negative integer")
+
+
+def _read_tables(data: bytes, hdus: list[_AnyHDU], *, header_trouble: bool, max_rows: int) -> RawTable:
+    # (CompImageHDU derives from BinTableHDU in astropy < 7: a tile-compressed image is no table.)
+    tables = [hdu for hdu in hdus if isinstance(hdu, _TableHDU) and not isinstance(hdu, fits.CompImageHDU)]
+    if not tables:
+        if header_trouble:
+            raise _corrupt("it ends in the middle of a header or holds a damaged header")
+        raise _no_table(hdus)
+
+    ldac_objects = [hdu for hdu in tables if hdu.name == "LDAC_OBJECTS"]
+    others = [hdu for hdu in tables if hdu.name != "LDAC_IMHEAD"]
+    if not ldac_objects and len(others) < len(tables):
+        raise _corrupt("it is a FITS_LDAC file (it has LDAC_IMHEAD) but its LDAC_OBJECTS table is missing")
+    chosen = ldac_objects or others[:1]
+    fmt = "fits_ldac" if ldac_objects else "fits_table"
+
+    n_rows = sum(int(hdu.header.get("NAXIS2", 0)) for hdu in chosen)
+    if n_rows > max_rows:
+        raise InputError(
+            f"The FITS table has {n_rows} rows; at most {max_rows} are accepted. Keep only the useful "
+            "stars (e.g. raise SExtractor's DETECT_THRESH or cut faint sources) and upload again.",
+            code="too_many_rows",
+        )
+    for hdu in chosen:
+        _check_complete(hdu, len(data))
+    try:
+        datas = [hdu.data for hdu in chosen]
+    except Exception as exc:
+        raise _corrupt(f"its table data cannot be read ({_short(exc)})") from exc
+
+    header: dict[str, str] = {}
+    if ldac_objects:
+        imhead = next((hdu for hdu in tables if hdu.name == "LDAC_IMHEAD"), None)
+        if imhead is not None:
+            _check_complete(imhead, len(data))
+            header = _ldac_header(imhead)
 
     columns = _columns(chosen, datas)
 

@@ -191,9 +191,9 @@ def check_near_position(
     """Check that the catalogue covers the target position.
 
     The target passes if it lies within ``margin_arcmin`` of at least one catalogued star and
-    inside the smallest-known cone around the stars (centred on their mean direction, radius the
-    farthest star) widened by the margin. The first condition implies the second; the second is
-    kept explicit as the footprint definition.
+    inside the cone that holds all the stars (centred on their mean direction, radius reaching the
+    farthest star) widened by the margin. The first condition implies the second (triangle
+    inequality); the cone is kept explicit as the definition of the footprint.
 
     Parameters
     ----------
