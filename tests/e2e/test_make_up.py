@@ -31,7 +31,12 @@ def test_manual_curl_flow_against_make_up(tmp_path: Path, gaia16aye_field: Simul
     log = tmp_path / "make-up.log"
     with log.open("w") as out:
         server = subprocess.Popen(
-            ["make", "-s", "up"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            ["make", "-s", "up"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     host = f"http://127.0.0.1:{port}"
     try:

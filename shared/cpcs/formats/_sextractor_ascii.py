@@ -130,6 +130,15 @@ def read_sextractor_ascii(text: str, *, max_rows: int) -> RawTable:
         else [split_lines[n - start - 1] for n in body_lines]
     )
 
+    # Cut trailing "# comments" off rows (rare, so look for them line by line only where present).
+    commented = [i for i, n in enumerate(body_lines) if "#" in lines[n - 1]]
+    if commented:
+        rows = list(rows)
+        for i in commented:
+            cut = next(k for k, token in enumerate(rows[i]) if "#" in token)
+            head = rows[i][cut].split("#", 1)[0]
+            rows[i] = rows[i][:cut] + ([head] if head else [])
+
     # A leading line of names without "#" is a header, not a row.
     names_row: tuple[int, list[str]] | None = None
     if rows and len(rows[0]) >= 2 and all(_is_name(t) for t in rows[0]):
@@ -164,17 +173,6 @@ def read_sextractor_ascii(text: str, *, max_rows: int) -> RawTable:
             "or tabs, as SExtractor's ASCII_HEAD output does, or upload a FITS table.",
             code="unreadable_catalogue",
         )
-    # Rows with an unusual count may end in a "# comment": cut it and count again.
-    odd = np.flatnonzero(counts != n_values)
-    if odd.size:
-        rows = list(rows)
-        for i in odd.tolist():
-            cut = next((k for k, token in enumerate(rows[i]) if "#" in token), None)
-            if cut is not None:
-                head = rows[i][cut].split("#", 1)[0]
-                rows[i] = rows[i][:cut] + ([head] if head else [])
-                counts[i] = len(rows[i])
-
     if numbered:
         specs = _numbered_specs(numbered, n_values, body_lines[int(np.argmax(counts == n_values))])
     else:

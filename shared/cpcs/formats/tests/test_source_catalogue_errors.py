@@ -140,6 +140,18 @@ def test_truncated_fits(name: str, keep: int) -> None:
     assert_mentions(error.message, "damaged", "re-upload the complete file")
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("value", [b"-1", b"- 1", b"1.5", b"T"])
+def test_fits_with_nonsense_size_keyword(value: bytes) -> None:
+    # A negative NAXIS2 once made astropy re-read the same headers forever, eating all memory.
+    data = bytearray((DATA / "ldac.fits").read_bytes())
+    card = data.index(b"NAXIS2  =", 2880)  # in the LDAC_IMHEAD header
+    data[card + 10 : card + 30] = value.rjust(20)
+    error = error_for(bytes(data))
+    assert error.code == "corrupt_fits", error.message
+    assert_mentions(error.message, "damaged", "re-upload")
+
+
 def test_fits_without_any_extension() -> None:
     buffer = io.BytesIO()
     fits.PrimaryHDU().writeto(buffer)

@@ -208,6 +208,14 @@ def test_comments_blank_lines_and_trailing_comments_in_the_body() -> None:
     assert cat.n_rejected == 0
 
 
+def test_every_row_with_a_trailing_comment() -> None:
+    rows = [f"{row} # star {i}" for i, row in enumerate(GOOD_ROWS)]
+    rows[2] = rows[2].replace(" # ", "#")  # glued to the last value
+    cat = read_source_catalogue(legacy_text(rows))
+    assert_stars(cat)
+    assert cat.n_rejected == 0
+
+
 def test_unusable_values_are_dropped_not_fatal() -> None:
     rows = [
         *GOOD_ROWS,
