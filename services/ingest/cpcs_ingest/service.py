@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from cpcs.errors import InputError
 from cpcs.formats.source_catalogue import SourceCatalogue, check_near_position, read_source_catalogue
 from cpcs.headers import header_facts
 from cpcs.messages import CalibrationParamsV1
+
+log = logging.getLogger(__name__)
 
 FINAL_STATUSES = ("calibrated", "failed", "error")
 JD_OFFSET = 2400000.5
@@ -121,6 +124,14 @@ class IngestService:
                 if attempt == 2:
                     raise
         self.context.committed()
+        log.info(
+            "accepted %s catalogue of %d sources for %s%s",
+            catalogue.format,
+            len(catalogue.mag),
+            alert.name,
+            " (seen before)" if registered.duplicate else "",
+            extra={"observation_id": registered.observation_id},
+        )
         return registered
 
     def wait_for(self, request_id: int, timeout_s: float) -> CalibrationRequest:
