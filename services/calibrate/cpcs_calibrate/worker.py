@@ -285,12 +285,15 @@ class CalibrateWorker:
                 observation = session.get(Observation, message.observation_id)
                 if request is None or observation is None or request.status in FINAL:
                     return
-                reason = f"{type(error).__name__}: {error}"[:1000]
+                if isinstance(error, CpcsError):  # a dependency stayed away (e.g. the catalogue source)
+                    code, reason = error.code, error.message[:1000]
+                else:
+                    code, reason = "internal_error", f"{type(error).__name__}: {error}"[:1000]
                 request.status = "error"
-                request.error_code, request.error_message = "internal_error", reason
+                request.error_code, request.error_message = code, reason
                 if observation.status != "calibrated":
                     observation.status = "error"
-                    observation.error_code, observation.error_message = "internal_error", reason
+                    observation.error_code, observation.error_message = code, reason
         except Exception:
             log.exception("could not record the error state")
 

@@ -135,8 +135,8 @@ def router() -> APIRouter:
             return error_response(
                 503,
                 final.error_code or "calibration_error",
-                "An internal error stopped this calibration; it is kept and an admin can replay it. "
-                f"Status: {status_url}",
+                f"The calibration could not be completed ({final.error_message}); the upload is kept "
+                f"and will be retried by an admin. Status: {status_url}",
                 {"Retry-After": "60"},
             )
         return JSONResponse(
