@@ -16,13 +16,16 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.fields import DEC_DEG, RA_DEG, bench_field, catalogue_bytes, write_references
+from cpcs.catalogs.model import ReferenceCatalogue
+from cpcs.science.field_calibration import FieldCalibration, calibrate_field
+from cpcs.testing.processes import RunningSystem
 
 RESULTS = Path(__file__).with_name("results")
 
@@ -51,7 +54,6 @@ def bench_calibration(repeats: int) -> dict[str, Any]:
     from cpcs.catalogs.importer import import_catalogue_file
     from cpcs.catalogs.tiles import TileStore
     from cpcs.formats.source_catalogue import read_source_catalogue
-    from cpcs.science.field_calibration import calibrate_field
 
     field = bench_field()
     data = catalogue_bytes(field)
@@ -63,7 +65,7 @@ def bench_calibration(repeats: int) -> dict[str, Any]:
         catalogue = read_source_catalogue(data)
         references = cones.get_cone(RA_DEG, DEC_DEG, 0.22)  # warm the cache
 
-        def fit(refs: object = references) -> object:
+        def fit(refs: Mapping[str, ReferenceCatalogue] = references) -> FieldCalibration:
             return calibrate_field(
                 catalogue.ra_deg,
                 catalogue.dec_deg,
@@ -71,10 +73,10 @@ def bench_calibration(repeats: int) -> dict[str, Any]:
                 catalogue.magerr,
                 target_ra_deg=RA_DEG,
                 target_dec_deg=DEC_DEG,
-                references=refs,  # type: ignore[arg-type]
+                references=refs,
             )
 
-        def whole() -> object:
+        def whole() -> FieldCalibration:
             read_source_catalogue(data)
             return fit(cones.get_cone(RA_DEG, DEC_DEG, 0.22))
 
@@ -91,11 +93,17 @@ def bench_calibration(repeats: int) -> dict[str, Any]:
         "cone": _summary(cone),
         "match_fit_choose_target": _summary(fits),
         "total": _summary(total),
-        "chosen": f"{result.survey}/{result.band}",  # type: ignore[attr-defined]
+        "chosen": f"{result.survey}/{result.band}",
     }
 
 
-def _legacy_uploads(url: str, token: str, field: Any, repeats: int) -> list[float]:
+def _legacy_uploads(system: RunningSystem, token: str, field: Any, repeats: int) -> list[float]:
+    """Create the alert, then time ``repeats`` uploads of new bytes (after one to warm up)."""
+    httpx.post(
+        f"{system.api_url}/followup/newevent",
+        data={"ivorn": "ivo://Gaia16aye", "ra": RA_DEG, "dec": DEC_DEG, "hashtag": token},
+    ).raise_for_status()
+    url = system.ingest_url
     times = []
     with httpx.Client(timeout=120) as client:
         for variant in range(1, repeats + 2):
@@ -142,11 +150,7 @@ def bench_embedded(repeats: int) -> dict[str, Any]:
         run_cli(["db", "upgrade"], env)
         token = _prepare(lambda *a: run_cli(list(a), env), field, Path(folder))
         with embedded_process(data_dir, extra_env={"CPCS_LOG_LEVEL": "WARNING"}) as system:
-            httpx.post(
-                f"{system.api_url}/followup/newevent",
-                data={"ivorn": "ivo://Gaia16aye", "ra": RA_DEG, "dec": DEC_DEG, "hashtag": token},
-            ).raise_for_status()
-            times = _legacy_uploads(system.ingest_url, token, field, repeats)
+            times = _legacy_uploads(system, token, field, repeats)
     return {"legacy_upload": _summary(times)}
 
 
@@ -162,11 +166,7 @@ def bench_distributed(repeats: int) -> dict[str, Any]:
         distributed_processes(Path(folder) / "data", database_url, broker_url) as system,
     ):
         token = _prepare(system.cli, field, Path(folder))
-        httpx.post(
-            f"{system.api_url}/followup/newevent",
-            data={"ivorn": "ivo://Gaia16aye", "ra": RA_DEG, "dec": DEC_DEG, "hashtag": token},
-        ).raise_for_status()
-        times = _legacy_uploads(system.ingest_url, token, field, repeats)
+        times = _legacy_uploads(system, token, field, repeats)
     return {"legacy_upload": _summary(times)}
 
 

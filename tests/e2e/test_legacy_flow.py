@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from cpcs.db.models import Observation, Point, Upload
@@ -42,6 +43,14 @@ def _counts(system: System) -> tuple[int, int, int]:
         )
 
 
+@pytest.fixture
+def with_field(embedded: System, gaia16aye_field: SimulatedField, tmp_path: Path) -> System:
+    """The embedded system with the alert created and the field's reference stars imported."""
+    _new_event(embedded)
+    embedded.import_field(gaia16aye_field, tmp_path / "refs")
+    return embedded
+
+
 def _new_event(system: System) -> None:
     response = system.client.post(
         "/followup/newevent",
@@ -55,10 +64,8 @@ def _new_event(system: System) -> None:
     assert response.status_code == 201, response.text
 
 
-def test_manual_flow(embedded: System, gaia16aye_field: SimulatedField, tmp_path: Path) -> None:
-    system, field = embedded, gaia16aye_field
-    _new_event(system)
-    system.import_field(field, tmp_path / "refs")
+def test_manual_flow(with_field: System, gaia16aye_field: SimulatedField) -> None:
+    system, field = with_field, gaia16aye_field
 
     response = _upload(system, _catalogue(field), system.observer_token)
     assert response.status_code == 200, response.text
@@ -129,12 +136,8 @@ def test_manual_flow(embedded: System, gaia16aye_field: SimulatedField, tmp_path
     assert lc.json()["id"] == []
 
 
-def test_forced_filter_and_match_radius(
-    embedded: System, gaia16aye_field: SimulatedField, tmp_path: Path
-) -> None:
-    system, field = embedded, gaia16aye_field
-    _new_event(system)
-    system.import_field(field, tmp_path / "refs")
+def test_forced_filter_and_match_radius(with_field: System, gaia16aye_field: SimulatedField) -> None:
+    system, field = with_field, gaia16aye_field
     response = _upload(
         system, _catalogue(field), system.observer_token, forceFilter="GaiaSP/V", matchDist="4"
     )
@@ -165,12 +168,8 @@ def test_upper_limit_when_target_not_detected(embedded: System, tmp_path: Path) 
     assert lc.json()["magerr"] == [-1.0]
 
 
-def test_bad_uploads_get_4xx_and_store_nothing(
-    embedded: System, gaia16aye_field: SimulatedField, tmp_path: Path
-) -> None:
-    system, field = embedded, gaia16aye_field
-    _new_event(system)
-    system.import_field(field, tmp_path / "refs")
+def test_bad_uploads_get_4xx_and_store_nothing(with_field: System, gaia16aye_field: SimulatedField) -> None:
+    system, field = with_field, gaia16aye_field
     good = _catalogue(field)
     far = simulate_field(3, ra_deg=10.0, dec_deg=-40.0)
     cases = {
@@ -200,13 +199,11 @@ def test_bad_uploads_get_4xx_and_store_nothing(
 
 
 def test_the_same_upload_sent_at_once_makes_one_point(
-    embedded: System, gaia16aye_field: SimulatedField, tmp_path: Path
+    with_field: System, gaia16aye_field: SimulatedField
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    system, field = embedded, gaia16aye_field
-    _new_event(system)
-    system.import_field(field, tmp_path / "refs")
+    system, field = with_field, gaia16aye_field
     data = _catalogue(field)
     with ThreadPoolExecutor(4) as pool:
         responses = list(pool.map(lambda _: _upload(system, data, system.observer_token), range(4)))
@@ -215,14 +212,12 @@ def test_the_same_upload_sent_at_once_makes_one_point(
     assert _counts(system) == (1, 1, 1)
 
 
-def test_dry_runs_expire(embedded: System, gaia16aye_field: SimulatedField, tmp_path: Path) -> None:
+def test_dry_runs_expire(with_field: System, gaia16aye_field: SimulatedField) -> None:
     import datetime as dt
 
     from cpcs.domain.observations import purge_expired_dry_runs
 
-    system, field = embedded, gaia16aye_field
-    _new_event(system)
-    system.import_field(field, tmp_path / "refs")
+    system, field = with_field, gaia16aye_field
     assert _upload(system, _catalogue(field), system.observer_token, dryRun="1").status_code == 200
     assert _upload(system, _catalogue(field), system.observer_token).status_code == 200
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=system.context.settings.dry_run_ttl_hours + 1)
@@ -232,14 +227,10 @@ def test_dry_runs_expire(embedded: System, gaia16aye_field: SimulatedField, tmp_
     assert _counts(system)[:2] == (1, 1)  # the stored observation and its point stay
 
 
-def test_fits_table_and_ldac_uploads(
-    embedded: System, gaia16aye_field: SimulatedField, tmp_path: Path
-) -> None:
+def test_fits_table_and_ldac_uploads(with_field: System, gaia16aye_field: SimulatedField) -> None:
     from cpcs.testing.catalogue_files import to_fits_ldac, to_fits_table
 
-    system, field = embedded, gaia16aye_field
-    _new_event(system)
-    system.import_field(field, tmp_path / "refs")
+    system, field = with_field, gaia16aye_field
     table = to_fits_table(field.ra_deg, field.dec_deg, field.mag, field.magerr)
     header = {"DATE-OBS": "2016-12-15T19:40:00", "EXPTIME": 120.0, "FILTER": "V"}
     ldac = to_fits_ldac(field.ra_deg, field.dec_deg, field.mag + 0.001, field.magerr, header)
