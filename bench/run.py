@@ -186,7 +186,10 @@ def main() -> None:
         report[name] = runners[name](repeats)
         print(name, json.dumps(report[name], indent=1))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    latest = RESULTS / "latest.json"
+    recorded = json.loads(latest.read_text()) if latest.exists() else {}
+    recorded.update(report)  # a partial run (--only) keeps the other benchmarks' last figures
+    latest.write_text(json.dumps(recorded, indent=2) + "\n")
 
 
 if __name__ == "__main__":
