@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     catalog_timeout_s: float = 10.0
 
     legacy_wait_s: float = Field(default=120.0, description="How long cgi/upload waits for the result.")
-    max_upload_bytes: int = 50 * 1024 * 1024
+    max_upload_bytes: int = 400 * 1024 * 1024
+    max_image_pixels: int = 10_000 * 10_000
     dry_run_ttl_hours: float = 24.0
     max_delivery_attempts: int = 5
     retry_base_s: float = 0.5

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """An upload copied to the store's staging area, not yet kept."""
+
+    sha256: str
+    size_bytes: int
+    path: Path
 
 
 class FileStore:
@@ -35,8 +49,57 @@ class FileStore:
                 raise
         return sha256, path
 
+    def stage(self, source: BinaryIO, *, max_bytes: int) -> StagedFile:
+        """Copy a stream into staging in chunks, hashing it on the way; never holds it whole in memory.
+
+        Raises ``OverflowError`` (and keeps nothing) past ``max_bytes``.
+        """
+        staging = self.root / ".staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp = tempfile.mkstemp(dir=staging, prefix="upload-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                while chunk := source.read(CHUNK_BYTES):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise OverflowError(f"more than {max_bytes} bytes")
+                    digest.update(chunk)
+                    handle.write(chunk)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return StagedFile(digest.hexdigest(), size, Path(tmp))
+
+    def keep(self, staged: StagedFile) -> Path:
+        """Move a staged file to its content address (dropping it if identical bytes are stored)."""
+        path = self.path_for(staged.sha256)
+        if path.exists():
+            staged.path.unlink(missing_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged.path, path)
+        return path
+
+    @staticmethod
+    def discard(staged: StagedFile) -> None:
+        staged.path.unlink(missing_ok=True)
+
     def get(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()
+
+    def product_path(self, observation_id: int, name: str) -> Path:
+        """Where a derived product of an observation lives (``products/<id>/<name>``)."""
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise ValueError("a product name is a plain file name")
+        folder = self.root.parent / "products" / str(int(observation_id))
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
+
+    def copy_to(self, sha256: str, target: BinaryIO) -> None:
+        with self.path_for(sha256).open("rb") as handle:
+            shutil.copyfileobj(handle, target, CHUNK_BYTES)
 
     def relative(self, path: Path) -> str:
         return str(Path(path).relative_to(self.root))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import httpx
@@ -13,7 +13,9 @@ from cpcs.errors import CalibrationFailed, ServiceUnavailable
 
 
 class ReferenceSource(Protocol):
-    def cone(self, ra_deg: float, dec_deg: float, radius_deg: float) -> Mapping[str, ReferenceCatalogue]: ...
+    def cone(
+        self, ra_deg: float, dec_deg: float, radius_deg: float, surveys: Sequence[str] | None = None
+    ) -> Mapping[str, ReferenceCatalogue]: ...
 
 
 class LocalReferences:
@@ -22,8 +24,10 @@ class LocalReferences:
     def __init__(self, cones: ConeService):
         self.cones = cones
 
-    def cone(self, ra_deg: float, dec_deg: float, radius_deg: float) -> Mapping[str, ReferenceCatalogue]:
-        return self.cones.get_cone(ra_deg, dec_deg, radius_deg)
+    def cone(
+        self, ra_deg: float, dec_deg: float, radius_deg: float, surveys: Sequence[str] | None = None
+    ) -> Mapping[str, ReferenceCatalogue]:
+        return self.cones.get_cone(ra_deg, dec_deg, radius_deg, surveys=surveys)
 
 
 class HttpReferences:
@@ -32,11 +36,14 @@ class HttpReferences:
     def __init__(self, base_url: str, *, timeout_s: float = 30.0):
         self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
 
-    def cone(self, ra_deg: float, dec_deg: float, radius_deg: float) -> Mapping[str, ReferenceCatalogue]:
+    def cone(
+        self, ra_deg: float, dec_deg: float, radius_deg: float, surveys: Sequence[str] | None = None
+    ) -> Mapping[str, ReferenceCatalogue]:
+        params: dict[str, object] = {"ra_deg": ra_deg, "dec_deg": dec_deg, "radius_deg": radius_deg}
+        if surveys:
+            params["survey"] = list(surveys)
         try:
-            response = self.client.get(
-                "/api/v1/cone", params={"ra_deg": ra_deg, "dec_deg": dec_deg, "radius_deg": radius_deg}
-            )
+            response = self.client.get("/api/v1/cone", params=params)  # type: ignore[arg-type]
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(
                 f"catalog-cache unreachable: {exc}", code="catalog_cache_unreachable"

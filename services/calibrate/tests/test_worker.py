@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from cpcs.testing.catalogue_simulator import simulate_field, to_sextractor_ascii
 from cpcs.testing.reference_files import write_reference_tables
 from cpcs_calibrate.references import LocalReferences
 from cpcs_calibrate.worker import QUEUE, CalibrateWorker
-from cpcs_ingest.service import CatalogueUpload, IngestService
+from cpcs_ingest.service import IngestService, Upload
 
 RA, DEC = 150.1, 2.2
 
@@ -37,10 +38,12 @@ class BrokenReferences:
         self.working = working
         self.fixed = False
 
-    def cone(self, ra_deg: float, dec_deg: float, radius_deg: float) -> Mapping[str, ReferenceCatalogue]:
+    def cone(
+        self, ra_deg: float, dec_deg: float, radius_deg: float, surveys: Sequence[str] | None = None
+    ) -> Mapping[str, ReferenceCatalogue]:
         if not self.fixed:
             raise RuntimeError("bug in the reference lookup")
-        return self.working.cone(ra_deg, dec_deg, radius_deg)
+        return self.working.cone(ra_deg, dec_deg, radius_deg, surveys)
 
 
 @pytest.fixture
@@ -66,8 +69,8 @@ def _accept(context: Context, tmp_path: Path) -> tuple[LocalReferences, Envelope
         user = authenticate(session, token)
         get_alert(session, 1)
     data = to_sextractor_ascii(field.ra_deg, field.dec_deg, field.mag, field.magerr).encode()
-    upload = CatalogueUpload("ivo://T1", data, "a.cat", 60000.1, 30.0, None, None, CalibrationParamsV1())
-    IngestService(context).accept_catalogue(user, upload)
+    upload = Upload("ivo://T1", io.BytesIO(data), "a.cat", 60000.1, 30.0, None, None, CalibrationParamsV1())
+    IngestService(context).accept(user, upload)
     with context.db.transaction() as session:
         row = session.scalars(
             select(OutboxMessage).where(OutboxMessage.routing_key == "catalogue.received")

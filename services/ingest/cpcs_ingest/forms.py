@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-from fastapi import UploadFile
-
 from cpcs.errors import InputError
 
 TRUE_WORDS = {"1", "true", "yes", "on", "y", "t"}
@@ -49,15 +47,3 @@ def parse_force_filter(value: str | None) -> str | None:
             code="invalid_force_filter",
         )
     return f"{survey.strip()}/{band.strip()}"
-
-
-def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
-    """The uploaded file's bytes, refusing files over the limit without reading them whole."""
-    data = upload.file.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise InputError(
-            f"The file is larger than the {max_bytes} byte limit.", code="file_too_large", http_status=413
-        )
-    if not data:
-        raise InputError("The uploaded file is empty.", code="empty_file")
-    return data

@@ -17,8 +17,8 @@ from cpcs.domain.observations import get_observation
 from cpcs.errors import InputError
 from cpcs.messages import CalibrationParamsV1
 from cpcs.web import ERROR_RESPONSES, ContextDep, error_response
-from cpcs_ingest.forms import parse_flag, parse_force_filter, parse_optional_float, read_upload
-from cpcs_ingest.service import CatalogueUpload, IngestService
+from cpcs_ingest.forms import parse_flag, parse_force_filter, parse_optional_float
+from cpcs_ingest.service import IngestService, Upload
 
 
 def legacy_result(context: Context, request: CalibrationRequest, base_url: str) -> dict[str, Any]:
@@ -82,7 +82,12 @@ def router() -> APIRouter:
         request: Request,
         context: ContextDep,
         EventID: Annotated[str, Form(description="The alert, e.g. ivo://Gaia16aye")],
-        sexCat: Annotated[UploadFile, File(description="SExtractor ASCII_HEAD, FITS or FITS-LDAC catalogue")],
+        sexCat: Annotated[
+            UploadFile | None, File(description="SExtractor ASCII_HEAD, FITS or FITS-LDAC catalogue")
+        ] = None,
+        fitsFile: Annotated[
+            UploadFile | None, File(description="A calibrated CCD image (FITS, .fits.gz, .fz)")
+        ] = None,
         hashtag: Annotated[str | None, Form()] = None,
         MJD: Annotated[str | None, Form(description="Mid-exposure MJD")] = None,
         expTime: Annotated[str | None, Form(description="Exposure time, s")] = None,
@@ -107,14 +112,21 @@ def router() -> APIRouter:
             force_filter=parse_force_filter(forceFilter),
             dry_run=parse_flag(dryRun),
         )
-        data = read_upload(sexCat, context.settings.max_upload_bytes)
+        if (sexCat is None) == (fitsFile is None):
+            raise InputError(
+                "Send exactly one file: sexCat (a source catalogue) or fitsFile (an image).",
+                code="missing_file" if sexCat is None else "two_files",
+            )
+        upload_file = sexCat if sexCat is not None else fitsFile
+        assert upload_file is not None
         service = IngestService(context)
-        registered = service.accept_catalogue(
+        registered = service.accept(
             user,
-            CatalogueUpload(
+            Upload(
                 alert=EventID,
-                data=data,
-                filename=sexCat.filename,
+                stream=upload_file.file,
+                filename=upload_file.filename,
+                kind="catalogue" if sexCat is not None else "image",
                 mjd=parse_optional_float(MJD, "MJD"),
                 exptime_s=parse_optional_float(expTime, "expTime"),
                 filter_declared=None,

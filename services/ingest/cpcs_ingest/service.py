@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import BinaryIO
 
+from astropy.io import fits
 from sqlalchemy.exc import IntegrityError
 
 from cpcs.context import Context
 from cpcs.db.models import Alert, CalibrationRequest, User
 from cpcs.domain.alerts import find_alert, get_alert
-from cpcs.domain.observations import Registered, UploadFacts, get_request, register_catalogue
+from cpcs.domain.observations import Registered, UploadFacts, get_request, register_upload
 from cpcs.errors import InputError
+from cpcs.formats.fits_image import FitsImageFacts, inspect_fits_image, looks_like_fits
 from cpcs.formats.source_catalogue import SourceCatalogue, check_near_position, read_source_catalogue
-from cpcs.headers import header_facts
 from cpcs.messages import CalibrationParamsV1
+from cpcs.science.imaging.header import standardise_header
+from cpcs.storage import StagedFile
+from cpcs_ingest.footprint import check_image_covers
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +32,18 @@ JD_OFFSET = 2400000.5
 
 
 @dataclass(frozen=True)
-class CatalogueUpload:
-    """The form fields of a catalogue upload, from either interface."""
+class Upload:
+    """The form fields of an upload (catalogue or image), from either interface."""
 
     alert: str
-    data: bytes
+    stream: BinaryIO
     filename: str | None
     mjd: float | None
     exptime_s: float | None
     filter_declared: str | None
     comment: str | None
     params: CalibrationParamsV1
+    kind: str | None = None  # "catalogue" or "image"; None = decide from the content
 
 
 def check_mjd(mjd: float | None) -> float | None:
@@ -75,48 +82,138 @@ class IngestService:
     def __init__(self, context: Context):
         self.context = context
 
-    def accept_catalogue(self, user: User, upload: CatalogueUpload) -> Registered:
-        """Validate and store a catalogue upload; raises a 4xx ``CpcsError`` and stores nothing if bad."""
-        if len(upload.data) > self.context.settings.max_upload_bytes:
-            raise InputError(
-                f"The file is larger than the {self.context.settings.max_upload_bytes} byte limit.",
-                code="file_too_large",
-                http_status=413,
-            )
+    def accept(self, user: User, upload: Upload) -> Registered:
+        """Validate and store an upload; raises a 4xx ``CpcsError`` and keeps nothing if it is bad."""
         mjd = check_mjd(upload.mjd)
         exptime_s = check_exptime(upload.exptime_s)
         alert = resolve_alert(self.context, upload.alert)
+        settings = self.context.settings
+        try:
+            staged = self.context.files.stage(upload.stream, max_bytes=settings.max_upload_bytes)
+        except OverflowError:
+            raise InputError(
+                f"The file is larger than the {settings.max_upload_bytes} byte limit.",
+                code="file_too_large",
+                http_status=413,
+            ) from None
+        try:
+            if staged.size_bytes == 0:
+                raise InputError("The uploaded file is empty.", code="empty_file")
+            facts = self._check(staged, upload, alert, mjd, exptime_s)
+            stored = self.context.files.keep(staged)
+        except BaseException:
+            self.context.files.discard(staged)
+            raise
+        facts = dataclasses.replace(facts, stored_path=self.context.files.relative(stored))
+        registered = self._register(user, alert, facts, upload.params)
+        log.info(
+            "accepted %s (%s) for %s%s",
+            facts.kind,
+            facts.source_summary.get("format"),
+            alert.name,
+            " (seen before)" if registered.duplicate else "",
+            extra={"observation_id": registered.observation_id},
+        )
+        return registered
+
+    def _check(
+        self, staged: StagedFile, upload: Upload, alert: Alert, mjd: float | None, exptime_s: float | None
+    ) -> UploadFacts:
+        with staged.path.open("rb") as handle:
+            head = handle.read(512)
+        kind = upload.kind
+        image: FitsImageFacts | None = None
+        if kind != "catalogue" and looks_like_fits(head):
+            try:
+                image = inspect_fits_image(staged.path, max_pixels=self.context.settings.max_image_pixels)
+                kind = "image"
+            except InputError as error:
+                if error.code != "no_image_in_fits" or kind == "image":
+                    raise
+                kind = "catalogue"
+        elif kind == "image":
+            inspect_fits_image(staged.path, max_pixels=self.context.settings.max_image_pixels)
+        if image is not None:
+            return self._image_facts(staged, upload, alert, image, mjd, exptime_s)
+        return self._catalogue_facts(staged, upload, alert, mjd, exptime_s)
+
+    def _catalogue_facts(
+        self, staged: StagedFile, upload: Upload, alert: Alert, mjd: float | None, exptime_s: float | None
+    ) -> UploadFacts:
         catalogue = read_source_catalogue(
-            upload.data,
+            staged.path.read_bytes(),
             filename=upload.filename,
             magnitude_column=upload.params.magnitude_column,
             aperture_index=upload.params.aperture_index,
         )
         check_near_position(catalogue, alert.ra_deg, alert.dec_deg)
         # The form wins; an LDAC catalogue's image header fills what the form left out.
-        from_header = header_facts(catalogue.header)
-        mjd = mjd if mjd is not None else check_mjd(from_header.mjd_mid)
-        exptime_s = exptime_s if exptime_s is not None else check_exptime(from_header.exptime_s)
-        filter_declared = upload.filter_declared or from_header.filter_name
-        sha256, path = self.context.files.put(upload.data)
-        facts = UploadFacts(
-            sha256=sha256,
-            size_bytes=len(upload.data),
+        from_header = standardise_header(fits.Header(list(catalogue.header.items())))
+        return UploadFacts(
+            sha256=staged.sha256,
+            size_bytes=staged.size_bytes,
             kind="catalogue",
             filename=_safe_filename(upload.filename),
-            stored_path=self.context.files.relative(path),
-            mjd=mjd,
-            exptime_s=exptime_s,
-            filter_declared=filter_declared or None,
+            stored_path="",
+            mjd=mjd if mjd is not None else check_mjd(from_header.mjd_mid),
+            exptime_s=exptime_s if exptime_s is not None else check_exptime(from_header.exptime_s),
+            filter_declared=upload.filter_declared or from_header.filter_name or None,
             comment=upload.comment,
             source_summary=_summary(catalogue),
         )
+
+    def _image_facts(
+        self,
+        staged: StagedFile,
+        upload: Upload,
+        alert: Alert,
+        image: FitsImageFacts,
+        mjd: float | None,
+        exptime_s: float | None,
+    ) -> UploadFacts:
+        header = standardise_header(image.header)
+        mjd = mjd if mjd is not None else check_mjd(header.mjd_mid)
+        exptime_s = exptime_s if exptime_s is not None else check_exptime(header.exptime_s)
+        if mjd is None:
+            raise InputError(
+                "The image has no usable time: send MJD (mid-exposure) in the form, or a DATE-OBS, "
+                "MJD-OBS or JD card in the header.",
+                code="missing_time",
+            )
+        if exptime_s is None:
+            raise InputError(
+                "The image has no exposure time: send expTime in the form, or an EXPTIME card.",
+                code="missing_exposure",
+            )
+        check_image_covers(header, image.shape, alert.ra_deg, alert.dec_deg)
+        return UploadFacts(
+            sha256=staged.sha256,
+            size_bytes=staged.size_bytes,
+            kind="image",
+            filename=_safe_filename(upload.filename),
+            stored_path="",
+            mjd=mjd,
+            exptime_s=exptime_s,
+            filter_declared=upload.filter_declared or header.filter_name or None,
+            comment=upload.comment,
+            source_summary={
+                "format": f"fits_image{'_' + image.compression if image.compression else ''}",
+                "hdu": image.hdu_index,
+                "shape": list(image.shape),
+                "bitpix": image.bitpix,
+                "has_wcs": header.wcs is not None,
+            },
+        )
+
+    def _register(
+        self, user: User, alert: Alert, facts: UploadFacts, params: CalibrationParamsV1
+    ) -> Registered:
         ttl = dt.timedelta(hours=self.context.settings.dry_run_ttl_hours)
         for attempt in (1, 2):
             try:
                 with self.context.db.transaction() as session:
-                    registered = register_catalogue(
-                        session, user=user, alert=alert, facts=facts, params=upload.params, dry_run_ttl=ttl
+                    registered = register_upload(
+                        session, user=user, alert=alert, facts=facts, params=params, dry_run_ttl=ttl
                     )
                 break
             except IntegrityError:
@@ -124,14 +221,6 @@ class IngestService:
                 if attempt == 2:
                     raise
         self.context.committed()
-        log.info(
-            "accepted %s catalogue of %d sources for %s%s",
-            catalogue.format,
-            len(catalogue.mag),
-            alert.name,
-            " (seen before)" if registered.duplicate else "",
-            extra={"observation_id": registered.observation_id},
-        )
         return registered
 
     def wait_for(self, request_id: int, timeout_s: float) -> CalibrationRequest:

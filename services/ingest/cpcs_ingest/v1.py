@@ -9,8 +9,8 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from cpcs.messages import CalibrationParamsV1
 from cpcs.schemas import UploadAccepted
 from cpcs.web import ERROR_RESPONSES, ContextDep, UserDep
-from cpcs_ingest.forms import parse_force_filter, read_upload
-from cpcs_ingest.service import CatalogueUpload, IngestService
+from cpcs_ingest.forms import parse_force_filter
+from cpcs_ingest.service import IngestService, Upload
 
 
 def router() -> APIRouter:
@@ -29,7 +29,12 @@ def router() -> APIRouter:
         context: ContextDep,
         user: UserDep,
         alert: Annotated[str, Form(description="Alert id or name (ivo://Gaia16aye)")],
-        file: Annotated[UploadFile, File(description="SExtractor ASCII_HEAD, FITS table or FITS-LDAC")],
+        file: Annotated[
+            UploadFile,
+            File(
+                description="A source catalogue (SExtractor ASCII_HEAD, FITS table or LDAC) or a FITS image"
+            ),
+        ],
         mjd: Annotated[float | None, Form(description="Mid-exposure MJD")] = None,
         exptime_s: Annotated[float | None, Form(ge=0)] = None,
         filter: Annotated[str | None, Form(max_length=40, description="Filter used (V, r, Clear...)")] = None,
@@ -47,12 +52,11 @@ def router() -> APIRouter:
             magnitude_column=magnitude_column or None,
             aperture_index=aperture_index,
         )
-        data = read_upload(file, context.settings.max_upload_bytes)
-        registered = IngestService(context).accept_catalogue(
+        registered = IngestService(context).accept(
             user,
-            CatalogueUpload(
+            Upload(
                 alert=alert,
-                data=data,
+                stream=file.file,
                 filename=file.filename,
                 mjd=mjd,
                 exptime_s=exptime_s,

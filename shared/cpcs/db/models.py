@@ -235,3 +235,24 @@ class OutboxMessage(Base):
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class ImageReduction(Base):
+    """What reduce learnt from an uploaded image: header facts, solved WCS, quality, target, products."""
+
+    __tablename__ = "image_reduction"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    observation_id: Mapped[int] = mapped_column(ForeignKey("observation.id"), unique=True)
+    status: Mapped[str] = mapped_column(String(20))  # "reduced" or "failed"
+    error_code: Mapped[str | None] = mapped_column(String(80))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    header: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    wcs_header: Mapped[str | None] = mapped_column(Text)
+    astrometry: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    quality: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    target: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    sources_path: Mapped[str | None] = mapped_column(String(1000))
+    timings_ms: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    pipeline_version: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

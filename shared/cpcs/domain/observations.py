@@ -21,7 +21,7 @@ from cpcs.db.models import (
 from cpcs.db.outbox import add_to_outbox
 from cpcs.domain.points import calibration_view, point_view
 from cpcs.errors import NotFoundError
-from cpcs.messages import CalibrationParamsV1, CatalogueReceivedV1, FieldRequestedV1
+from cpcs.messages import CalibrationParamsV1, CatalogueReceivedV1, FieldRequestedV1, ImageReceivedV1
 from cpcs.schemas import CalibrationOut, ObservationOut
 
 FIELD_PREFETCH_RADIUS_DEG = 0.5
@@ -82,7 +82,7 @@ def _live_observation(session: Session, alert_id: int, upload_id: int) -> Observ
     )
 
 
-def register_catalogue(
+def register_upload(
     session: Session,
     *,
     user: User,
@@ -91,7 +91,9 @@ def register_catalogue(
     params: CalibrationParamsV1,
     dry_run_ttl: dt.timedelta,
 ) -> Registered:
-    """Record an accepted catalogue upload and queue its calibration (in the caller's transaction).
+    """Record an accepted upload and queue its work (in the caller's transaction).
+
+    A catalogue goes to calibrate (``catalogue.received``), an image to reduce (``image.received``).
 
     The same bytes for the same alert with the same parameters return the existing request;
     with other parameters they add a calibration request to the same observation.
@@ -126,9 +128,10 @@ def register_catalogue(
     session.add(request)
     observation.status = "received"
     session.flush()
+    work = ImageReceivedV1 if upload.kind == "image" else CatalogueReceivedV1
     add_to_outbox(
         session,
-        CatalogueReceivedV1(
+        work(
             observation_id=observation.id,
             calibration_request_id=request.id,
             alert_id=alert.id,

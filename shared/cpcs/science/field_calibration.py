@@ -31,6 +31,7 @@ from cpcs.science.target import TargetMagnitude, calibrate_target, limiting_magn
 from cpcs.science.zeropoint import ZeroPointFit, fit_zero_point
 
 MIN_STARS = 5
+DETECTION_SNR = 5.0  # forced measurements below this are reported as 5-sigma upper limits
 DECLARED_BAND_TOLERANCE_NM = 60.0  # a band this close to the declared filter counts as "declared"
 MIN_COLOUR_STARS = 8  # fewer stars with a colour: fit the zero point alone
 # A relation this loose is no calibration: chance matches of a catalogue whose astrometry is off
@@ -51,6 +52,20 @@ class Alternative:
     n_stars: int
     n_matched: int
     reason: str
+
+
+@dataclass(frozen=True)
+class ForcedTarget:
+    """The target measured at the alert's position on an image (forced photometry), instrumental."""
+
+    mag_inst: float  # NaN when the flux is not positive
+    magerr_inst: float
+    limit_mag_inst: float  # 5-sigma point-source limit at that position
+    snr: float
+
+    @property
+    def is_detection(self) -> bool:
+        return bool(self.snr >= DETECTION_SNR and math.isfinite(self.mag_inst))
 
 
 @dataclass(frozen=True)
@@ -131,6 +146,7 @@ def calibrate_field(
     force_filter: str | None = None,
     declared_filter: str | None = None,
     same_night_mags: Mapping[str, tuple[float, float]] | None = None,
+    forced_target: ForcedTarget | None = None,
     min_stars: int = MIN_STARS,
 ) -> FieldCalibration:
     """Calibrate a source list (instrumental magnitudes) and measure the target.
@@ -150,6 +166,9 @@ def calibrate_field(
         The observer's filter name; bands near it are preferred in AUTO mode.
     same_night_mags : mapping of band to (mag, err), optional
         The target's calibrated magnitudes from the same night, to estimate its colour.
+    forced_target : ForcedTarget, optional
+        The target measured at the alert's position (images): used instead of the nearest source;
+        below S/N 5 the result is the 5-sigma upper limit at that position.
 
     Raises
     ------
@@ -256,7 +275,23 @@ def calibrate_field(
         colour_index = None
     limit_inst = limiting_magnitude(src_mag[field_stars], src_err[field_stars])
     target_ra = target_dec = target_inst = None
-    if target_index is not None:
+    if forced_target is not None:
+        target_ra, target_dec = target_ra_deg, target_dec_deg
+        if forced_target.is_detection:
+            target_inst = forced_target.mag_inst
+            target = calibrate_target(
+                fit,
+                forced_target.mag_inst,
+                forced_target.magerr_inst,
+                colour=colour,
+                colour_err=colour_err,
+                limit_inst_mag=forced_target.limit_mag_inst,
+            )
+        else:
+            target = upper_limit(
+                fit, forced_target.limit_mag_inst, colour=colour, colour_err=colour_err, x=0.0, y=0.0
+            )
+    elif target_index is not None:
         target_ra, target_dec = float(src_ra[target_index]), float(src_dec[target_index])
         target_inst = float(src_mag[target_index])
         target = calibrate_target(
