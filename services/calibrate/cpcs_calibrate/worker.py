@@ -12,23 +12,32 @@ import dataclasses
 import logging
 import math
 import time
+from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
+from astropy.table import Table
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cpcs import __version__
 from cpcs.context import Context
-from cpcs.db.models import Calibration, CalibrationRequest, Observation, Point
+from cpcs.db.models import Calibration, CalibrationRequest, ImageReduction, Observation, Point
 from cpcs.db.outbox import add_to_outbox
 from cpcs.errors import CpcsError
 from cpcs.formats.source_catalogue import read_source_catalogue
 from cpcs.logs import observation_context
-from cpcs.messages import CatalogueReceivedV1, ObservationFailedV1, PointCalibratedV1, decode
+from cpcs.messages import (
+    CatalogueReceivedV1,
+    ObservationFailedV1,
+    PointCalibratedV1,
+    SourcesMeasuredV1,
+    decode,
+)
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
-from cpcs.science.field_calibration import FieldCalibration, calibrate_field
+from cpcs.science.field_calibration import FieldCalibration, ForcedTarget, calibrate_field
 from cpcs.science.photometric_systems import ab_flux_ujy
 from cpcs_calibrate.references import ReferenceSource
 
@@ -37,6 +46,7 @@ log = logging.getLogger(__name__)
 QUEUE = "calibrate"
 BINDINGS = binding_keys(QUEUE)
 FINAL = ("calibrated", "failed")
+WorkMessage: TypeAlias = CatalogueReceivedV1 | SourcesMeasuredV1
 MAX_CONE_RADIUS_DEG = 1.0
 SAME_NIGHT_DAYS = 0.5
 
@@ -56,7 +66,7 @@ class CalibrateWorker:
             message = decode(envelope.routing_key, envelope.body)
         except (KeyError, ValidationError) as exc:
             raise RejectMessage(f"unreadable {envelope.routing_key} message: {exc}") from exc
-        if not isinstance(message, CatalogueReceivedV1):
+        if not isinstance(message, (CatalogueReceivedV1, SourcesMeasuredV1)):
             raise RejectMessage(f"calibrate does not handle {envelope.routing_key}")
         with observation_context(message.observation_id):
             try:
@@ -66,7 +76,7 @@ class CalibrateWorker:
                     self._mark_error(message, exc)
                 raise
 
-    def calibrate(self, message: CatalogueReceivedV1) -> None:
+    def calibrate(self, message: WorkMessage) -> None:
         started = time.perf_counter()
         with self.context.db.transaction() as session:
             request = session.get(CalibrationRequest, message.calibration_request_id)
@@ -81,20 +91,18 @@ class CalibrateWorker:
             mjd = observation.mjd
             declared = observation.filter_declared
             night = self._same_night_mags(session, alert.id, mjd, observation.id)
-        data = self.context.files.get(message.upload_sha256)
-        try:
-            catalogue = read_source_catalogue(
-                data,
-                magnitude_column=message.params.magnitude_column,
-                aperture_index=message.params.aperture_index,
+            forced = (
+                _forced_target(session, observation.id) if isinstance(message, SourcesMeasuredV1) else None
             )
-            radius = _cone_radius_deg(catalogue.ra_deg, catalogue.dec_deg, alert.ra_deg, alert.dec_deg)
+        try:
+            sources = self._sources(message)
+            radius = _cone_radius_deg(sources.ra_deg, sources.dec_deg, alert.ra_deg, alert.dec_deg)
             references = self.references.cone(alert.ra_deg, alert.dec_deg, radius)
             result = calibrate_field(
-                catalogue.ra_deg,
-                catalogue.dec_deg,
-                catalogue.mag,
-                catalogue.magerr,
+                sources.ra_deg,
+                sources.dec_deg,
+                sources.mag,
+                sources.magerr,
                 target_ra_deg=alert.ra_deg,
                 target_dec_deg=alert.dec_deg,
                 references=references,
@@ -102,6 +110,7 @@ class CalibrateWorker:
                 force_filter=message.params.force_filter,
                 declared_filter=declared,
                 same_night_mags=night,
+                forced_target=forced,
             )
         except CpcsError as exc:
             if exc.http_status >= 500:
@@ -115,6 +124,23 @@ class CalibrateWorker:
             result.band,
             extra={"duration_ms": round(1e3 * (time.perf_counter() - started), 1)},
         )
+
+    def _sources(self, message: WorkMessage) -> Sources:
+        """The source list to calibrate: the uploaded catalogue, or the table reduce measured."""
+        if isinstance(message, SourcesMeasuredV1):
+            table = Table.read(self.context.settings.data_dir / message.sources_path)
+            return Sources(
+                np.asarray(table["RA"], float),
+                np.asarray(table["DEC"], float),
+                np.asarray(table["MAG_APER"], float),
+                np.asarray(table["MAGERR_APER"], float),
+            )
+        catalogue = read_source_catalogue(
+            self.context.files.get(message.upload_sha256),
+            magnitude_column=message.params.magnitude_column,
+            aperture_index=message.params.aperture_index,
+        )
+        return Sources(catalogue.ra_deg, catalogue.dec_deg, catalogue.mag, catalogue.magerr)
 
     def _same_night_mags(
         self, session: Session, alert_id: int, mjd: float | None, observation_id: int
@@ -145,7 +171,7 @@ class CalibrateWorker:
             )
         return night
 
-    def _store(self, message: CatalogueReceivedV1, result: FieldCalibration) -> None:
+    def _store(self, message: WorkMessage, result: FieldCalibration) -> None:
         target = result.target
         fit = result.fit
         with self.context.db.transaction() as session:
@@ -253,7 +279,7 @@ class CalibrateWorker:
         session.flush()
         return point
 
-    def _fail(self, message: CatalogueReceivedV1, error: CpcsError) -> None:
+    def _fail(self, message: WorkMessage, error: CpcsError) -> None:
         log.info("calibration failed: %s", error)
         with self.context.db.transaction() as session:
             request = session.get(CalibrationRequest, message.calibration_request_id)
@@ -277,7 +303,7 @@ class CalibrateWorker:
             )
         self.context.committed()
 
-    def _mark_error(self, message: CatalogueReceivedV1, error: Exception) -> None:
+    def _mark_error(self, message: WorkMessage, error: Exception) -> None:
         """The last attempt failed on our side: show it on the observation before dead-lettering."""
         try:
             with self.context.db.transaction() as session:
@@ -296,6 +322,33 @@ class CalibrateWorker:
                     observation.error_code, observation.error_message = code, reason
         except Exception:
             log.exception("could not record the error state")
+
+
+@dataclass(frozen=True)
+class Sources:
+    ra_deg: np.ndarray
+    dec_deg: np.ndarray
+    mag: np.ndarray
+    magerr: np.ndarray
+
+
+def _forced_target(session: Session, observation_id: int) -> ForcedTarget:
+    """The target's forced measurement that reduce stored with the image's reduction."""
+    reduction = session.scalar(select(ImageReduction).where(ImageReduction.observation_id == observation_id))
+    if reduction is None or not reduction.target:
+        raise RejectMessage(f"no reduction with a forced measurement for observation {observation_id}")
+    target = reduction.target
+
+    def number(key: str) -> float:
+        value = target.get(key)
+        return float("nan") if value is None else float(value)
+
+    return ForcedTarget(
+        mag_inst=number("mag_inst"),
+        magerr_inst=number("magerr_inst"),
+        limit_mag_inst=number("limit_mag_inst_5sigma"),
+        snr=number("snr"),
+    )
 
 
 def _cone_radius_deg(ra_deg: np.ndarray, dec_deg: np.ndarray, ra0: float, dec0: float) -> float:

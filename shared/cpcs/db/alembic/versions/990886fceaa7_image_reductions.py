@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "990886fceaa7"
 down_revision: str | None = "99149ad7dbdd"
 branch_labels: str | Sequence[str] | None = None
