@@ -27,7 +27,7 @@ class LocalReferences:
     def cone(
         self, ra_deg: float, dec_deg: float, radius_deg: float, surveys: Sequence[str] | None = None
     ) -> Mapping[str, ReferenceCatalogue]:
-        return self.cones.get_cone(ra_deg, dec_deg, radius_deg, surveys=surveys)
+        return self.cones.get_cone(ra_deg, dec_deg, radius_deg, surveys=list(surveys) if surveys else None)
 
 
 class HttpReferences:
