@@ -10,7 +10,17 @@ file name and, failing that, from the content. The importer looks for
 * magnitudes Vizier-style, ``<band>mag`` with ``e_<band>mag`` (``g'mag`` gives band ``g``), or
   ``<band>_mag``/``mag_<band>``, or, for the bands of a known survey, a column named exactly like
   the band (``V``) with ``e_V``, ``V_err``, ``Verr`` or ``err_V``. Band names are case-sensitive
-  (``R`` is Cousins, ``r`` is Sloan).
+  (``R`` is Cousins, ``r`` is Sloan);
+* proper motions, optionally: ``pmRA``/``pmDE`` (Vizier) or ``pmra``/``pmdec`` (Gaia archive),
+  case-insensitively, in mas/yr (``pmRA`` including cos(dec)); a column with another angular-rate
+  unit is converted, one with a unit that is not an angle per time is ignored.
+
+Epoch of the positions: for a known survey, its ``position_epoch`` (2016.0 for Gaia and GaiaSP),
+and the survey's own position columns (``RA_ICRS``/``DE_ICRS`` for Gaia) are preferred. Positions
+read from Vizier's ``RAJ2000``/``_RAJ2000`` columns of a Gaia download are at epoch J2000 and are
+moved back to 2016.0 along their proper motions, so that every stored star of a survey shares one
+epoch. A site's own survey takes the epoch from a ``ref_epoch``/``Epoch`` column holding a single
+year, else it has none.
 
 Missing values (masked cells, NaN, empty strings, sentinels such as 99.999) are allowed.
 
@@ -27,6 +37,7 @@ those tiles are marked incomplete unless they were already complete.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import warnings
@@ -37,7 +48,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cpcs.catalogs.model import FloatArray, ReferenceCatalogue, column_to_float, parse_coordinates
+from cpcs.catalogs.model import (
+    FloatArray,
+    ReferenceCatalogue,
+    column_to_float,
+    parse_coordinates,
+    proper_motion_columns,
+)
 from cpcs.catalogs.surveys import SurveyDefinition, custom_survey, find_survey, validate_survey_name
 from cpcs.catalogs.tiles import DEFAULT_MATCH_RADIUS_ARCSEC, TileStore
 from cpcs.catalogs.vizier import band_values, survey_row_mask
@@ -47,6 +64,8 @@ if TYPE_CHECKING:
     from astropy.table import Table
 
 __all__ = ["ImportResult", "import_catalogue_file", "read_catalogue_table", "table_to_catalogue"]
+
+log = logging.getLogger(__name__)
 
 _MAG_MIN, _MAG_MAX = -5.0, 40.0
 _ERR_MAX = 10.0
@@ -94,6 +113,11 @@ _STANDARD_BANDS = (
     "BP",
     "RP",
 )
+# Proper-motion column pairs (matched case-insensitively): Vizier, Gaia archive.
+_PM_PAIRS: tuple[tuple[str, str], ...] = (("pmRA", "pmDE"), ("pmra", "pmdec"), ("pmRA", "pmDEC"))
+# Columns holding the epoch of the positions (a single Julian year) in Gaia-like files.
+_EPOCH_COLUMNS = ("ref_epoch", "Epoch", "ref_epoch_yr")
+_EPOCH_RANGE = (1900.0, 2100.0)
 _BAND_ALIASES = {"Ks": "K", "KS": "K", "Kp": "K", "GBP": "BP", "GRP": "RP", "Bp": "BP", "Rp": "RP"}
 _FORMATS = ("votable", "fits", "ecsv", "csv")
 
@@ -120,6 +144,10 @@ class ImportResult:
         True when the survey is a site's own survey.
     ignored_columns : tuple of str
         Magnitude-like columns that are not bands of the (known) survey.
+    epoch : float or None
+        Julian epoch of the stored positions (``None``: unknown).
+    n_proper_motions : int
+        Stored stars that came with a proper motion.
     """
 
     survey: str
@@ -131,6 +159,8 @@ class ImportResult:
     n_skipped: int = 0
     custom: bool = False
     ignored_columns: tuple[str, ...] = ()
+    epoch: float | None = None
+    n_proper_motions: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -222,6 +252,8 @@ def import_catalogue_file(
         n_skipped=n_skipped,
         custom=known is None,
         ignored_columns=tuple(ignored),
+        epoch=cat.epoch,
+        n_proper_motions=_count_proper_motions(cat),
     )
 
 
@@ -341,9 +373,18 @@ def _lookup(colnames: Sequence[str], name: str, *, case_sensitive: bool = False)
     return matches[0] if len(matches) == 1 else None
 
 
-def _position_columns(table: Table) -> tuple[str, str]:
+def _count_proper_motions(cat: ReferenceCatalogue) -> int:
+    if cat.pmra_mas_yr is None or cat.pmdec_mas_yr is None:
+        return 0
+    return int(np.count_nonzero(np.isfinite(cat.pmra_mas_yr) & np.isfinite(cat.pmdec_mas_yr)))
+
+
+def _position_columns(table: Table, survey_def: SurveyDefinition | None = None) -> tuple[str, str]:
     names = list(table.colnames)
-    for ra_name, dec_name in _POSITION_PAIRS:
+    pairs = _POSITION_PAIRS
+    if survey_def is not None:  # the survey's own columns first (Gaia: RA_ICRS at 2016, not RAJ2000)
+        pairs = ((survey_def.ra_column, survey_def.dec_column), *pairs)
+    for ra_name, dec_name in pairs:
         ra, dec = _lookup(names, ra_name), _lookup(names, dec_name)
         if ra is not None and dec is not None:
             return ra, dec
@@ -361,6 +402,47 @@ def _position_columns(table: Table) -> tuple[str, str]:
         f"(columns found: {', '.join(names[:30])})",
         code="no_coordinate_columns",
     )
+
+
+def _proper_motion_pair(table: Table, survey_def: SurveyDefinition | None) -> tuple[str, str] | None:
+    """Names of the proper-motion columns (right ascension, declination), or None."""
+    names = list(table.colnames)
+    pairs = _PM_PAIRS
+    if survey_def is not None and survey_def.pmra_column and survey_def.pmdec_column:
+        pairs = ((survey_def.pmra_column, survey_def.pmdec_column), *pairs)
+    for ra_name, dec_name in pairs:
+        ra, dec = _lookup(names, ra_name), _lookup(names, dec_name)
+        if ra is not None and dec is not None:
+            return ra, dec
+    return None
+
+
+def _read_proper_motions(
+    table: Table, pair: tuple[str, str] | None, filename: str
+) -> tuple[FloatArray | None, FloatArray | None]:
+    if pair is None:
+        return None, None
+    try:
+        return proper_motion_columns(table[pair[0]], table[pair[1]])
+    except (TypeError, ValueError) as exc:
+        log.warning("%s: proper motions %s/%s ignored: %s", filename, pair[0], pair[1], exc)
+        return None, None
+
+
+def _file_epoch(table: Table) -> float | None:
+    """The single Julian year of a ``ref_epoch``/``Epoch`` column, else None."""
+    for candidate in _EPOCH_COLUMNS:
+        name = _lookup(list(table.colnames), candidate)
+        if name is None:
+            continue
+        try:
+            values = column_to_float(table[name])
+        except TypeError:
+            continue
+        years = np.unique(values[np.isfinite(values)])
+        if len(years) == 1 and _EPOCH_RANGE[0] <= years[0] <= _EPOCH_RANGE[1]:
+            return float(years[0])
+    return None
 
 
 def _error_column(colnames: Sequence[str], mag_column: str, band: str) -> str | None:
@@ -468,7 +550,9 @@ def table_to_catalogue(
     Returns
     -------
     catalogue : ReferenceCatalogue
-        Stars with a valid position and at least one magnitude (derived bands added).
+        Stars with a valid position and at least one magnitude (derived bands added), with
+        proper motions when the table has them, at the survey's position epoch (known surveys)
+        or at the epoch the file states (site surveys, else ``None``).
     n_skipped : int
         Rows dropped.
     ignored_columns : list of str
@@ -480,8 +564,9 @@ def table_to_catalogue(
         ``no_coordinate_columns``, ``no_magnitude_columns`` or ``no_valid_rows``.
     """
     survey_def = find_survey(survey)
-    ra_col, dec_col = _position_columns(table)
-    skip = {ra_col, dec_col}
+    ra_col, dec_col = _position_columns(table, survey_def)
+    pm_pair = _proper_motion_pair(table, survey_def)
+    skip = {ra_col, dec_col, *(pm_pair or ())}
     columns, ignored = _magnitude_columns(table, survey_def, skip)
     if not columns:
         expected = (
@@ -533,5 +618,12 @@ def table_to_catalogue(
             f"{filename}: none of its {n} rows has a valid position and a magnitude", code="no_valid_rows"
         )
     name = survey_def.name if survey_def is not None else survey
-    cat = ReferenceCatalogue(name, ra, dec, mags, errs)
+    pmra, pmdec = _read_proper_motions(table, pm_pair, filename)
+    if survey_def is not None:
+        read_epoch: float | None = survey_def.epoch_of_columns(ra_col)
+    else:
+        read_epoch = _file_epoch(table)
+    cat = ReferenceCatalogue(name, ra, dec, mags, errs, pmra, pmdec, read_epoch)
+    if survey_def is not None:
+        cat = cat.at_epoch(survey_def.position_epoch)
     return (cat if keep.all() else cat.select(keep)), int(n - keep.sum()), ignored

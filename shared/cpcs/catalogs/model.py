@@ -1,9 +1,12 @@
 """The reference catalogue: positions and per-band magnitudes of reference stars of one survey.
 
 A :class:`ReferenceCatalogue` is a set of equal-length float64 columns: ``ra_deg``/``dec_deg``
-(ICRS, degrees; see :mod:`cpcs.catalogs.surveys` for the epoch of each survey's positions) and,
-for each band, a magnitude and its 1-sigma error. NaN means "no value". It is immutable; every
-operation returns a new catalogue.
+(ICRS, degrees, at the Julian epoch :attr:`~ReferenceCatalogue.epoch`; see
+:mod:`cpcs.catalogs.surveys` for the epoch of each survey's positions), optionally the proper
+motions ``pmra_mas_yr`` (including cos(dec)) and ``pmdec_mas_yr`` in mas/yr (Gaia), and, for each
+band, a magnitude and its 1-sigma error. NaN means "no value". It is immutable; every operation
+returns a new catalogue. :meth:`ReferenceCatalogue.at_epoch` moves the stars to another epoch
+(e.g. that of an image) along their proper motions.
 
 This module also holds the small column helpers shared by the importer and the Vizier parser
 (turning table columns with masks, empty cells or sexagesimal strings into float arrays) and the
@@ -33,6 +36,7 @@ __all__ = [
     "cone_mask",
     "from_wire",
     "parse_coordinates",
+    "proper_motion_columns",
     "to_wire",
 ]
 
@@ -44,6 +48,12 @@ WIRE_VERSION = 1
 
 # Magnitudes are sent with 0.01 mmag resolution: far below any catalogue's precision.
 _WIRE_MAG_DECIMALS = 5
+# Proper motions are sent with 0.1 micro-arcsec/yr resolution (Gaia DR3 gives 0.001 mas/yr).
+_WIRE_PM_DECIMALS = 4
+
+_MAS_TO_RAD = math.pi / (180.0 * 3600.0 * 1000.0)
+#: Largest credible proper motion (mas/yr): Barnard's star moves 10.4 arcsec/yr.
+_PM_MAX_MAS_YR = 20_000.0
 
 
 def _as_column(values: ArrayLike, name: str) -> FloatArray:
@@ -51,6 +61,18 @@ def _as_column(values: ArrayLike, name: str) -> FloatArray:
     if array.ndim != 1:
         raise ValueError(f"column {name!r} must be one-dimensional, got shape {array.shape}")
     return array
+
+
+def _as_epoch(value: Any, name: str = "epoch") -> float | None:
+    """``None`` or a finite Julian year as float; anything else is a ``ValueError``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"{name} must be a Julian year (a number) or None, got {value!r}")
+    epoch = float(value)
+    if not math.isfinite(epoch):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return epoch
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,11 +91,19 @@ class ReferenceCatalogue:
     errs : dict of str to ndarray
         Band name to 1-sigma magnitude error; NaN where unknown. Filled with NaN for any band of
         ``mags`` it lacks; it may not name a band absent from ``mags``.
+    pmra_mas_yr, pmdec_mas_yr : ndarray of float64 or None, optional
+        Proper motion in right ascension (``mu_alpha* = mu_alpha cos(dec)``, as Gaia's ``pmRA``)
+        and in declination, mas/yr; NaN where unknown. Both or neither: ``None`` (the default)
+        when the survey has no proper motions.
+    epoch : float or None, optional
+        Julian year of the positions (2016.0 for Gaia DR3 and GaiaSP); ``None`` when unknown
+        (positions taken as roughly J2000).
 
     Raises
     ------
     ValueError
-        When columns have different lengths or are not one-dimensional.
+        When columns have different lengths or are not one-dimensional, when only one of the two
+        proper-motion columns is given, or when ``epoch`` is not a finite number.
     """
 
     survey: str
@@ -81,6 +111,9 @@ class ReferenceCatalogue:
     dec_deg: FloatArray
     mags: dict[str, FloatArray] = field(default_factory=dict)
     errs: dict[str, FloatArray] = field(default_factory=dict)
+    pmra_mas_yr: FloatArray | None = None
+    pmdec_mas_yr: FloatArray | None = None
+    epoch: float | None = None
 
     def __post_init__(self) -> None:
         ra = _as_column(self.ra_deg, "ra_deg")
@@ -88,6 +121,16 @@ class ReferenceCatalogue:
         n = ra.shape[0]
         if dec.shape[0] != n:
             raise ValueError(f"ra_deg has {n} values but dec_deg has {dec.shape[0]}")
+        if (self.pmra_mas_yr is None) != (self.pmdec_mas_yr is None):
+            raise ValueError("give both proper-motion columns (pmra_mas_yr, pmdec_mas_yr) or neither")
+        pmra: FloatArray | None = None
+        pmdec: FloatArray | None = None
+        if self.pmra_mas_yr is not None and self.pmdec_mas_yr is not None:
+            pmra = _as_column(self.pmra_mas_yr, "pmra_mas_yr")
+            pmdec = _as_column(self.pmdec_mas_yr, "pmdec_mas_yr")
+            for name, column in (("pmra_mas_yr", pmra), ("pmdec_mas_yr", pmdec)):
+                if column.shape[0] != n:
+                    raise ValueError(f"{name} has {column.shape[0]} values for {n} stars")
         unknown = set(self.errs) - set(self.mags)
         if unknown:
             raise ValueError(f"errors given for bands without magnitudes: {sorted(unknown)}")
@@ -109,20 +152,33 @@ class ReferenceCatalogue:
         object.__setattr__(self, "dec_deg", dec)
         object.__setattr__(self, "mags", mags)
         object.__setattr__(self, "errs", errs)
+        object.__setattr__(self, "pmra_mas_yr", pmra)
+        object.__setattr__(self, "pmdec_mas_yr", pmdec)
+        object.__setattr__(self, "epoch", _as_epoch(self.epoch))
 
     def __len__(self) -> int:
         return int(self.ra_deg.shape[0])
 
     def __repr__(self) -> str:
-        return f"ReferenceCatalogue(survey={self.survey!r}, n={len(self)}, bands={self.bands})"
+        extra = "" if self.epoch is None else f", epoch={self.epoch:g}"
+        if self.has_proper_motions:
+            extra += ", proper_motions=True"
+        return f"ReferenceCatalogue(survey={self.survey!r}, n={len(self)}, bands={self.bands}{extra})"
 
     @property
     def bands(self) -> list[str]:
         """Band names, in the catalogue's order."""
         return list(self.mags)
 
+    @property
+    def has_proper_motions(self) -> bool:
+        """True when the catalogue carries proper-motion columns (values may still be NaN)."""
+        return self.pmra_mas_yr is not None
+
     @classmethod
-    def empty(cls, survey: str, bands: Iterable[str] = ()) -> ReferenceCatalogue:
+    def empty(
+        cls, survey: str, bands: Iterable[str] = (), *, epoch: float | None = None
+    ) -> ReferenceCatalogue:
         """Return a catalogue with no stars.
 
         Parameters
@@ -131,13 +187,15 @@ class ReferenceCatalogue:
             Survey name.
         bands : iterable of str, optional
             Bands the (empty) catalogue declares.
+        epoch : float or None, optional
+            Julian year of the (absent) positions.
 
         Returns
         -------
         ReferenceCatalogue
         """
         none = np.empty(0, dtype=np.float64)
-        return cls(survey, none, none.copy(), {b: none.copy() for b in bands}, {})
+        return cls(survey, none, none.copy(), {b: none.copy() for b in bands}, {}, epoch=epoch)
 
     def select(self, mask_or_index: ArrayLike | slice) -> ReferenceCatalogue:
         """Return the stars picked by a boolean mask, an index array or a slice.
@@ -169,11 +227,119 @@ class ReferenceCatalogue:
             self.dec_deg[key],
             {b: m[key] for b, m in self.mags.items()},
             {b: e[key] for b, e in self.errs.items()},
+            None if self.pmra_mas_yr is None else self.pmra_mas_yr[key],
+            None if self.pmdec_mas_yr is None else self.pmdec_mas_yr[key],
+            self.epoch,
         )
 
     def with_survey(self, survey: str) -> ReferenceCatalogue:
         """Return the same stars labelled with another survey name."""
-        return ReferenceCatalogue(survey, self.ra_deg, self.dec_deg, dict(self.mags), dict(self.errs))
+        return ReferenceCatalogue(
+            survey,
+            self.ra_deg,
+            self.dec_deg,
+            dict(self.mags),
+            dict(self.errs),
+            self.pmra_mas_yr,
+            self.pmdec_mas_yr,
+            self.epoch,
+        )
+
+    def positions_at(self, epoch: float) -> tuple[FloatArray, FloatArray]:
+        """Positions of the stars at another Julian epoch, moved along their proper motions.
+
+        Each star moves on a straight line in space at constant velocity, with the tangential
+        velocity given by its proper motion (``pmra * east + pmdec * north``) and no radial
+        velocity: the rigorous propagation of Gaia's astrometry (and of astropy's
+        ``SkyCoord.apply_space_motion``) for a distant star. Ignoring parallax and radial velocity
+        costs well under a milliarcsecond over decades for all but a handful of nearby stars.
+        Stars without a proper motion (NaN in either component, or a catalogue without proper
+        motions) keep their position.
+
+        Parameters
+        ----------
+        epoch : float
+            Target Julian year (e.g. ``2000.0 + (mjd - 51544.5) / 365.25`` of an image).
+
+        Returns
+        -------
+        ra_deg, dec_deg : ndarray of float64
+            New arrays; RA in [0, 360).
+
+        Raises
+        ------
+        ValueError
+            When ``epoch`` is not finite, or when some star has a proper motion but the
+            catalogue's own epoch is unknown (``self.epoch is None``).
+        """
+        ra, dec, _, _ = self._propagate(epoch)
+        return ra, dec
+
+    def _propagate(self, epoch: float) -> tuple[FloatArray, FloatArray, FloatArray | None, FloatArray | None]:
+        """Positions and proper motions at ``epoch`` (new arrays; see :meth:`positions_at`)."""
+        target = _as_epoch(epoch)
+        if target is None:
+            raise ValueError("a target epoch is required")
+        ra, dec = self.ra_deg.copy(), self.dec_deg.copy()
+        if self.pmra_mas_yr is None or self.pmdec_mas_yr is None:
+            return ra, dec, None, None
+        pmra, pmdec = self.pmra_mas_yr.copy(), self.pmdec_mas_yr.copy()
+        moving = np.isfinite(pmra) & np.isfinite(pmdec) & ((pmra != 0.0) | (pmdec != 0.0))
+        if not moving.any() or self.epoch == target:
+            return ra, dec, pmra, pmdec
+        if self.epoch is None:
+            raise ValueError(f"the {self.survey} positions have no epoch: cannot apply their proper motions")
+        dt = target - self.epoch
+        a = np.radians(ra[moving])
+        d = np.radians(dec[moving])
+        sin_a, cos_a, sin_d, cos_d = np.sin(a), np.cos(a), np.sin(d), np.cos(d)
+        mu_a = pmra[moving] * _MAS_TO_RAD
+        mu_d = pmdec[moving] * _MAS_TO_RAD
+        # velocity (rad/yr at unit distance) along east (-sin a, cos a, 0) and north
+        # (-sin d cos a, -sin d sin a, cos d); position = unit vector + velocity * dt
+        vx = -mu_a * sin_a - mu_d * sin_d * cos_a
+        vy = mu_a * cos_a - mu_d * sin_d * sin_a
+        vz = mu_d * cos_d
+        x, y, z = cos_d * cos_a + vx * dt, cos_d * sin_a + vy * dt, sin_d + vz * dt
+        new_a = np.arctan2(y, x)
+        new_d = np.arctan2(z, np.hypot(x, y))
+        ra[moving] = np.degrees(new_a) % 360.0
+        dec[moving] = np.degrees(new_d)
+        # the same velocity seen from the new position (and distance): the new proper motion
+        scale = 1.0 / (np.sqrt(x * x + y * y + z * z) * _MAS_TO_RAD)
+        sin_a, cos_a, sin_d, cos_d = np.sin(new_a), np.cos(new_a), np.sin(new_d), np.cos(new_d)
+        pmra[moving] = (-vx * sin_a + vy * cos_a) * scale
+        pmdec[moving] = (-vx * sin_d * cos_a - vy * sin_d * sin_a + vz * cos_d) * scale
+        return ra, dec, pmra, pmdec
+
+    def at_epoch(self, epoch: float) -> ReferenceCatalogue:
+        """Return the catalogue with its stars moved to another Julian epoch.
+
+        See :meth:`positions_at` for the propagation; the proper motions are carried along with
+        it (their direction turns slightly as the star moves over the sphere), so moving there
+        and back returns the original positions. A catalogue without proper motions (or whose
+        stars all lack one) keeps its positions and is simply labelled with the new epoch.
+
+        Parameters
+        ----------
+        epoch : float
+            Target Julian year.
+
+        Returns
+        -------
+        ReferenceCatalogue
+            ``self`` when it is already at ``epoch``.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`positions_at`.
+        """
+        target = _as_epoch(epoch)
+        if target is not None and self.epoch == target:
+            return self
+        ra, dec, pmra, pmdec = self._propagate(epoch)
+        return ReferenceCatalogue(self.survey, ra, dec, dict(self.mags), dict(self.errs), pmra, pmdec, target)
 
 
 def _nans(n: int) -> FloatArray:
@@ -182,6 +348,11 @@ def _nans(n: int) -> FloatArray:
 
 def concatenate(catalogues: Sequence[ReferenceCatalogue], survey: str | None = None) -> ReferenceCatalogue:
     """Stack catalogues of the same survey; a band missing from one part is NaN there.
+
+    Proper motions are kept when any part has them (NaN for the stars of parts without). The
+    result's epoch is the first known epoch of the parts; a part at another known epoch is moved
+    to it first (:meth:`ReferenceCatalogue.at_epoch`), and parts of unknown epoch are taken as
+    they are.
 
     Parameters
     ----------
@@ -193,6 +364,11 @@ def concatenate(catalogues: Sequence[ReferenceCatalogue], survey: str | None = N
     Returns
     -------
     ReferenceCatalogue
+
+    Raises
+    ------
+    ValueError
+        When nothing is given and no survey name either.
     """
     if not catalogues:
         if survey is None:
@@ -202,6 +378,9 @@ def concatenate(catalogues: Sequence[ReferenceCatalogue], survey: str | None = N
     if len(catalogues) == 1:
         only = catalogues[0]
         return only if only.survey == name else only.with_survey(name)
+    epoch = next((c.epoch for c in catalogues if c.epoch is not None), None)
+    if epoch is not None:
+        catalogues = [c if c.epoch is None else c.at_epoch(epoch) for c in catalogues]
     bands: list[str] = []
     for cat in catalogues:
         bands.extend(b for b in cat.mags if b not in bands)
@@ -212,7 +391,14 @@ def concatenate(catalogues: Sequence[ReferenceCatalogue], survey: str | None = N
     for band in bands:
         mags[band] = np.concatenate([c.mags[band] if band in c.mags else _nans(len(c)) for c in catalogues])
         errs[band] = np.concatenate([c.errs[band] if band in c.errs else _nans(len(c)) for c in catalogues])
-    return ReferenceCatalogue(name, ra, dec, mags, errs)
+    pmra: FloatArray | None = None
+    pmdec: FloatArray | None = None
+    if any(c.has_proper_motions for c in catalogues):
+        pmra = np.concatenate([_nans(len(c)) if c.pmra_mas_yr is None else c.pmra_mas_yr for c in catalogues])
+        pmdec = np.concatenate(
+            [_nans(len(c)) if c.pmdec_mas_yr is None else c.pmdec_mas_yr for c in catalogues]
+        )
+    return ReferenceCatalogue(name, ra, dec, mags, errs, pmra, pmdec, epoch)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -392,6 +578,59 @@ def parse_coordinates(
     return ra.astype(np.float64), dec.astype(np.float64)
 
 
+def _mas_per_year_factor(column: Any, name: str) -> float:
+    """Factor turning the values of ``column`` into mas/yr (1.0 when it declares no unit)."""
+    unit = getattr(column, "unit", None)
+    if unit is None:
+        return 1.0
+    from astropy import units as u
+
+    try:
+        parsed = u.Unit(unit) if isinstance(unit, str) else unit
+        if not str(parsed).strip() or parsed == u.dimensionless_unscaled:
+            return 1.0
+        return float(parsed.to(u.mas / u.yr))
+    except Exception as exc:  # unrecognised or non-angular-rate units
+        raise ValueError(f"proper-motion column {name!r} has unit {unit!s}, not an angle per time") from exc
+
+
+def proper_motion_columns(pmra_column: Any, pmdec_column: Any) -> tuple[FloatArray, FloatArray]:
+    """Turn proper-motion columns into mas/yr, NaN where unknown.
+
+    A column with an astropy unit (``mas/yr``, ``arcsec/yr``...) is converted; a column without
+    one is taken to be in mas/yr. A star whose two components are not both finite, or whose
+    motion exceeds 20 arcsec/yr (a sentinel, not a star), gets NaN in both.
+
+    Parameters
+    ----------
+    pmra_column : array_like
+        Proper motion in right ascension including cos(dec) (Vizier ``pmRA``, Gaia ``pmra``).
+    pmdec_column : array_like
+        Proper motion in declination (Vizier ``pmDE``, Gaia ``pmdec``).
+
+    Returns
+    -------
+    pmra_mas_yr, pmdec_mas_yr : ndarray of float64
+
+    Raises
+    ------
+    ValueError
+        When a column's unit is not an angle per unit of time, or the columns differ in length.
+    TypeError
+        When a column cannot hold numbers.
+    """
+    pmra = column_to_float(pmra_column) * _mas_per_year_factor(pmra_column, "pmra")
+    pmdec = column_to_float(pmdec_column) * _mas_per_year_factor(pmdec_column, "pmdec")
+    if pmra.shape != pmdec.shape:
+        raise ValueError(f"proper-motion columns have {pmra.shape[0]} and {pmdec.shape[0]} values")
+    with np.errstate(invalid="ignore"):
+        good = np.isfinite(pmra) & np.isfinite(pmdec) & (np.hypot(pmra, pmdec) <= _PM_MAX_MAS_YR)
+    return (
+        np.where(good, pmra, np.nan).astype(np.float64),
+        np.where(good, pmdec, np.nan).astype(np.float64),
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # Wire format
 
@@ -409,11 +648,15 @@ def to_wire(cat: ReferenceCatalogue) -> dict[str, Any]:
 
     Layout::
 
-        {"version": 1, "survey": "APASS", "n": 2,
+        {"version": 1, "survey": "Gaia", "n": 2,
          "ra": [..], "dec": [..],
-         "bands": {"V": {"mag": [12.1, null], "err": [0.02, null]}, ...}}
+         "bands": {"G": {"mag": [12.1, null], "err": [0.02, null]}, ...},
+         "epoch": 2016.0,                           # only when known
+         "pmra": [-3.1, null], "pmdec": [-5.2, null]}   # only with proper motions
 
-    NaN is sent as ``null``; magnitudes and errors are rounded to 1e-5 mag, positions are exact.
+    NaN is sent as ``null``; magnitudes and errors are rounded to 1e-5 mag, proper motions
+    (mas/yr, ``pmra`` including cos(dec)) to 1e-4 mas/yr, positions and the epoch are exact. The
+    optional keys are additions to layout version 1: readers that predate them ignore them.
 
     Parameters
     ----------
@@ -423,7 +666,7 @@ def to_wire(cat: ReferenceCatalogue) -> dict[str, Any]:
     -------
     dict
     """
-    return {
+    wire: dict[str, Any] = {
         "version": WIRE_VERSION,
         "survey": cat.survey,
         "n": len(cat),
@@ -437,6 +680,12 @@ def to_wire(cat: ReferenceCatalogue) -> dict[str, Any]:
             for band in cat.mags
         },
     }
+    if cat.epoch is not None:
+        wire["epoch"] = cat.epoch
+    if cat.pmra_mas_yr is not None and cat.pmdec_mas_yr is not None:
+        wire["pmra"] = _to_json_list(cat.pmra_mas_yr, _WIRE_PM_DECIMALS)
+        wire["pmdec"] = _to_json_list(cat.pmdec_mas_yr, _WIRE_PM_DECIMALS)
+    return wire
 
 
 def _invalid(message: str) -> InputError:
@@ -454,6 +703,9 @@ def _from_json_list(values: Any, n: int, what: str) -> FloatArray:
 
 def from_wire(d: Mapping[str, Any]) -> ReferenceCatalogue:
     """Decode the output of :func:`to_wire`.
+
+    Payloads without ``epoch``/``pmra``/``pmdec`` (older writers) give ``epoch=None`` and no
+    proper motions.
 
     Parameters
     ----------
@@ -496,4 +748,17 @@ def from_wire(d: Mapping[str, Any]) -> ReferenceCatalogue:
         mags[str(band)] = _from_json_list(cols.get("mag"), n, f"band {band} mag")
         err = cols.get("err")
         errs[str(band)] = np.full(n, np.nan) if err is None else _from_json_list(err, n, f"band {band} err")
-    return ReferenceCatalogue(survey, ra, dec, mags, errs)
+    raw_epoch = d.get("epoch")
+    try:
+        epoch = _as_epoch(raw_epoch)
+    except ValueError as exc:
+        raise _invalid(f"'epoch' must be a finite Julian year or null, got {raw_epoch!r}") from exc
+    pm_lists = d.get("pmra"), d.get("pmdec")
+    pmra: FloatArray | None = None
+    pmdec: FloatArray | None = None
+    if (pm_lists[0] is None) != (pm_lists[1] is None):
+        raise _invalid("has only one of 'pmra' and 'pmdec'")
+    if pm_lists[0] is not None:
+        pmra = _from_json_list(pm_lists[0], n, "pmra")
+        pmdec = _from_json_list(pm_lists[1], n, "pmdec")
+    return ReferenceCatalogue(survey, ra, dec, mags, errs, pmra, pmdec, epoch)

@@ -32,8 +32,11 @@ Positions and epochs
 APASS, PS1, SDSS and 2MASS positions are J2000 equinox / ICRS at their own observing epochs (as
 Vizier serves them). Gaia DR3 and GaiaSP positions are kept at the Gaia catalogue epoch
 J2016.0 (``RA_ICRS``/``DE_ICRS``): for current observations that is much closer in time than a
-propagation back to 2000, and high proper-motion stars are rare enough among calibration stars
-that the cross-match radius absorbs the rest. ``SurveyDefinition.position_epoch`` records it.
+propagation back to 2000. ``SurveyDefinition.position_epoch`` records it, and catalogues read for
+a known survey carry it as ``ReferenceCatalogue.epoch``. Gaia DR3 proper motions (``pmRA``, which
+includes cos(dec), and ``pmDE``, mas/yr; ``SurveyDefinition.pmra_column``/``pmdec_column``) travel
+with its stars, so astrometry can move them to an image's epoch
+(``ReferenceCatalogue.at_epoch``). The GaiaSP table (I/360/syntphot) has no proper motions.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ Deriver = Callable[
 ]
 
 _SURVEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+# Position columns Vizier computes at equinox and epoch J2000 (lower case).
+_VIZIER_J2000_COLUMNS = frozenset({"raj2000", "_raj2000"})
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,9 @@ class SurveyDefinition:
         True for a site's own survey created by an import.
     sources : str
         Where the column names were confirmed.
+    pmra_column, pmdec_column : str or None
+        Vizier columns of the proper motions in mas/yr (right ascension including cos(dec)),
+        requested with the positions; ``None`` when the survey has none.
     """
 
     name: str
@@ -166,6 +174,36 @@ class SurveyDefinition:
     derive: Deriver | None = None
     custom: bool = False
     sources: str = ""
+    pmra_column: str | None = None
+    pmdec_column: str | None = None
+
+    @property
+    def has_proper_motions(self) -> bool:
+        """True when the survey provides proper motions (both columns named)."""
+        return self.pmra_column is not None and self.pmdec_column is not None
+
+    def epoch_of_columns(self, ra_column: str) -> float:
+        """Julian epoch of positions read from a Vizier column of this survey.
+
+        Vizier adds ``RAJ2000``/``DEJ2000`` (and the computed ``_RAJ2000``/``_DEJ2000``) at epoch
+        J2000, proper motions taken into account, to catalogues whose own positions are at
+        another epoch (Gaia DR3: ``RA_ICRS``/``DE_ICRS`` at 2016.0). Every other position
+        column is at :attr:`position_epoch`.
+
+        Parameters
+        ----------
+        ra_column : str
+            Name of the right-ascension column the positions were read from.
+
+        Returns
+        -------
+        float
+        """
+        own = self.ra_column.lower()
+        name = ra_column.lower()
+        if name != own and name in _VIZIER_J2000_COLUMNS and own not in _VIZIER_J2000_COLUMNS:
+            return 2000.0
+        return self.position_epoch
 
     @property
     def vizier_catalogue(self) -> str | None:
@@ -211,6 +249,9 @@ class SurveyDefinition:
         if self.request_all_columns:
             return ["**"]
         cols = [self.ra_column, self.dec_column]
+        for pm in (self.pmra_column, self.pmdec_column):
+            if pm is not None and pm not in cols:
+                cols.append(pm)
         for b in self.catalogue_bands:
             for c in (b.mag_column, b.err_column, b.flux_column, b.flux_err_column, b.flag_column):
                 if c is not None and c not in cols:
@@ -518,6 +559,8 @@ GAIA = SurveyDefinition(
     ),
     column_filters={"Gmag": "<20"},
     position_epoch=2016.0,
+    pmra_column="pmRA",
+    pmdec_column="pmDE",
     sources=(
         "I/355/gaiadr3 ReadMe (Gmag, e_Gmag 'added by CDS', BPmag, e_BPmag, RPmag, e_RPmag, pmRA, "
         "pmDE; positions at Ep=2016.0, RAJ2000/DEJ2000 at Ep=2000 added by CDS) recorded in "

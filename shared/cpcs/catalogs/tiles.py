@@ -6,6 +6,7 @@ Layout under the store root::
     <survey>/survey.json            survey manifest: bands, custom or known, dates
     <survey>/<ipix:05d>.npz         the tile's stars (uncompressed numpy columns, sorted by Dec)
     <survey>/<ipix:05d>.json        tile manifest: n_stars, source(s), complete, created, updated
+                                    (and epoch, proper_motions when the tile has them)
     <survey>/.locks/<ipix>.lock     advisory locks serialising writers of a tile
 
 Tiling: HEALPix NESTED, ``nside=32`` (12,288 tiles of 3.36 deg^2, about 1.8 deg across). A typical
@@ -18,6 +19,13 @@ few thousand stars and needs no pickle; the manifest is also embedded in the ``.
 and its metadata are always replaced together. Every file is written to a temporary file in the
 same folder and moved into place with :func:`os.replace`, so a concurrent reader sees either the
 old or the new tile, never half of one.
+
+Columns of a tile: ``ra``, ``dec``, ``mag_<k>``/``err_<k>`` for the k-th band of the manifest's
+``bands`` and, for surveys with proper motions (Gaia), ``pmra``/``pmdec`` in mas/yr (``pmra``
+including cos(dec)); the manifest's optional ``epoch`` is the Julian year of the positions.
+Tiles written before proper motions existed (no ``pmra``, no ``epoch``) load as catalogues
+without proper motions and of unknown epoch; readers that predate them ignore the extra columns
+and key, so the layout version stays 1.
 
 Decoded tiles are kept in an in-memory LRU keyed by ``(survey, ipix)`` and validated against the
 file's ``(mtime_ns, size, inode)`` on every read, so a tile rewritten by another process is
@@ -491,7 +499,11 @@ class TileStore:
             bands = list(meta.get("bands", []))
             mags = {b: npz[f"mag_{k}"] for k, b in enumerate(bands)}
             errs = {b: npz[f"err_{k}"] for k, b in enumerate(bands)}
-        cat = _sort_by_dec(ReferenceCatalogue(survey, ra, dec, mags, errs))
+            has_pm = "pmra" in npz.files and "pmdec" in npz.files  # absent from older tiles
+            pmra = npz["pmra"] if has_pm else None
+            pmdec = npz["pmdec"] if has_pm else None
+        epoch = meta.get("epoch")
+        cat = _sort_by_dec(ReferenceCatalogue(survey, ra, dec, mags, errs, pmra, pmdec, epoch))
         info = TileInfo.from_dict({**meta, "survey": survey, "ipix": ipix, "n_stars": len(cat)})
         return cat, info
 
@@ -632,14 +644,17 @@ class TileStore:
             bands=tuple(cat.bands),
         )
         meta = info.to_dict()
-        arrays: dict[str, np.ndarray] = {
-            "meta": np.array(json.dumps(meta)),
-            "ra": cat.ra_deg,
-            "dec": cat.dec_deg,
-        }
+        if cat.epoch is not None:
+            meta["epoch"] = cat.epoch
+        arrays: dict[str, np.ndarray] = {"ra": cat.ra_deg, "dec": cat.dec_deg}
         for k, band in enumerate(cat.bands):
             arrays[f"mag_{k}"] = cat.mags[band]
             arrays[f"err_{k}"] = cat.errs[band]
+        if cat.pmra_mas_yr is not None and cat.pmdec_mas_yr is not None:
+            meta["proper_motions"] = True
+            arrays["pmra"] = cat.pmra_mas_yr
+            arrays["pmdec"] = cat.pmdec_mas_yr
+        arrays["meta"] = np.array(json.dumps(meta))
 
         def dump(fh: IO[bytes]) -> None:
             buffer = io.BytesIO()
@@ -668,9 +683,11 @@ class TileStore:
         """Add stars to a tile, deduplicating by position.
 
         An incoming star within ``match_radius_arcsec`` of a stored star is the same star: its
-        non-missing magnitudes replace the stored ones (bands the file lacks are kept). Other
-        incoming stars are appended; duplicates inside ``cat`` itself are dropped first. The tile
-        stays (or becomes) complete when it was complete or ``complete`` is True.
+        non-missing magnitudes and proper motion replace the stored ones (bands the file lacks
+        are kept). Other incoming stars are appended; duplicates inside ``cat`` itself are dropped
+        first. Incoming positions at another known epoch than the tile's are first moved to the
+        tile's epoch along their proper motions; a tile of unknown epoch takes the incoming one.
+        The tile stays (or becomes) complete when it was complete or ``complete`` is True.
 
         Parameters
         ----------
@@ -850,6 +867,8 @@ def _merge_catalogues(
 ) -> tuple[ReferenceCatalogue, int]:
     from scipy.spatial import cKDTree
 
+    if stored.epoch is not None and incoming.epoch is not None and incoming.epoch != stored.epoch:
+        incoming = incoming.at_epoch(stored.epoch)
     tree = cKDTree(_unit_vectors(stored.ra_deg, stored.dec_deg))
     dist, idx = tree.query(
         _unit_vectors(incoming.ra_deg, incoming.dec_deg), k=1, distance_upper_bound=_chord(radius_deg)
@@ -871,6 +890,19 @@ def _merge_catalogues(
             e[target[has]] = new_e[has]
         mags[band] = m
         errs[band] = e
-    updated = ReferenceCatalogue(stored.survey, stored.ra_deg, stored.dec_deg, mags, errs)
+    pmra: FloatArray | None = None
+    pmdec: FloatArray | None = None
+    if stored.has_proper_motions or incoming.has_proper_motions:
+        pmra = np.full(n_old, np.nan) if stored.pmra_mas_yr is None else stored.pmra_mas_yr.copy()
+        pmdec = np.full(n_old, np.nan) if stored.pmdec_mas_yr is None else stored.pmdec_mas_yr.copy()
+        if incoming.pmra_mas_yr is not None and incoming.pmdec_mas_yr is not None:
+            new_ra = incoming.pmra_mas_yr[matched]
+            new_dec = incoming.pmdec_mas_yr[matched]
+            has = np.isfinite(new_ra) & np.isfinite(new_dec)
+            pmra[target[has]] = new_ra[has]
+            pmdec[target[has]] = new_dec[has]
+    updated = ReferenceCatalogue(
+        stored.survey, stored.ra_deg, stored.dec_deg, mags, errs, pmra, pmdec, stored.epoch
+    )
     merged = concatenate([updated, incoming.select(~matched)], stored.survey)
     return merged, int(matched.sum())

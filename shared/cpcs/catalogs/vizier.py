@@ -9,7 +9,9 @@ of the remote side into :class:`cpcs.errors.ServiceUnavailable` with
 names) into a :class:`~cpcs.catalogs.model.ReferenceCatalogue`: it picks the survey's position
 and magnitude columns, applies the survey's quality rules (SDSS: stars, primary detections;
 GaiaSP: validated-range flags, magnitude errors from flux errors), drops rows with no position or
-no magnitude, and adds the derived bands (SDSS/PS1 -> B, V, R, I).
+no magnitude, and adds the derived bands (SDSS/PS1 -> B, V, R, I). The catalogue carries the
+survey's position epoch and, for surveys with proper motions (Gaia DR3: ``pmRA``/``pmDE``), the
+proper motions in mas/yr.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cpcs.catalogs.model import BoolArray, FloatArray, ReferenceCatalogue, column_to_float, parse_coordinates
+from cpcs.catalogs.model import (
+    BoolArray,
+    FloatArray,
+    ReferenceCatalogue,
+    column_to_float,
+    parse_coordinates,
+    proper_motion_columns,
+)
 from cpcs.catalogs.surveys import BandDefinition, SurveyDefinition
 from cpcs.errors import CpcsError, ServiceUnavailable
 
@@ -117,7 +126,9 @@ def fetch_cone_online(
     table = _pick_table(answer, survey_def.vizier_table)
     if table is None:
         log.info("vizier: no %s rows for %s", survey_def.name, where)
-        return ReferenceCatalogue.empty(survey_def.name, survey_def.band_names)
+        return ReferenceCatalogue.empty(
+            survey_def.name, survey_def.band_names, epoch=survey_def.position_epoch
+        )
     cat = parse_vizier_table(survey_def, table)
     log.info("vizier: %d %s stars for %s (radius %.3f deg)", len(cat), survey_def.name, where, radius_deg)
     return cat
@@ -162,6 +173,29 @@ def _position_columns(survey_def: SurveyDefinition, table: Table) -> tuple[str, 
             code="catalogue_source_unreachable",
         )
     return ra, dec
+
+
+def _survey_proper_motions(
+    survey_def: SurveyDefinition, table: Table
+) -> tuple[FloatArray, FloatArray] | None:
+    """The survey's proper motions (mas/yr) read from ``table``; ``None`` when it has none."""
+    if not survey_def.has_proper_motions:
+        return None
+    pmra_name = _find_column(table, survey_def.pmra_column)
+    pmdec_name = _find_column(table, survey_def.pmdec_column)
+    if pmra_name is None or pmdec_name is None:
+        log.warning(
+            "vizier: %s answer lacks the proper-motion columns %s/%s",
+            survey_def.name,
+            survey_def.pmra_column,
+            survey_def.pmdec_column,
+        )
+        return None
+    try:
+        return proper_motion_columns(table[pmra_name], table[pmdec_name])
+    except (TypeError, ValueError) as exc:
+        log.warning("vizier: %s proper motions unusable: %s", survey_def.name, exc)
+        return None
 
 
 def _clean_mag(values: FloatArray) -> FloatArray:
@@ -265,7 +299,9 @@ def parse_vizier_table(survey_def: SurveyDefinition, table: Table) -> ReferenceC
     Returns
     -------
     ReferenceCatalogue
-        Stars with a valid position and at least one catalogue magnitude; derived bands added.
+        Stars with a valid position and at least one catalogue magnitude; derived bands added;
+        ``epoch`` is the survey's ``position_epoch``; proper motions (mas/yr, NaN where unknown)
+        for a survey that has them when the table holds its proper-motion columns.
 
     Raises
     ------
@@ -274,8 +310,9 @@ def parse_vizier_table(survey_def: SurveyDefinition, table: Table) -> ReferenceC
         answered something else than the catalogue).
     """
     n = len(table)
+    epoch = survey_def.position_epoch
     if n == 0:
-        return ReferenceCatalogue.empty(survey_def.name, survey_def.band_names)
+        return ReferenceCatalogue.empty(survey_def.name, survey_def.band_names, epoch=epoch)
     ra_name, dec_name = _position_columns(survey_def, table)
     ra_unit = str(table[ra_name].unit) if table[ra_name].unit is not None else None
     ra, dec = parse_coordinates(table[ra_name], table[dec_name], ra_unit=ra_unit)
@@ -287,9 +324,12 @@ def parse_vizier_table(survey_def: SurveyDefinition, table: Table) -> ReferenceC
             mags[band.name], errs[band.name] = values
     if not mags:
         log.warning("vizier: %s answer has none of the magnitude columns", survey_def.name)
-        return ReferenceCatalogue.empty(survey_def.name, survey_def.band_names)
+        return ReferenceCatalogue.empty(survey_def.name, survey_def.band_names, epoch=epoch)
     keep = np.isfinite(ra) & np.isfinite(dec) & survey_row_mask(survey_def, table)
     keep &= np.any(np.isfinite(np.vstack(list(mags.values()))), axis=0)
     mags, errs = survey_def.add_derived_bands(mags, errs)
-    cat = ReferenceCatalogue(survey_def.name, ra, dec, mags, errs)
+    pm = _survey_proper_motions(survey_def, table)
+    pmra, pmdec = pm if pm is not None else (None, None)
+    read_epoch = survey_def.epoch_of_columns(ra_name)  # J2000 columns of a Gaia answer: back to 2016
+    cat = ReferenceCatalogue(survey_def.name, ra, dec, mags, errs, pmra, pmdec, read_epoch).at_epoch(epoch)
     return cat if keep.all() else cat.select(keep)

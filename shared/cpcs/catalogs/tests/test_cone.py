@@ -197,3 +197,23 @@ def test_warm_cone_of_two_surveys_takes_about_a_millisecond(
     per_call_ms = (time.perf_counter() - started) / n * 1000.0
     print(f"warm 10' cone, APASS+PS1 ({len(first['APASS'])}+{len(first['PS1'])} stars): {per_call_ms:.3f} ms")
     assert per_call_ms < 10.0  # ~0.5-1 ms on the reference machine; loose bound for busy CI
+
+
+def test_online_gaia_cone_keeps_proper_motions_through_the_store_and_the_wire(
+    store: TileStore, sky: Any
+) -> None:
+    fetcher = sky.FakeFetcher()
+    result = ConeService(store, online=True, fetcher=fetcher).get_cone(RA0, DEC0, R10, surveys=["Gaia"])
+    gaia = result["Gaia"]
+    assert gaia.epoch == 2016.0 and gaia.pmra_mas_yr is not None
+    assert np.isfinite(gaia.pmra_mas_yr).all()  # every recorded Gaia star has one
+    offline = ConeService(TileStore(store.root), online=False).get_cone(RA0, DEC0, R10, surveys=["Gaia"])[
+        "Gaia"
+    ]
+    assert offline.epoch == 2016.0
+    np.testing.assert_array_equal(np.sort(offline.pmdec_mas_yr), np.sort(gaia.pmdec_mas_yr))
+    back = from_wire(to_wire(offline))
+    assert back.epoch == 2016.0 and back.has_proper_motions
+    moved_ra, moved_dec = back.positions_at(2024.6)  # what astrometric refinement does
+    shift_mas = angular_separation_deg(back.ra_deg, back.dec_deg, moved_ra, moved_dec) * 3.6e6
+    np.testing.assert_allclose(shift_mas, np.hypot(back.pmra_mas_yr, back.pmdec_mas_yr) * 8.6, rtol=1e-6)

@@ -13,7 +13,13 @@ from astropy import units as u
 from astropy.table import MaskedColumn, Table
 
 from cpcs.catalogs.importer import import_catalogue_file, read_catalogue_table
-from cpcs.catalogs.model import column_to_float
+from cpcs.catalogs.model import (
+    ReferenceCatalogue,
+    angular_separation_deg,
+    column_to_float,
+    from_wire,
+    to_wire,
+)
 from cpcs.catalogs.surveys import colour_of
 from cpcs.catalogs.tiles import TileStore
 from cpcs.errors import InputError
@@ -205,3 +211,172 @@ def test_case_of_single_letter_bands_matters(store: TileStore) -> None:
     assert result.bands == ("r",)  # Cousins R is not APASS r'
     assert "Rmag" in result.ignored_columns
     assert cone(store, "APASS").mags["r"][0] == pytest.approx(13.2)
+
+
+# --------------------------------------------------------------------------------------------------
+# Proper motions and epochs
+
+
+def nearest(cat: Any, ra: float, dec: float) -> int:
+    return int(np.argmin(angular_separation_deg(ra, dec, cat.ra_deg, cat.dec_deg)))
+
+
+def test_import_gaia_votable_keeps_proper_motions(store: TileStore, recorded: Any) -> None:
+    result = import_catalogue_file(store, "Gaia", recorded.paths["Gaia"])
+    table = recorded.table("Gaia")
+    assert result.epoch == 2016.0 and result.n_proper_motions == result.n_stars == len(table)
+    assert result.to_dict()["epoch"] == 2016.0
+    assert not {"pmRA", "pmDE"} & set(result.ignored_columns)
+    cat = cone(store, "Gaia")
+    assert cat.epoch == 2016.0 and cat.pmra_mas_yr is not None and cat.pmdec_mas_yr is not None
+    ra, dec = column_to_float(table["RA_ICRS"]), column_to_float(table["DE_ICRS"])
+    pmra, pmdec = column_to_float(table["pmRA"]), column_to_float(table["pmDE"])
+    for k in range(len(table)):
+        j = nearest(cat, ra[k], dec[k])
+        assert cat.ra_deg[j] == ra[k] and cat.dec_deg[j] == dec[k]  # positions as given (2016.0)
+        assert (cat.pmra_mas_yr[j], cat.pmdec_mas_yr[j]) == (pmra[k], pmdec[k])
+    # what the catalogue-cache service sends keeps them
+    back = from_wire(to_wire(cat))
+    assert back.epoch == 2016.0
+    np.testing.assert_array_equal(back.pmra_mas_yr, cat.pmra_mas_yr)
+
+
+GAIA_ARCHIVE_CSV = """source_id,ra,dec,pmra,pmdec,Gmag,e_Gmag
+2034213580146925568,295.0010,30.1300,-3.1,-5.2,14.1,0.001
+2034213580146925575,295.0110,30.1400,12.5,,15.2,0.002
+2034213580146925582,295.0210,30.1500,,,16.3,0.003
+"""
+
+
+def test_import_gaia_archive_csv_with_lowercase_proper_motions(store: TileStore) -> None:
+    result = import_catalogue_file(store, "gaiadr3", GAIA_ARCHIVE_CSV.encode(), "gaia_archive.csv")
+    assert result.survey == "Gaia" and result.n_stars == 3 and result.n_proper_motions == 1
+    cat = cone(store, "Gaia")
+    assert cat.epoch == 2016.0 and cat.pmra_mas_yr is not None and cat.pmdec_mas_yr is not None
+    k = nearest(cat, 295.001, 30.13)
+    assert (cat.pmra_mas_yr[k], cat.pmdec_mas_yr[k]) == (-3.1, -5.2)
+    assert cat.ra_deg[k] == pytest.approx(295.001, abs=1e-12)  # ra/dec at 2016.0: not moved
+    half = nearest(cat, 295.011, 30.14)  # pmdec missing: the star has no proper motion
+    assert np.isnan(cat.pmra_mas_yr[half]) and np.isnan(cat.pmdec_mas_yr[half])
+
+
+def test_proper_motion_names_are_case_insensitive(store: TileStore) -> None:
+    content = b"RA_ICRS,DE_ICRS,PMRA,pmde,Gmag\n295.0,30.1,7.5,-2.5,14.0\n"
+    result = import_catalogue_file(store, "Gaia", content, "vizier.csv")
+    assert result.n_proper_motions == 1
+    cat = cone(store, "Gaia")
+    assert cat.pmra_mas_yr is not None and cat.pmdec_mas_yr is not None
+    assert (cat.pmra_mas_yr[0], cat.pmdec_mas_yr[0]) == (7.5, -2.5)
+
+
+def gaia_stars() -> ReferenceCatalogue:
+    """A few stars at 2016.0, some of them fast."""
+    return ReferenceCatalogue(
+        "Gaia",
+        [295.001, 295.011, 295.021, 295.031],
+        [30.13, 30.14, 30.15, 30.16],
+        {"G": [14.0, 15.0, 16.0, 17.0]},
+        {"G": [0.001, 0.002, 0.003, 0.004]},
+        [800.0, -3.0, np.nan, 150.0],
+        [-600.0, 4.0, np.nan, 0.0],
+        2016.0,
+    )
+
+
+def test_gaia_file_with_vizier_j2000_positions_is_moved_back_to_2016(store: TileStore) -> None:
+    truth = gaia_stars()
+    j2000 = truth.at_epoch(2000.0)  # what Vizier's RAJ2000/DEJ2000 hold for Gaia DR3
+    table = Table(
+        {
+            "RAJ2000": j2000.ra_deg,
+            "DEJ2000": j2000.dec_deg,
+            "pmRA": truth.pmra_mas_yr,
+            "pmDE": truth.pmdec_mas_yr,
+            "Gmag": truth.mags["G"],
+        }
+    )
+    buffer = io.StringIO()
+    table.write(buffer, format="ascii.ecsv")
+    result = import_catalogue_file(store, "Gaia", buffer.getvalue().encode(), "gaia_j2000.ecsv")
+    assert result.epoch == 2016.0 and result.n_proper_motions == 3
+    cat = cone(store, "Gaia")
+    for k in range(len(truth)):
+        j = nearest(cat, truth.ra_deg[k], truth.dec_deg[k])
+        sep_mas = (
+            angular_separation_deg(truth.ra_deg[k], truth.dec_deg[k], cat.ra_deg[j], cat.dec_deg[j]) * 3.6e6
+        )
+        # the file's proper motions are those of 2016, not 2000: exact to second order in the
+        # motion (0.6 mas for the 1 arcsec/yr star, 0.02 mas at 150 mas/yr, nothing for slow stars)
+        assert sep_mas < (1.0 if k == 0 else 0.05)
+
+
+def test_gaia_file_prefers_its_own_2016_positions(store: TileStore) -> None:
+    truth = gaia_stars()
+    j2000 = truth.at_epoch(2000.0)
+    table = Table(
+        {
+            "RAJ2000": j2000.ra_deg,  # listed first, as in some Vizier downloads
+            "DEJ2000": j2000.dec_deg,
+            "RA_ICRS": truth.ra_deg,
+            "DE_ICRS": truth.dec_deg,
+            "pmRA": truth.pmra_mas_yr,
+            "pmDE": truth.pmdec_mas_yr,
+            "Gmag": truth.mags["G"],
+        }
+    )
+    buffer = io.StringIO()
+    table.write(buffer, format="ascii.ecsv")
+    import_catalogue_file(store, "Gaia", buffer.getvalue().encode(), "gaia_both.ecsv")
+    cat = cone(store, "Gaia")
+    np.testing.assert_array_equal(np.sort(cat.ra_deg), np.sort(truth.ra_deg))
+
+
+def test_other_known_surveys_get_their_epoch_and_no_proper_motions(store: TileStore, recorded: Any) -> None:
+    result = import_catalogue_file(store, "APASS", recorded.paths["APASS"])
+    assert result.epoch == 2000.0 and result.n_proper_motions == 0
+    cat = cone(store, "APASS")
+    assert cat.epoch == 2000.0 and cat.pmra_mas_yr is None
+    sp = import_catalogue_file(store, "GaiaSP", recorded.paths["GaiaSP"])
+    assert sp.epoch == 2016.0 and sp.n_proper_motions == 0
+
+
+def test_site_survey_with_proper_motions_epoch_column_and_units(store: TileStore) -> None:
+    table = Table(
+        {
+            "ra": [295.001, 295.011],
+            "dec": [30.13, 30.14],
+            "pmra": np.array([0.5, -0.25]) * u.arcsec / u.yr,
+            "pmdec": np.array([0.1, 0.0]) * u.arcsec / u.yr,
+            "ref_epoch": [2015.5, 2015.5],
+            "V": [12.5, 13.5],
+        }
+    )
+    buffer = io.StringIO()
+    table.write(buffer, format="ascii.ecsv")
+    result = import_catalogue_file(store, "SiteDR2", buffer.getvalue().encode(), "site.ecsv")
+    assert result.custom and result.epoch == 2015.5 and result.n_proper_motions == 2
+    assert result.bands == ("V",)
+    cat = cone(store, "SiteDR2")
+    assert cat.epoch == 2015.5 and cat.pmra_mas_yr is not None
+    assert sorted(cat.pmra_mas_yr) == pytest.approx([-250.0, 500.0])
+    # no epoch column: unknown epoch, proper motions still kept
+    plain = b"ra,dec,pmRA,pmDE,V\n295.05,30.2,1.0,2.0,12.0\n"
+    other = import_catalogue_file(store, "SiteNoEpoch", plain, "site.csv")
+    assert other.epoch is None and other.n_proper_motions == 1
+
+
+def test_proper_motions_in_an_unusable_unit_are_ignored(store: TileStore) -> None:
+    table = Table(
+        {
+            "ra": [295.001],
+            "dec": [30.13],
+            "pmRA": np.array([0.01]) * u.s / u.yr,  # seconds of time of RA per year: not mas/yr
+            "pmDE": np.array([0.1]) * u.arcsec / u.yr,
+            "Gmag": [14.0],
+        }
+    )
+    buffer = io.StringIO()
+    table.write(buffer, format="ascii.ecsv")
+    result = import_catalogue_file(store, "Gaia", buffer.getvalue().encode(), "odd.ecsv")
+    assert result.n_stars == 1 and result.n_proper_motions == 0
+    assert cone(store, "Gaia").pmra_mas_yr is None

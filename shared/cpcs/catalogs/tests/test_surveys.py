@@ -62,6 +62,14 @@ def test_vizier_column_names() -> None:
     assert gaia.vizier_columns()[:2] == ["RA_ICRS", "DE_ICRS"]
     assert {"Gmag", "e_Gmag", "BPmag", "e_BPmag", "RPmag", "e_RPmag"} <= set(gaia.vizier_columns())
     assert gaia.position_epoch == 2016.0
+    assert (gaia.pmra_column, gaia.pmdec_column) == ("pmRA", "pmDE") and gaia.has_proper_motions
+    assert gaia.vizier_columns()[2:4] == ["pmRA", "pmDE"]
+    assert gaia.epoch_of_columns("RA_ICRS") == 2016.0
+    assert gaia.epoch_of_columns("RAJ2000") == gaia.epoch_of_columns("_raj2000") == 2000.0
+    assert SURVEYS["APASS"].epoch_of_columns("RAJ2000") == 2000.0
+    assert SURVEYS["GaiaSP"].epoch_of_columns("RA_ICRS") == 2016.0
+    assert not any(SURVEYS[name].has_proper_motions for name in ("APASS", "PS1", "SDSS", "2MASS", "GaiaSP"))
+    assert "pmRA" not in SURVEYS["APASS"].vizier_columns()
     sp = SURVEYS["GaiaSP"]
     assert sp.band_names == ["U", "B", "V", "R", "I", "u", "g", "r", "i", "z"]
     assert (sp.band("V").mag_column, sp.band("V").flux_column, sp.band("V").flag_column) == (

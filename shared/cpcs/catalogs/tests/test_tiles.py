@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cpcs.catalogs.model import ReferenceCatalogue, angular_separation_deg, cone_mask
+from cpcs.catalogs.model import ReferenceCatalogue, angular_separation_deg, concatenate, cone_mask
 from cpcs.catalogs.tiles import NSIDE, TileStore
 from cpcs.errors import InputError
 
@@ -299,3 +299,170 @@ def test_store_refuses_another_nside(store: TileStore, rng: np.random.Generator,
     store.write("APASS", ipix, cat, "vizier", True)
     with pytest.raises(ValueError, match="nside"):
         TileStore(store.root, nside=64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Proper motions and epochs
+
+
+def with_motions(
+    cat: ReferenceCatalogue, rng: np.random.Generator, epoch: float | None = 2016.0
+) -> ReferenceCatalogue:
+    n = len(cat)
+    pmra = rng.normal(0.0, 20.0, n)
+    pmdec = rng.normal(0.0, 20.0, n)
+    pmra[::7] = np.nan  # two-parameter solutions: no proper motion
+    pmdec[::7] = np.nan
+    return ReferenceCatalogue("Gaia", cat.ra_deg, cat.dec_deg, cat.mags, cat.errs, pmra, pmdec, epoch)
+
+
+def test_round_trip_keeps_proper_motions_and_epoch(
+    store: TileStore, rng: np.random.Generator, sky: Any
+) -> None:
+    ipix, plain = one_tile(store, rng, sky, survey="Gaia")
+    cat = with_motions(plain, rng)
+    store.write("Gaia", ipix, cat, "vizier", complete=True)
+    back = TileStore(store.root).read("Gaia", ipix)
+    assert back is not None and back.epoch == 2016.0 and back.has_proper_motions
+    assert back.pmra_mas_yr is not None and back.pmdec_mas_yr is not None
+    order = np.argsort(cat.dec_deg, kind="stable")
+    np.testing.assert_array_equal(back.pmra_mas_yr, np.asarray(cat.pmra_mas_yr)[order])
+    np.testing.assert_array_equal(back.pmdec_mas_yr, np.asarray(cat.pmdec_mas_yr)[order])
+    with np.load(store.root / "Gaia" / f"{ipix:05d}.npz") as npz:
+        assert {"pmra", "pmdec"} <= set(npz.files)
+        assert json.loads(str(npz["meta"]))["epoch"] == 2016.0
+    side = json.loads((store.root / "Gaia" / f"{ipix:05d}.json").read_text())
+    assert side["epoch"] == 2016.0 and side["proper_motions"] is True
+    info = store.info("Gaia", ipix)
+    assert info is not None and info.n_stars == 200  # the manifest is unchanged otherwise
+    cone, _, _ = TileStore(store.root).cone("Gaia", *store.tile_center(ipix), 0.3)
+    assert cone is not None and cone.epoch == 2016.0 and cone.has_proper_motions
+
+
+def test_tiles_without_proper_motions_have_no_pm_columns(
+    store: TileStore, rng: np.random.Generator, sky: Any
+) -> None:
+    ipix, cat = one_tile(store, rng, sky)
+    store.write("APASS", ipix, cat, "vizier", complete=True)
+    with np.load(store.root / "APASS" / f"{ipix:05d}.npz") as npz:
+        assert "pmra" not in npz.files and "pmdec" not in npz.files
+        assert "epoch" not in json.loads(str(npz["meta"]))
+    back = TileStore(store.root).read("APASS", ipix)
+    assert back is not None and back.pmra_mas_yr is None and back.epoch is None
+
+
+def write_old_tile(store: TileStore, survey: str, ipix: int, cat: ReferenceCatalogue) -> None:
+    """A tile exactly as the store wrote it before proper motions and epochs existed."""
+    directory = store.root / survey
+    directory.mkdir(parents=True, exist_ok=True)
+    (store.root / "store.json").write_text(json.dumps({"format": 1, "nside": 32, "order": "nested"}))
+    meta = {
+        "survey": survey,
+        "ipix": ipix,
+        "n_stars": len(cat),
+        "source": "vizier",
+        "sources": ["vizier"],
+        "complete": True,
+        "created": "2024-05-01T00:00:00+00:00",
+        "updated": "2024-05-01T00:00:00+00:00",
+        "bands": cat.bands,
+    }
+    order = np.argsort(cat.dec_deg, kind="stable")
+    arrays: dict[str, np.ndarray] = {
+        "meta": np.array(json.dumps(meta)),
+        "ra": cat.ra_deg[order],
+        "dec": cat.dec_deg[order],
+    }
+    for k, band in enumerate(cat.bands):
+        arrays[f"mag_{k}"] = cat.mags[band][order]
+        arrays[f"err_{k}"] = cat.errs[band][order]
+    np.savez(directory / f"{ipix:05d}.npz", **arrays)  # type: ignore[arg-type]
+    (directory / f"{ipix:05d}.json").write_text(json.dumps(meta))
+
+
+def test_old_tiles_still_load_and_take_proper_motions_on_merge(
+    store: TileStore, rng: np.random.Generator, sky: Any
+) -> None:
+    ipix, plain = one_tile(store, rng, sky, survey="Gaia", n=50)
+    write_old_tile(store, "Gaia", ipix, plain)
+    old = TileStore(store.root).read("Gaia", ipix)
+    assert old is not None and len(old) == 50 and old.epoch is None and old.pmra_mas_yr is None
+    info = store.info("Gaia", ipix)
+    assert info is not None and info.complete
+    # a Vizier answer with proper motions: the same 50 stars plus 10 new ones
+    extra = sky.random_stars(rng, "Gaia", *store.tile_center(ipix), 0.3, 10, bands=("B", "V"))
+    fresh = with_motions(concatenate([plain, extra]), rng)
+    result = store.merge("Gaia", ipix, fresh, "vizier", complete=True)
+    assert (result.n_updated, result.n_added) == (50, 10)
+    tile = TileStore(store.root).read("Gaia", ipix)
+    assert tile is not None and len(tile) == 60 and tile.epoch == 2016.0
+    assert tile.pmra_mas_yr is not None and tile.pmdec_mas_yr is not None
+    for k in range(len(fresh)):
+        j = int(
+            np.argmin(angular_separation_deg(fresh.ra_deg[k], fresh.dec_deg[k], tile.ra_deg, tile.dec_deg))
+        )
+        np.testing.assert_array_equal(
+            [tile.pmra_mas_yr[j], tile.pmdec_mas_yr[j]],
+            [np.asarray(fresh.pmra_mas_yr)[k], np.asarray(fresh.pmdec_mas_yr)[k]],
+        )
+
+
+def test_merge_keeps_stored_proper_motions_and_fills_new_ones(
+    store: TileStore, rng: np.random.Generator, sky: Any
+) -> None:
+    ipix, plain = one_tile(store, rng, sky, survey="Gaia", n=30)
+    stored = with_motions(plain, rng)
+    store.write("Gaia", ipix, stored, "vizier", complete=True)
+    # an import without proper motions, matching the first 3 stars and adding 2
+    extra = sky.random_stars(rng, "Gaia", *store.tile_center(ipix), 0.3, 2, bands=("V",))
+    incoming = concatenate([plain.select([0, 1, 2]), extra]).at_epoch(2016.0)
+    result = store.merge("Gaia", ipix, incoming, "import:x.xml")
+    assert (result.n_updated, result.n_added) == (3, 2)
+    tile = store.read("Gaia", ipix)
+    assert tile is not None and tile.pmra_mas_yr is not None and tile.pmdec_mas_yr is not None
+    assert tile.epoch == 2016.0
+    for k in range(30):
+        j = int(
+            np.argmin(angular_separation_deg(stored.ra_deg[k], stored.dec_deg[k], tile.ra_deg, tile.dec_deg))
+        )
+        np.testing.assert_array_equal(tile.pmra_mas_yr[j], np.asarray(stored.pmra_mas_yr)[k])  # kept
+    for k in range(2):
+        j = int(
+            np.argmin(angular_separation_deg(extra.ra_deg[k], extra.dec_deg[k], tile.ra_deg, tile.dec_deg))
+        )
+        assert np.isnan(tile.pmra_mas_yr[j]) and np.isnan(tile.pmdec_mas_yr[j])
+    # duplicates inside an incoming catalogue keep the first star's proper motion
+    twice = with_motions(concatenate([extra, extra.select([0])]), rng)
+    assert len(_dedupe(twice)) == 2
+
+
+def _dedupe(cat: ReferenceCatalogue) -> ReferenceCatalogue:
+    from cpcs.catalogs.tiles import _dedupe_within
+
+    out = _dedupe_within(cat, 0.5 / 3600.0)
+    assert out.pmra_mas_yr is not None
+    np.testing.assert_array_equal(out.pmra_mas_yr, np.asarray(cat.pmra_mas_yr)[: len(out)])
+    return out
+
+
+def test_merge_moves_incoming_stars_to_the_tile_epoch(
+    store: TileStore, rng: np.random.Generator, sky: Any
+) -> None:
+    ipix, plain = one_tile(store, rng, sky, survey="Gaia", n=20)
+    stored = with_motions(plain, rng)
+    stored = ReferenceCatalogue(
+        "Gaia",
+        stored.ra_deg,
+        stored.dec_deg,
+        stored.mags,
+        stored.errs,
+        np.asarray(stored.pmra_mas_yr) * 50.0,  # fast movers: ~1" per 1000 mas/yr and year
+        np.asarray(stored.pmdec_mas_yr) * 50.0,
+        2016.0,
+    )
+    store.write("Gaia", ipix, stored, "vizier", complete=True)
+    # the same stars at epoch 2000: several arcsec away, yet recognised once moved back to 2016
+    result = store.merge("Gaia", ipix, stored.at_epoch(2000.0), "import:j2000.csv")
+    assert (result.n_updated, result.n_added) == (20, 0)
+    tile = store.read("Gaia", ipix)
+    assert tile is not None and len(tile) == 20 and tile.epoch == 2016.0

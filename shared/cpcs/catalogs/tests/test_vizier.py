@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from astropy.table import Table
+from astropy.table import MaskedColumn, Table
 
-from cpcs.catalogs.model import column_to_float
+from cpcs.catalogs.model import angular_separation_deg, column_to_float
 from cpcs.catalogs.surveys import SURVEYS, custom_survey
 from cpcs.catalogs.vizier import fetch_cone_online, parse_vizier_table
 from cpcs.errors import ServiceUnavailable
@@ -204,3 +204,89 @@ def test_library_import_does_not_import_astroquery() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------------------------------
+# Proper motions and epochs
+
+
+def test_gaia_answer_carries_proper_motions_and_epoch(recorded: Any) -> None:
+    table = recorded.table("Gaia")
+    cat = parse_vizier_table(SURVEYS["Gaia"], table)
+    assert cat.epoch == 2016.0 and cat.has_proper_motions
+    assert cat.pmra_mas_yr is not None and cat.pmdec_mas_yr is not None
+    ra = column_to_float(table["RA_ICRS"])
+    rows = np.array([int(np.argmin(np.abs(ra - r))) for r in cat.ra_deg])
+    np.testing.assert_array_equal(cat.ra_deg, ra[rows])  # positions as served, at 2016.0
+    np.testing.assert_array_equal(cat.pmra_mas_yr, column_to_float(table["pmRA"])[rows])
+    np.testing.assert_array_equal(cat.pmdec_mas_yr, column_to_float(table["pmDE"])[rows])
+
+
+@pytest.mark.parametrize(("survey", "epoch"), [("APASS", 2000.0), ("PS1", 2000.0), ("GaiaSP", 2016.0)])
+def test_other_answers_carry_their_epoch_without_proper_motions(
+    recorded: Any, survey: str, epoch: float
+) -> None:
+    cat = parse_vizier_table(SURVEYS[survey], recorded.table(survey))
+    assert cat.epoch == epoch and cat.pmra_mas_yr is None and cat.pmdec_mas_yr is None
+
+
+def test_gaia_answer_edge_cases() -> None:
+    gaia = SURVEYS["Gaia"]
+    base = {"RA_ICRS": [295.0, 295.01], "DE_ICRS": [30.1, 30.2], "Gmag": [14.0, 15.0]}
+    no_pm = parse_vizier_table(gaia, Table(base))  # an answer without the columns: no pm
+    assert len(no_pm) == 2 and no_pm.pmra_mas_yr is None and no_pm.epoch == 2016.0
+    gaps = parse_vizier_table(
+        gaia, Table({**base, "pmRA": MaskedColumn([1.0, 2.0], mask=[False, True]), "pmDE": [3.0, 4.0]})
+    )
+    assert gaps.pmra_mas_yr is not None and gaps.pmdec_mas_yr is not None
+    assert (gaps.pmra_mas_yr[0], gaps.pmdec_mas_yr[0]) == (1.0, 3.0)
+    assert np.isnan(gaps.pmra_mas_yr[1]) and np.isnan(gaps.pmdec_mas_yr[1])
+    empty = parse_vizier_table(gaia, Table(names=["RA_ICRS", "DE_ICRS", "Gmag", "pmRA", "pmDE"]))
+    assert len(empty) == 0 and empty.epoch == 2016.0
+    # only Vizier's J2000 columns: positions at 2000, moved back to the survey's 2016.0
+    ra16, dec16 = 295.0, 30.1
+    j2000 = parse_vizier_table(gaia, Table({**base, "pmRA": [100.0, 0.0], "pmDE": [-50.0, 0.0]}))
+    at2000 = j2000.at_epoch(2000.0)
+    only_j2000 = Table(
+        {
+            "RAJ2000": at2000.ra_deg,
+            "DEJ2000": at2000.dec_deg,
+            "Gmag": [14.0, 15.0],
+            "pmRA": [100.0, 0.0],
+            "pmDE": [-50.0, 0.0],
+        }
+    )
+    back = parse_vizier_table(gaia, only_j2000)
+    assert back.epoch == 2016.0
+    # exact to second order in the motion (the file's proper motions are those of 2016)
+    assert angular_separation_deg(ra16, dec16, back.ra_deg[0], back.dec_deg[0]) * 3.6e6 < 0.01
+
+
+def test_fetch_cone_online_asks_gaia_for_proper_motions(
+    monkeypatch: pytest.MonkeyPatch, recorded: Any
+) -> None:
+    seen: dict[str, Any] = {}
+
+    class RecordedVizier:
+        def __init__(self, **kwargs: Any) -> None:
+            seen["init"] = kwargs
+
+        def query_region(self, coord: Any, **kwargs: Any) -> Any:
+            return _TableList({"I/355/gaiadr3": recorded.table("Gaia")})
+
+    monkeypatch.setattr("astroquery.vizier.Vizier", RecordedVizier)
+    cat = fetch_cone_online(SURVEYS["Gaia"], 295.00474, 30.13149, 0.1)
+    assert {"pmRA", "pmDE"} <= set(seen["init"]["columns"])
+    assert cat.epoch == 2016.0 and cat.has_proper_motions
+
+
+def test_fetch_cone_online_empty_answer_has_the_survey_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    class EmptyVizier:
+        def __init__(self, **kwargs: Any) -> None:
+            pass
+
+        def query_region(self, *args: Any, **kwargs: Any) -> Any:
+            return _TableList({})
+
+    monkeypatch.setattr("astroquery.vizier.Vizier", EmptyVizier)
+    assert fetch_cone_online(SURVEYS["Gaia"], 10.0, 0.0, 0.1).epoch == 2016.0
