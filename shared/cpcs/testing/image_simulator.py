@@ -749,10 +749,19 @@ def _build_references(
             mags[relation.band] = observed + shift
             errs[relation.band] = error
         ra, dec = positions[model.name]
-        references[model.name] = ReferenceCatalogue(model.name, ra[listed], dec[listed], mags, errs)
-        index[model.name] = listed.astype(np.intp)
         if model is GAIA_SURVEY:
             gaia_pm = (pmra[listed] + pm_noise[listed, 0], pmdec[listed] + pm_noise[listed, 1])
+        references[model.name] = ReferenceCatalogue(
+            model.name,
+            ra[listed],
+            dec[listed],
+            mags,
+            errs,
+            pmra_mas_yr=gaia_pm[0] if model is GAIA_SURVEY else None,
+            pmdec_mas_yr=gaia_pm[1] if model is GAIA_SURVEY else None,
+            epoch=_SURVEY_EPOCH.get(model.name),
+        )
+        index[model.name] = listed.astype(np.intp)
     return references, index, gaia_pm
 
 
