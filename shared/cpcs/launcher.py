@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from cpcs.catalogs.cone import ConeService
+    from cpcs_calibrate.references import ReferenceSource
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Assembly:
         self.context.close()
 
 
-def _references(context: Context, cones: ConeService | None) -> object:
+def _references(context: Context, cones: ConeService | None) -> ReferenceSource:
     from cpcs_calibrate.references import HttpReferences, LocalReferences
 
     if context.settings.catalog_cache_url:
@@ -84,12 +85,12 @@ def assemble_service(name: str, context: Context) -> Assembly:
     if name == "calibrate":
         from cpcs_calibrate.worker import CalibrateWorker
 
-        worker = CalibrateWorker(context, _references(context, None))  # type: ignore[arg-type]
+        worker = CalibrateWorker(context, _references(context, None))
         return Assembly(context, consumers=[worker.subscribe])
     if name == "reduce":
-        from cpcs_reduce.consumer import ReduceWorker
+        from cpcs_reduce.worker import ReduceWorker
 
-        return Assembly(context, consumers=[ReduceWorker(context).subscribe])
+        return Assembly(context, consumers=[ReduceWorker(context, _references(context, None)).subscribe])
     raise ValueError(f"unknown service {name!r}; choose from {', '.join(SERVICE_NAMES)}")
 
 
@@ -102,7 +103,7 @@ def assemble_embedded(context: Context) -> Assembly:
     from cpcs_catalog_cache.app import router as cache_router
     from cpcs_catalog_cache.consumer import PrefetchWorker
     from cpcs_ingest.app import routers as ingest_routers
-    from cpcs_reduce.consumer import ReduceWorker
+    from cpcs_reduce.worker import ReduceWorker
 
     cones = cone_service(context)
     app = make_app(
@@ -111,10 +112,11 @@ def assemble_embedded(context: Context) -> Assembly:
         description="Photometric calibration server for transient follow-up (all services in one process).",
         routers=[*ingest_routers(), *api_routers(), cache_router(cones)],
     )
+    references = _references(context, cones)
     consumers = [
-        CalibrateWorker(context, _references(context, cones)).subscribe,  # type: ignore[arg-type]
+        CalibrateWorker(context, references).subscribe,
         PrefetchWorker(context, cones).subscribe,
-        ReduceWorker(context).subscribe,
+        ReduceWorker(context, references).subscribe,
     ]
     return Assembly(context, app=app, consumers=consumers, housekeeping=True)
 

@@ -171,3 +171,21 @@ class UploadAccepted(Schema):
 class LightCurve(Schema):
     alert: AlertOut
     points: list[PointOut]
+
+
+class ReductionOut(Schema):
+    """What reduce measured on an image: header facts, astrometry, quality, the forced target."""
+
+    observation_id: int
+    status: Literal["reduced", "failed"]
+    error_code: str | None
+    error_message: str | None
+    header: dict[str, Any]
+    astrometry: dict[str, Any]
+    quality: dict[str, Any]
+    target: dict[str, Any]
+    wcs_header: str | None
+    sources_path: str | None
+    timings_ms: dict[str, Any]
+    pipeline_version: str
+    created_at: dt.datetime

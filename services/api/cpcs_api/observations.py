@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import io
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from astropy.table import Table
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import FileResponse
 
 from cpcs.domain import observations as observation_store
 from cpcs.domain import points as point_store
-from cpcs.schemas import CalibrationOut, ObservationOut, Page, PointOut
+from cpcs.errors import NotFoundError
+from cpcs.schemas import CalibrationOut, ObservationOut, Page, PointOut, ReductionOut
 from cpcs.web import ERROR_RESPONSES, ContextDep, SessionDep, UserDep
 
 
@@ -36,6 +40,43 @@ def router() -> APIRouter:
         del user
         observation_store.get_observation(session, observation_id)
         return observation_store.calibration_history(session, observation_id)
+
+    @api.get(
+        "/observations/{observation_id}/reduction",
+        response_model=ReductionOut,
+        tags=["observations"],
+        summary="An image's reduction: header facts, astrometric solution, quality, forced target",
+    )
+    def reduction(session: SessionDep, observation_id: int, user: UserDep) -> ReductionOut:
+        del user
+        return ReductionOut.model_validate(observation_store.get_reduction(session, observation_id))
+
+    @api.get(
+        "/observations/{observation_id}/sources",
+        tags=["observations"],
+        summary="The image's measured source table (FITS; format=ecsv or csv for text)",
+        response_class=Response,
+        responses={200: {"content": {"application/fits": {}, "text/plain": {}}}},
+    )
+    def sources(
+        context: ContextDep,
+        session: SessionDep,
+        observation_id: int,
+        user: UserDep,
+        format: Literal["fits", "ecsv", "csv"] = "fits",
+    ) -> Response:
+        del user
+        reduction = observation_store.get_reduction(session, observation_id)
+        if not reduction.sources_path:
+            raise NotFoundError("This image has no measured source table.", code="no_sources")
+        path = context.settings.data_dir / reduction.sources_path
+        if format == "fits":
+            return FileResponse(
+                path, media_type="application/fits", filename=f"cpcs-{observation_id}-sources.fits"
+            )
+        buffer = io.StringIO()
+        Table.read(path).write(buffer, format="ascii.ecsv" if format == "ecsv" else "ascii.csv")
+        return Response(buffer.getvalue(), media_type="text/plain")
 
     @api.get("/points", response_model=Page[PointOut], tags=["points"], summary="List points with filters")
     def list_points(

@@ -12,6 +12,7 @@ from cpcs.db.models import (
     Alert,
     Calibration,
     CalibrationRequest,
+    ImageReduction,
     Observation,
     Point,
     Upload,
@@ -211,6 +212,18 @@ def observation_view(session: Session, observation: Observation) -> ObservationO
         calibration=calibration_view(calibration) if calibration else None,
         point=point_view(point) if point is not None and point.deleted_at is None else None,
     )
+
+
+def get_reduction(session: Session, observation_id: int) -> ImageReduction:
+    get_observation(session, observation_id)
+    reduction = session.scalar(select(ImageReduction).where(ImageReduction.observation_id == observation_id))
+    if reduction is None:
+        raise NotFoundError(
+            f"Observation {observation_id} has no image reduction (yet): catalogues have none, and images "
+            "get one once reduce has measured them.",
+            code="no_reduction",
+        )
+    return reduction
 
 
 def calibration_history(session: Session, observation_id: int) -> list[CalibrationOut]:

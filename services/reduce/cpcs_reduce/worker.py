@@ -1,0 +1,300 @@
+"""The reduce consumer: ``image.received`` in, a measured source table and ``sources.measured`` out.
+
+Validate, work, commit the reduction (with the outbox row), then the bus acks. A reduction that
+already exists is acknowledged without work. A field that cannot be solved ends the observation
+``failed`` with its code, keeping what was measured (the detections) as a partial product.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from dataclasses import asdict, replace
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+from astropy.utils.exceptions import AstropyWarning
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from cpcs import __version__
+from cpcs.context import Context
+from cpcs.db.models import CalibrationRequest, ImageReduction, Observation
+from cpcs.db.outbox import add_to_outbox
+from cpcs.errors import CalibrationFailed, CpcsError
+from cpcs.formats.fits_image import inspect_fits_image
+from cpcs.logs import observation_context
+from cpcs.messages import ImageReceivedV1, ObservationFailedV1, SourcesMeasuredV1, decode
+from cpcs.messaging.bus import Envelope, RejectMessage
+from cpcs.messaging.topology import binding_keys
+from cpcs.science.airmass import airmass
+from cpcs.science.image_reduction import ImageReductionResult, PartialReduction, ReductionFailed, reduce_image
+from cpcs.science.imaging.header import ImageHeader, standardise_header
+from cpcs_calibrate.references import ReferenceSource
+
+log = logging.getLogger(__name__)
+
+QUEUE = "reduce"
+BINDINGS = binding_keys(QUEUE)
+ASTROMETRIC_SURVEY = "Gaia"
+CONE_MARGIN_DEG = 2 / 60
+
+
+class ReduceWorker:
+    def __init__(self, context: Context, references: ReferenceSource):
+        self.context = context
+        self.references = references
+
+    def subscribe(self) -> None:
+        self.context.bus.subscribe(
+            QUEUE, BINDINGS, self.handle, max_attempts=self.context.settings.max_delivery_attempts
+        )
+
+    def handle(self, envelope: Envelope) -> None:
+        try:
+            message = decode(envelope.routing_key, envelope.body)
+        except (KeyError, ValidationError) as exc:
+            raise RejectMessage(f"unreadable {envelope.routing_key} message: {exc}") from exc
+        if not isinstance(message, ImageReceivedV1):
+            raise RejectMessage(f"reduce does not handle {envelope.routing_key}")
+        with observation_context(message.observation_id):
+            try:
+                self.reduce(message)
+            except Exception as exc:
+                if envelope.attempt >= self.context.settings.max_delivery_attempts:
+                    self._mark_error(message, exc)
+                raise
+
+    def reduce(self, message: ImageReceivedV1) -> None:
+        started = time.perf_counter()
+        with self.context.db.transaction() as session:
+            if session.scalar(
+                select(ImageReduction.id).where(ImageReduction.observation_id == message.observation_id)
+            ):
+                log.info("already reduced; acknowledging the repeated message")
+                return
+            observation = session.get(Observation, message.observation_id)
+            if observation is None:
+                raise RejectMessage(f"no observation {message.observation_id}")
+            alert = observation.alert
+            site = observation.user.observatory
+            form = (observation.mjd, observation.exptime_s, observation.filter_declared)
+            site_facts = (site.lon_deg, site.lat_deg, site.elevation_m)
+        try:
+            data, header = self._read(message.upload_sha256, form)
+            radius = _cone_radius_deg(header, data.shape)
+            gaia = self.references.cone(alert.ra_deg, alert.dec_deg, radius, [ASTROMETRIC_SURVEY])
+            if ASTROMETRIC_SURVEY not in gaia or len(gaia[ASTROMETRIC_SURVEY]) == 0:
+                raise CalibrationFailed(
+                    "No Gaia stars are cached for this field, so its astrometry cannot be solved; import "
+                    "them with 'cpcs catalog import --survey Gaia FILE' or enable the online catalogue.",
+                    code="no_astrometric_references",
+                )
+            result = reduce_image(
+                data,
+                header,
+                gaia[ASTROMETRIC_SURVEY],
+                target_ra_deg=alert.ra_deg,
+                target_dec_deg=alert.dec_deg,
+            )
+        except ReductionFailed as failure:
+            self._fail(message, failure.error, failure.partial)
+            return
+        except CpcsError as exc:
+            if exc.http_status >= 500:
+                raise
+            self._fail(message, exc, None)
+            return
+        self._store(message, result, site_facts, alert.ra_deg, alert.dec_deg)
+        log.info(
+            "reduced in %.0f ms",
+            1e3 * (time.perf_counter() - started),
+            extra={"duration_ms": result.timings_ms},
+        )
+
+    def _read(
+        self, sha256: str, form: tuple[float | None, float | None, str | None]
+    ) -> tuple[np.ndarray, ImageHeader]:
+        """The image's pixels (float32) and its standardised header; the form's values win."""
+        path = self.context.files.path_for(sha256)
+        facts = inspect_fits_image(path, max_pixels=self.context.settings.max_image_pixels)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", AstropyWarning)
+                with fits.open(path, memmap=False) as hdus:
+                    data = np.asarray(hdus[facts.hdu_index].data, dtype=np.float32).squeeze()
+        except Exception as exc:
+            raise CalibrationFailed(
+                f"The image's pixels cannot be read ({type(exc).__name__}); upload the file again.",
+                code="unreadable_image",
+            ) from None
+        header = standardise_header(facts.header)
+        mjd, exptime_s, filter_name = form
+        header = replace(
+            header,
+            mjd_mid=mjd if mjd is not None else header.mjd_mid,
+            exptime_s=exptime_s if exptime_s is not None else header.exptime_s,
+            filter_name=filter_name or header.filter_name,
+        )
+        return data, header
+
+    def _store(
+        self,
+        message: ImageReceivedV1,
+        result: ImageReductionResult,
+        site: tuple[float | None, float | None, float | None],
+        ra_deg: float,
+        dec_deg: float,
+    ) -> None:
+        sources_path = self.context.files.product_path(message.observation_id, "sources.fits")
+        result.sources.write(sources_path, format="fits", overwrite=True)
+        relative = str(sources_path.relative_to(self.context.settings.data_dir))
+        quality = _finite(asdict(result.quality))
+        lon, lat, elevation = site
+        if lon is not None and lat is not None and result.header.mjd_mid is not None:
+            quality["airmass"] = airmass(
+                ra_deg, dec_deg, result.header.mjd_mid, lon_deg=lon, lat_deg=lat, elevation_m=elevation or 0.0
+            )
+        quality["astrometric_rms_arcsec"] = result.astrometry.rms_arcsec
+        with self.context.db.transaction() as session:
+            session.add(
+                ImageReduction(
+                    observation_id=message.observation_id,
+                    status="reduced",
+                    header=_header_summary(result.header),
+                    wcs_header=result.astrometry.wcs.to_header(relax=True).tostring(sep="\n"),
+                    astrometry=_astrometry_summary(result),
+                    quality=quality,
+                    target=_finite(asdict(result.forced)) | {"x": result.target_x, "y": result.target_y},
+                    sources_path=relative,
+                    timings_ms=result.timings_ms,
+                    pipeline_version=__version__,
+                )
+            )
+            add_to_outbox(
+                session,
+                SourcesMeasuredV1(
+                    observation_id=message.observation_id,
+                    calibration_request_id=message.calibration_request_id,
+                    alert_id=message.alert_id,
+                    sources_path=relative,
+                    params=message.params,
+                ),
+            )
+        self.context.committed()
+
+    def _fail(self, message: ImageReceivedV1, error: CpcsError, partial: PartialReduction | None) -> None:
+        log.info("reduction failed: %s", error)
+        sources_path = None
+        if partial is not None and partial.detections is not None:
+            path = self.context.files.product_path(message.observation_id, "detections.fits")
+            partial.detections.write(path, format="fits", overwrite=True)
+            sources_path = str(path.relative_to(self.context.settings.data_dir))
+        with self.context.db.transaction() as session:
+            request = session.get(CalibrationRequest, message.calibration_request_id)
+            observation = session.get(Observation, message.observation_id)
+            assert request is not None and observation is not None
+            session.add(
+                ImageReduction(
+                    observation_id=observation.id,
+                    status="failed",
+                    error_code=error.code,
+                    error_message=error.message,
+                    header={} if partial is None else _header_summary(partial.header),
+                    quality={}
+                    if partial is None or partial.quality is None
+                    else _finite(asdict(partial.quality)),
+                    sources_path=sources_path,
+                    timings_ms={} if partial is None else partial.timings_ms,
+                    pipeline_version=__version__,
+                )
+            )
+            request.status = "failed"
+            request.error_code, request.error_message = error.code, error.message
+            if observation.status != "calibrated":
+                observation.status = "failed"
+                observation.error_code, observation.error_message = error.code, error.message
+            add_to_outbox(
+                session,
+                ObservationFailedV1(
+                    observation_id=observation.id,
+                    calibration_request_id=request.id,
+                    code=error.code,
+                    message=error.message,
+                ),
+            )
+        self.context.committed()
+
+    def _mark_error(self, message: ImageReceivedV1, error: Exception) -> None:
+        try:
+            with self.context.db.transaction() as session:
+                request = session.get(CalibrationRequest, message.calibration_request_id)
+                observation = session.get(Observation, message.observation_id)
+                if request is None or observation is None or request.status in ("calibrated", "failed"):
+                    return
+                if isinstance(error, CpcsError):
+                    code, reason = error.code, error.message[:1000]
+                else:
+                    code, reason = "internal_error", f"{type(error).__name__}: {error}"[:1000]
+                request.status = observation.status = "error"
+                request.error_code, request.error_message = code, reason
+                observation.error_code, observation.error_message = code, reason
+        except Exception:
+            log.exception("could not record the error state")
+
+
+def _cone_radius_deg(header: ImageHeader, shape: tuple[int, ...]) -> float:
+    scale = header.pixel_scale_arcsec or 1.0
+    return min(math.hypot(*shape[-2:]) / 2 * scale / 3600 + CONE_MARGIN_DEG, 2.0)
+
+
+def _header_summary(header: ImageHeader) -> dict[str, Any]:
+    return _finite(
+        {
+            "mjd_mid": header.mjd_mid,
+            "exptime_s": header.exptime_s,
+            "filter": header.filter_name,
+            "gain_e_per_adu": header.gain_e_per_adu,
+            "saturation_adu": header.saturation_adu,
+            "pointing_ra_deg": header.ra_deg,
+            "pointing_dec_deg": header.dec_deg,
+            "pixel_scale_arcsec": header.pixel_scale_arcsec,
+            "had_wcs": header.wcs is not None,
+            "date_source": header.date_source,
+            "object": header.object_name,
+            "notes": list(header.notes),
+        }
+    )
+
+
+def _astrometry_summary(result: ImageReductionResult) -> dict[str, Any]:
+    solution = result.astrometry
+    return _finite(
+        {
+            "method": solution.method,
+            "rms_arcsec": solution.rms_arcsec,
+            "n_matched": solution.n_matched,
+            "sip_order": solution.sip_order,
+            "pixel_scale_arcsec": solution.pixel_scale_arcsec,
+            "rotation_deg": solution.rotation_deg,
+            "flipped": solution.flipped,
+        }
+    )
+
+
+def _finite(record: dict[str, Any]) -> dict[str, Any]:
+    """JSON-ready: NaN and infinities become None, numpy scalars plain numbers."""
+    clean: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        if isinstance(value, (np.ndarray, Table)):
+            continue
+        clean[key] = value
+    return clean
