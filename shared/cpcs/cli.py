@@ -131,6 +131,56 @@ def users_add(
 
 
 @main.group()
+def instruments() -> None:
+    """Instruments: what headers do not say (gain, pixel scale, saturation, filter names)."""
+
+
+@instruments.command("add")
+@click.argument("name")
+@click.option("--observatory", required=True, help="The observatory the instrument belongs to.")
+@click.option("--gain", type=float, default=None, help="Gain, e-/ADU.")
+@click.option("--pixel-scale", type=float, default=None, help="Pixel scale, arcsec/pixel.")
+@click.option("--saturation", type=float, default=None, help="Saturation level, ADU.")
+@click.option("--filter", "filters", multiple=True, help="HEADER=BAND, e.g. --filter 2=V (repeatable).")
+@click.option("--default-filter", default=None, help="Filter assumed when a header names none.")
+def instruments_add(
+    name: str,
+    observatory: str,
+    gain: float | None,
+    pixel_scale: float | None,
+    saturation: float | None,
+    filters: tuple[str, ...],
+    default_filter: str | None,
+) -> None:
+    """Record an instrument of an observatory (headers win where they are present)."""
+    from cpcs.db.engine import Database
+    from cpcs.domain.instruments import add_instrument
+
+    mapping = {}
+    for item in filters:
+        header_name, sep, band = item.partition("=")
+        if not sep or not header_name or not band:
+            raise click.BadParameter(f"{item!r}: use HEADER=BAND", param_hint="--filter")
+        mapping[header_name.strip()] = band.strip()
+    database = Database(_settings().sqlalchemy_url)
+    try:
+        with database.transaction() as session:
+            added = add_instrument(
+                session,
+                observatory=observatory,
+                name=name,
+                gain_e_per_adu=gain,
+                pixel_scale_arcsec=pixel_scale,
+                saturation_adu=saturation,
+                filters=mapping,
+                default_filter=default_filter,
+            )
+    except CpcsError as error:
+        _fail(error)
+    click.echo(f"instrument {added.id}: {added.observatory} / {added.name}")
+
+
+@main.group()
 def catalog() -> None:
     """Reference catalogues in the local cache."""
 

@@ -189,3 +189,14 @@ class ReductionOut(Schema):
     timings_ms: dict[str, Any]
     pipeline_version: str
     created_at: dt.datetime
+
+
+class InstrumentOut(Schema):
+    id: int
+    observatory: str
+    name: str
+    gain_e_per_adu: float | None
+    pixel_scale_arcsec: float | None
+    saturation_adu: float | None
+    filters: dict[str, str] = Field(description="Header filter names and the bands they stand for")
+    default_filter: str | None

@@ -123,3 +123,44 @@ def test_unsolvable_field_fails_with_a_code_and_keeps_the_detections(
     assert (
         detections.status_code == 200 and len(Table.read(io.BytesIO(detections.content), format="fits")) > 10
     )
+
+
+def test_instrument_record_fills_what_the_header_lacks(embedded: System, tmp_path: Path) -> None:
+    """No WCS and no pixel scale in the header: refused until the instrument's pixel scale is recorded;
+    then solved blind around the pointing, with a 90-degree rotated camera."""
+    image = simulate_image(7, shape=(1024, 1024), header_wcs=False, rotation_deg=90.0, header_style="mjd")
+    del image.header["PIXSCALE"]
+    _prepare(embedded, image, tmp_path / "refs")
+    data = image_to_fits_bytes(image)
+    refused = _upload(embedded, data, forceFilter="PS1/r")
+    assert refused.status_code == 422 and refused.json()["error"] == "no_astrometry"
+
+    admin = {"Authorization": f"Bearer {embedded.admin_token}"}
+    instrument = {
+        "observatory": "Ostrowik 0.6m",
+        "name": "Andor iKon",
+        "pixel_scale_arcsec": 0.6,
+        "gain_e_per_adu": image.truth.gain_e_per_adu,
+        "saturation_adu": image.truth.saturation_adu,
+    }
+    assert (
+        embedded.client.post("/api/v1/instruments", json=instrument, headers=_auth(embedded)).status_code
+        == 403
+    )
+    created = embedded.client.post("/api/v1/instruments", json=instrument, headers=admin)
+    assert created.status_code == 201, created.text
+
+    response = _upload(embedded, data, forceFilter="PS1/r")
+    assert response.status_code == 200, response.text
+    reduction = embedded.client.get(
+        f"{response.json()['image_link']}/reduction", headers=_auth(embedded)
+    ).json()
+    assert reduction["astrometry"]["method"] == "blind-pointing"
+    assert reduction["header"]["gain_e_per_adu"] == image.truth.gain_e_per_adu
+    assert reduction["header"]["pixel_scale_arcsec"] == 0.6
+    assert image.target is not None
+    truth = image.truth.band("PS1", "r")
+    assert (
+        abs(response.json()["mag"] - (image.target.true_mag - truth.colour_term * image.target.true_colour))
+        < 0.03
+    )

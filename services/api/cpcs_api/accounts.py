@@ -6,7 +6,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from cpcs.domain import accounts as account_store
-from cpcs.schemas import NewUserOut, ObservatoryOut, Role, UserOut
+from cpcs.domain import instruments as instrument_store
+from cpcs.schemas import InstrumentOut, NewUserOut, ObservatoryOut, Role, UserOut
 from cpcs.web import ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
 
 
@@ -17,6 +18,16 @@ class UserIn(BaseModel):
     lat_deg: float | None = Field(None, ge=-90, le=90)
     elevation_m: float | None = None
     role: Role = "observer"
+
+
+class InstrumentIn(BaseModel):
+    observatory: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    gain_e_per_adu: float | None = Field(None, gt=0)
+    pixel_scale_arcsec: float | None = Field(None, gt=0, le=3600)
+    saturation_adu: float | None = Field(None, gt=0)
+    filters: dict[str, str] = Field(default_factory=dict, description="Header filter names -> bands")
+    default_filter: str | None = Field(None, max_length=40)
 
 
 def router() -> APIRouter:
@@ -44,6 +55,18 @@ def router() -> APIRouter:
                 elevation_m=body.elevation_m,
                 role=body.role,
             )
+
+    @api.get("/instruments", response_model=list[InstrumentOut], summary="Registered instruments")
+    def instruments(session: SessionDep) -> list[InstrumentOut]:
+        return instrument_store.list_instruments(session)
+
+    @api.post(
+        "/instruments", response_model=InstrumentOut, status_code=201, summary="Add an instrument (admin)"
+    )
+    def add_instrument(body: InstrumentIn, context: ContextDep, admin: AdminDep) -> InstrumentOut:
+        del admin
+        with context.db.transaction() as session:
+            return instrument_store.add_instrument(session, **body.model_dump())
 
     @api.get("/observatories", response_model=list[ObservatoryOut], summary="Registered observatories")
     def observatories(session: SessionDep) -> list[ObservatoryOut]:

@@ -16,12 +16,13 @@ from sqlalchemy.exc import IntegrityError
 from cpcs.context import Context
 from cpcs.db.models import Alert, CalibrationRequest, User
 from cpcs.domain.alerts import find_alert, get_alert
+from cpcs.domain.instruments import find_instrument, instrument_defaults
 from cpcs.domain.observations import Registered, UploadFacts, get_request, register_upload
 from cpcs.errors import InputError
 from cpcs.formats.fits_image import FitsImageFacts, inspect_fits_image, looks_like_fits
 from cpcs.formats.source_catalogue import SourceCatalogue, check_near_position, read_source_catalogue
 from cpcs.messages import CalibrationParamsV1
-from cpcs.science.imaging.header import standardise_header
+from cpcs.science.imaging.header import InstrumentDefaults, standardise_header
 from cpcs.storage import StagedFile
 from cpcs_ingest.footprint import check_image_covers
 
@@ -44,6 +45,7 @@ class Upload:
     comment: str | None
     params: CalibrationParamsV1
     kind: str | None = None  # "catalogue" or "image"; None = decide from the content
+    instrument: str | None = None  # the observatory's instrument; None = its only one, if one
 
 
 def check_mjd(mjd: float | None) -> float | None:
@@ -87,6 +89,10 @@ class IngestService:
         mjd = check_mjd(upload.mjd)
         exptime_s = check_exptime(upload.exptime_s)
         alert = resolve_alert(self.context, upload.alert)
+        with self.context.db.transaction() as session:
+            instrument = find_instrument(session, user.observatory_id, upload.instrument)
+            defaults = instrument_defaults(instrument)
+            instrument_id = instrument.id if instrument is not None else None
         settings = self.context.settings
         try:
             staged = self.context.files.stage(upload.stream, max_bytes=settings.max_upload_bytes)
@@ -99,12 +105,14 @@ class IngestService:
         try:
             if staged.size_bytes == 0:
                 raise InputError("The uploaded file is empty.", code="empty_file")
-            facts = self._check(staged, upload, alert, mjd, exptime_s)
+            facts = self._check(staged, upload, alert, mjd, exptime_s, defaults)
             stored = self.context.files.keep(staged)
         except BaseException:
             self.context.files.discard(staged)
             raise
-        facts = dataclasses.replace(facts, stored_path=self.context.files.relative(stored))
+        facts = dataclasses.replace(
+            facts, stored_path=self.context.files.relative(stored), instrument_id=instrument_id
+        )
         registered = self._register(user, alert, facts, upload.params)
         log.info(
             "accepted %s (%s) for %s%s",
@@ -117,7 +125,13 @@ class IngestService:
         return registered
 
     def _check(
-        self, staged: StagedFile, upload: Upload, alert: Alert, mjd: float | None, exptime_s: float | None
+        self,
+        staged: StagedFile,
+        upload: Upload,
+        alert: Alert,
+        mjd: float | None,
+        exptime_s: float | None,
+        defaults: InstrumentDefaults | None,
     ) -> UploadFacts:
         with staged.path.open("rb") as handle:
             head = handle.read(512)
@@ -134,7 +148,7 @@ class IngestService:
         elif kind == "image":
             inspect_fits_image(staged.path, max_pixels=self.context.settings.max_image_pixels)
         if image is not None:
-            return self._image_facts(staged, upload, alert, image, mjd, exptime_s)
+            return self._image_facts(staged, upload, alert, image, mjd, exptime_s, defaults)
         return self._catalogue_facts(staged, upload, alert, mjd, exptime_s)
 
     def _catalogue_facts(
@@ -170,8 +184,9 @@ class IngestService:
         image: FitsImageFacts,
         mjd: float | None,
         exptime_s: float | None,
+        defaults: InstrumentDefaults | None,
     ) -> UploadFacts:
-        header = standardise_header(image.header)
+        header = standardise_header(image.header, instrument=defaults)
         mjd = mjd if mjd is not None else check_mjd(header.mjd_mid)
         exptime_s = exptime_s if exptime_s is not None else check_exptime(header.exptime_s)
         if mjd is None:

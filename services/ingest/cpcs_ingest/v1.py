@@ -44,6 +44,10 @@ def router() -> APIRouter:
         dry_run: Annotated[bool, Form()] = False,
         magnitude_column: Annotated[str | None, Form(max_length=40)] = None,
         aperture_index: Annotated[int, Form(ge=0, le=50)] = 0,
+        instrument: Annotated[
+            str | None,
+            Form(max_length=200, description="Your observatory's instrument (default: its only one)"),
+        ] = None,
     ) -> UploadAccepted:
         params = CalibrationParamsV1(
             match_radius_arcsec=match_radius_arcsec,
@@ -63,6 +67,7 @@ def router() -> APIRouter:
                 filter_declared=filter,
                 comment=comment,
                 params=params,
+                instrument=instrument or None,
             ),
         )
         status_url = f"{request.base_url}api/v1/observations/{registered.observation_id}"

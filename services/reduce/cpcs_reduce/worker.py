@@ -25,6 +25,7 @@ from cpcs import __version__
 from cpcs.context import Context
 from cpcs.db.models import CalibrationRequest, ImageReduction, Observation
 from cpcs.db.outbox import add_to_outbox
+from cpcs.domain.instruments import defaults_for_observation
 from cpcs.errors import CalibrationFailed, CpcsError
 from cpcs.formats.fits_image import inspect_fits_image
 from cpcs.logs import observation_context
@@ -33,7 +34,7 @@ from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
 from cpcs.science.airmass import airmass
 from cpcs.science.image_reduction import ImageReductionResult, PartialReduction, ReductionFailed, reduce_image
-from cpcs.science.imaging.header import ImageHeader, standardise_header
+from cpcs.science.imaging.header import ImageHeader, InstrumentDefaults, standardise_header
 from cpcs_calibrate.references import ReferenceSource
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,10 @@ class ReduceWorker:
             alert = observation.alert
             site = observation.user.observatory
             form = (observation.mjd, observation.exptime_s, observation.filter_declared)
+            defaults = defaults_for_observation(session, observation)
             site_facts = (site.lon_deg, site.lat_deg, site.elevation_m)
         try:
-            data, header = self._read(message.upload_sha256, form)
+            data, header = self._read(message.upload_sha256, form, defaults)
             radius = _cone_radius_deg(header, data.shape)
             gaia = self.references.cone(alert.ra_deg, alert.dec_deg, radius, [ASTROMETRIC_SURVEY])
             if ASTROMETRIC_SURVEY not in gaia or len(gaia[ASTROMETRIC_SURVEY]) == 0:
@@ -117,7 +119,10 @@ class ReduceWorker:
         )
 
     def _read(
-        self, sha256: str, form: tuple[float | None, float | None, str | None]
+        self,
+        sha256: str,
+        form: tuple[float | None, float | None, str | None],
+        defaults: InstrumentDefaults | None,
     ) -> tuple[np.ndarray, ImageHeader]:
         """The image's pixels (float32) and its standardised header; the form's values win."""
         path = self.context.files.path_for(sha256)
@@ -132,7 +137,7 @@ class ReduceWorker:
                 f"The image's pixels cannot be read ({type(exc).__name__}); upload the file again.",
                 code="unreadable_image",
             ) from None
-        header = standardise_header(facts.header)
+        header = standardise_header(facts.header, instrument=defaults)
         mjd, exptime_s, filter_name = form
         header = replace(
             header,

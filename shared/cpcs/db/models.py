@@ -60,9 +60,11 @@ class Instrument(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     observatory_id: Mapped[int] = mapped_column(ForeignKey("observatory.id"))
     name: Mapped[str] = mapped_column(String(200))
-    filters: Mapped[list[Any]] = mapped_column(default=list)
+    filters: Mapped[dict[str, Any]] = mapped_column(default=dict)  # header filter name -> band
+    default_filter: Mapped[str | None] = mapped_column(String(40))
     gain_e_per_adu: Mapped[float | None] = mapped_column(Float)
     pixel_scale_arcsec: Mapped[float | None] = mapped_column(Float)
+    saturation_adu: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -42,6 +42,7 @@ class UploadFacts:
     filter_declared: str | None
     comment: str | None
     source_summary: dict[str, object]
+    instrument_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ def register_upload(
             alert_id=alert.id,
             user_id=user.id,
             upload_id=upload.id,
+            instrument_id=facts.instrument_id,
             mjd=facts.mjd,
             exptime_s=facts.exptime_s,
             filter_declared=facts.filter_declared,
