@@ -24,7 +24,7 @@ import numpy as np
 from cpcs.offline import configure_astropy_offline
 
 
-def run_one(size: int, repeat: int) -> dict[str, Any]:
+def run_one(size: int, repeat: int, zp: float) -> dict[str, Any]:
     from astropy.io import fits
 
     from cpcs.catalogs.cone import ConeService
@@ -37,8 +37,11 @@ def run_one(size: int, repeat: int) -> dict[str, Any]:
     from cpcs.testing.reference_files import write_reference_tables
 
     configure_astropy_offline()
-    image = simulate_image(1, shape=(size, size), header_offset_arcsec=(30.0, -20.0), header_rotation_deg=0.5)
-    ra, dec = image.target.ra_deg, image.target.dec_deg  # type: ignore[union-attr]
+    image = simulate_image(
+        1, shape=(size, size), zp=zp, header_offset_arcsec=(30.0, -20.0), header_rotation_deg=0.5
+    )
+    assert image.target is not None
+    ra, dec = image.target.ra_deg, image.target.dec_deg
     stages: dict[str, list[float]] = {}
     totals: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
@@ -47,7 +50,7 @@ def run_one(size: int, repeat: int) -> dict[str, Any]:
         del image
         store = TileStore(Path(folder) / "catalogs")
         import_from = Path(folder) / "refs"
-        reference_image = simulate_image(1, shape=(size, size))
+        reference_image = simulate_image(1, shape=(size, size), zp=zp)
         for survey, table in write_reference_tables(reference_image.references.values(), import_from).items():
             import_catalogue_file(store, survey, table, table.name)
         del reference_image
@@ -83,6 +86,7 @@ def run_one(size: int, repeat: int) -> dict[str, Any]:
             n_sources = len(sources)
     return {
         "size": size,
+        "zp": zp,
         "sources": n_sources,
         "median_total_ms": round(statistics.median(totals), 1),
         "stages_median_ms": {k: round(statistics.median(v), 1) for k, v in stages.items()},
@@ -95,30 +99,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, action="append")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--zp", type=float, action="append", help="simulated zero points (25: shallow, 27.5: deep field)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.size[0], args.repeat)))
+        print(json.dumps(run_one(args.size[0], args.repeat, args.zp[0])))
         return
     report = []
-    for size in args.size or [2048, 4096]:
-        output = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.images",
-                "--child",
-                "--size",
-                str(size),
-                "--repeat",
-                str(args.repeat),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        report.append(json.loads(output.strip().splitlines()[-1]))
-        print(json.dumps(report[-1], indent=1))
+    for zp in args.zp or [25.0, 27.5]:
+        for size in args.size or [2048, 4096]:
+            command = [sys.executable, "-m", "bench.images", "--child", "--size", str(size)]
+            command += ["--repeat", str(args.repeat), "--zp", str(zp)]
+            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            report.append(json.loads(output.strip().splitlines()[-1]))
+            print(json.dumps(report[-1]))
     results = Path(__file__).with_name("results") / "latest.json"
     recorded = json.loads(results.read_text()) if results.exists() else {}
     recorded["images"] = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": report}
