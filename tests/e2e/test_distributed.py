@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 
 from cpcs.testing.catalogue_simulator import SimulatedField, to_sextractor_ascii
+from cpcs.testing.image_simulator import image_to_fits_bytes, simulate_image
 from cpcs.testing.processes import distributed_processes
 from cpcs.testing.reference_files import write_reference_tables
 from cpcs.testing.servers import temporary_postgres_database, temporary_rabbitmq_vhost
@@ -77,3 +78,27 @@ def test_curl_flow_across_processes(tmp_path: Path, gaia16aye_field: SimulatedFi
         assert deleted.status_code == 200
         for url in (system.ingest_url, system.api_url):
             assert httpx.get(f"{url}/readyz").json()["status"] == "ready"
+
+        # An image of another target (its own simulated sky): reduce and calibrate as their own processes.
+        image = simulate_image(9, shape=(768, 768), zp=27.5, ra_deg=150.1, dec_deg=2.2, target="bright")
+        for survey, path in write_reference_tables(
+            image.references.values(), tmp_path / "image-refs"
+        ).items():
+            system.cli("catalog", "import", "--survey", survey, str(path))
+        created = httpx.post(
+            f"{system.api_url}/followup/newevent",
+            data={"ivorn": "ivo://Gaia17img", "ra": 150.1, "dec": 2.2, "hashtag": token},
+        )
+        assert created.status_code == 201, created.text
+        form = {**form, "EventID": "ivo://Gaia17img", "forceFilter": "PS1/r"}
+        response = httpx.post(
+            f"{system.ingest_url}/followup/cgi/upload",
+            data=form,
+            files={"fitsFile": ("frame.fits", image_to_fits_bytes(image))},
+            timeout=120,
+        )
+        assert response.status_code == 200, response.text
+        assert image.target is not None
+        truth = image.truth.band("PS1", "r")
+        expected = image.target.true_mag - truth.colour_term * image.target.true_colour
+        assert abs(response.json()["mag"] - expected) < 0.03
