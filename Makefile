@@ -34,6 +34,7 @@ test: install services lint typecheck unit
 
 bench: install services
 	$(PY) -m bench.run
+	$(PY) -m bench.images
 
 schemas: install
 	$(PY) -m tests.contracts.snapshot
