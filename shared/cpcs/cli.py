@@ -53,6 +53,11 @@ def up() -> None:
     if token:
         click.echo("An admin was created for this empty data folder. Its token, shown only this once:")
         click.echo(f"    {token}")
+        if settings.demo:
+            from cpcs.demo import DEMO_ALERT, seed_demo
+
+            queued = seed_demo(context, settings.data_dir / "demo")
+            click.echo(f"  Demo: {DEMO_ALERT} with {queued} simulated uploads (remove: cpcs demo remove)")
     click.echo(f"  API documentation:  {base}/docs")
     click.echo(f"  Alerts:             {base}/followup/list_of_alerts")
     click.echo(f"  Legacy upload:      {base}/followup/cgi/upload")
@@ -207,6 +212,39 @@ def catalog_import(survey: str, files: tuple[Path, ...]) -> None:
         click.echo(
             f"{path.name}: {result.n_stars} stars in {result.n_tiles} tiles, bands {', '.join(result.bands)}"
         )
+
+
+@main.group()
+def demo() -> None:
+    """The simulated demo alert that `cpcs up` shows on a new data folder."""
+
+
+@demo.command("remove")
+def demo_remove() -> None:
+    """Delete the demo alert, its observers, uploads and simulated catalogues."""
+    from cpcs.context import Context
+    from cpcs.demo import remove_demo
+
+    context = Context(_settings())
+    removed = remove_demo(context)
+    click.echo(
+        f"removed {removed['observations']} demo observations, {removed['observers']} demo observers, "
+        f"{removed['tiles']} simulated catalogue tiles"
+    )
+
+
+@demo.command("add")
+def demo_add() -> None:
+    """Seed the demo again (the server calibrates it when it next runs)."""
+    from cpcs.context import Context
+    from cpcs.demo import DEMO_ALERT, is_seeded, seed_demo
+
+    settings = _settings()
+    context = Context(settings)
+    if is_seeded(context):
+        click.echo(f"{DEMO_ALERT} is already there")
+        return
+    click.echo(f"queued {seed_demo(context, settings.data_dir / 'demo')} demo uploads")
 
 
 @main.group("dead-letters")

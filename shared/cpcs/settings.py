@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="Bootstrap admin token for an empty database (else one is generated)."
     )
+    demo: bool = Field(default=True, description="Seed the demo alert on an empty data folder (cpcs up).")
     log_level: str = "INFO"
     log_json: bool | None = Field(
         default=None, description="JSON logs; unset = JSON for services, text for cpcs up."

@@ -9,6 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from cpcs.demo import DEMO_ALERT
 from cpcs.testing.catalogue_simulator import SimulatedField, to_sextractor_ascii
 from cpcs.testing.processes import free_port, run_cli, wait_ready
 from cpcs.testing.reference_files import write_reference_tables
@@ -115,8 +116,10 @@ def test_manual_curl_flow_against_make_up(tmp_path: Path, gaia16aye_field: Simul
             f"{host}/followup/cgi/delpoint",
         )
         assert status == 200, body
-        status, body = _curl(f"{host}/followup/list_of_alerts?observed_only=1&format=json")
-        assert json.loads(body)["alerts"] == []
+        status, body = _curl(f"{host}/followup/list_of_alerts?format=json")
+        names = {a["ivorn"]: a["nfollowup"] for a in json.loads(body)["alerts"]}
+        assert names["ivo://Gaia16aye"] == 0  # the deleted point no longer counts
+        assert DEMO_ALERT in names  # a new data folder shows the demo
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # make and the server it started
         server.wait(timeout=30)

@@ -39,6 +39,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import zipfile
@@ -761,6 +762,17 @@ class TileStore:
             if child.is_dir() and not child.name.startswith(".") and any(child.glob("*.npz")):
                 names.append(child.name)
         return names
+
+    def remove_survey(self, survey: str) -> int:
+        """Delete every tile of a survey (e.g. demo data); returns how many tiles were removed."""
+        folder = self._survey_dir(survey)
+        if not folder.is_dir():
+            return 0
+        n_tiles = len(list(folder.glob("*.npz")))
+        shutil.rmtree(folder)
+        for key in [key for key in self._cache if key[0] == folder.name]:
+            self._cached_rows -= len(self._cache.pop(key).cat)
+        return n_tiles
 
     def survey_bands(self, survey: str) -> list[str]:
         """Bands recorded in the survey manifest (empty when the survey is not stored)."""

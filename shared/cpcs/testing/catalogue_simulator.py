@@ -323,6 +323,7 @@ def simulate_field(
     ref_noise_mag: float = 0.02,
     faint_limit_mag: float = 20.0,
     target: TargetKind | None = "bright",
+    target_mag: float | None = None,
     target_colour: float = 0.3,
     extra_scatter_mag: float = 0.0,
     astrometric_noise_arcsec: float = 0.2,
@@ -356,6 +357,8 @@ def simulate_field(
         True 5-sigma limit (calibrated, colour 0, field centre), mag.
     target : {"bright", "faint", "undetected"} or None
         Kind of transient at the centre, or no target.
+    target_mag : float, optional
+        The target's true PS1 r, overriding the kind's default (e.g. to draw a light curve).
     target_colour : float
         True g - r of the target, mag.
     extra_scatter_mag : float
@@ -467,7 +470,7 @@ def simulate_field(
 
     simulated_target: SimulatedTarget | None = None
     if target is not None:
-        target_r = faint_limit_mag + _TARGET_OFFSET_MAG[target]
+        target_r = faint_limit_mag + _TARGET_OFFSET_MAG[target] if target_mag is None else target_mag
         target_inst_true = target_r - zp - colour_term * target_colour
         t_inst, t_err, _ = measure(np.array([target_inst_true]))
         t_ra, t_dec = _from_tangent_plane(
