@@ -48,9 +48,15 @@ def test_demo_seeds_a_light_curve_and_goes_away(embedded: System, tmp_path: Path
     users_before = _count(embedded, User)
     removed = remove_demo(embedded.context)
     assert removed["observations"] == queued and removed["observers"] == 3 and removed["tiles"] > 0
-    assert _count(embedded, Point) == 0 and _count(embedded, Observation) == 0 and _count(embedded, Upload) == 0
+    assert (
+        _count(embedded, Point) == 0 and _count(embedded, Observation) == 0 and _count(embedded, Upload) == 0
+    )
     assert _count(embedded, User) == users_before - 3
     with embedded.context.db.transaction() as session:
-        assert session.scalar(select(func.count(Observatory.id)).where(Observatory.name.startswith("Demo"))) == 0
+        assert (
+            session.scalar(select(func.count(Observatory.id)).where(Observatory.name.startswith("Demo"))) == 0
+        )
     assert not any(s.endswith("-sim") for s in TileStore(embedded.context.settings.catalogs_dir).surveys())
-    assert not any(p.is_file() for p in embedded.context.settings.uploads_dir.rglob("*") if ".staging" not in str(p))
+    assert not any(
+        p.is_file() for p in embedded.context.settings.uploads_dir.rglob("*") if ".staging" not in str(p)
+    )
