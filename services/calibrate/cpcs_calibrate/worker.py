@@ -27,6 +27,7 @@ from cpcs.db.models import Calibration, CalibrationRequest, ImageReduction, Obse
 from cpcs.db.outbox import add_to_outbox
 from cpcs.errors import CpcsError
 from cpcs.formats.source_catalogue import read_source_catalogue
+from cpcs.jsonsafe import json_record
 from cpcs.logs import observation_context
 from cpcs.messages import (
     CatalogueReceivedV1,
@@ -215,7 +216,7 @@ class CalibrateWorker:
                 n_matched=result.n_matched,
                 outlier_fraction=fit.outlier_fraction,
                 alternatives=[dataclasses.asdict(a) for a in result.alternatives],
-                result=_finite(target_record),
+                result=json_record(target_record),
             )
             session.add(calibration)
             session.flush()
@@ -358,8 +359,3 @@ def _cone_radius_deg(ra_deg: np.ndarray, dec_deg: np.ndarray, ra0: float, dec0: 
     cos_d = np.sin(dec) * math.sin(d0) + np.cos(dec) * math.cos(d0) * np.cos(ra - r0)
     extent = float(np.degrees(np.arccos(np.clip(cos_d, -1, 1))).max())
     return min(extent + 1 / 60, MAX_CONE_RADIUS_DEG)
-
-
-def _finite(record: dict[str, object]) -> dict[str, object]:
-    """JSON has no NaN: store None instead."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}

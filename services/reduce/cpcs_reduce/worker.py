@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
-from astropy.table import Table
 from astropy.utils.exceptions import AstropyWarning
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -28,6 +27,7 @@ from cpcs.db.outbox import add_to_outbox
 from cpcs.domain.instruments import defaults_for_observation
 from cpcs.errors import CalibrationFailed, CpcsError
 from cpcs.formats.fits_image import inspect_fits_image
+from cpcs.jsonsafe import json_record
 from cpcs.logs import observation_context
 from cpcs.messages import ImageReceivedV1, ObservationFailedV1, SourcesMeasuredV1, decode
 from cpcs.messaging.bus import Envelope, RejectMessage
@@ -158,7 +158,7 @@ class ReduceWorker:
         sources_path = self.context.files.product_path(message.observation_id, "sources.fits")
         result.sources.write(sources_path, format="fits", overwrite=True)
         relative = str(sources_path.relative_to(self.context.settings.data_dir))
-        quality = _finite(asdict(result.quality))
+        quality = json_record(asdict(result.quality))
         lon, lat, elevation = site
         if lon is not None and lat is not None and result.header.mjd_mid is not None:
             quality["airmass"] = airmass(
@@ -174,7 +174,7 @@ class ReduceWorker:
                     wcs_header=result.astrometry.wcs.to_header(relax=True).tostring(sep="\n"),
                     astrometry=_astrometry_summary(result),
                     quality=quality,
-                    target=_finite(asdict(result.forced)) | {"x": result.target_x, "y": result.target_y},
+                    target=json_record(asdict(result.forced)) | {"x": result.target_x, "y": result.target_y},
                     sources_path=relative,
                     timings_ms=result.timings_ms,
                     pipeline_version=__version__,
@@ -212,7 +212,7 @@ class ReduceWorker:
                     header={} if partial is None else _header_summary(partial.header),
                     quality={}
                     if partial is None or partial.quality is None
-                    else _finite(asdict(partial.quality)),
+                    else json_record(asdict(partial.quality)),
                     sources_path=sources_path,
                     timings_ms={} if partial is None else partial.timings_ms,
                     pipeline_version=__version__,
@@ -258,7 +258,7 @@ def _cone_radius_deg(header: ImageHeader, shape: tuple[int, ...]) -> float:
 
 
 def _header_summary(header: ImageHeader) -> dict[str, Any]:
-    return _finite(
+    return json_record(
         {
             "mjd_mid": header.mjd_mid,
             "exptime_s": header.exptime_s,
@@ -278,7 +278,7 @@ def _header_summary(header: ImageHeader) -> dict[str, Any]:
 
 def _astrometry_summary(result: ImageReductionResult) -> dict[str, Any]:
     solution = result.astrometry
-    return _finite(
+    return json_record(
         {
             "method": solution.method,
             "rms_arcsec": solution.rms_arcsec,
@@ -289,17 +289,3 @@ def _astrometry_summary(result: ImageReductionResult) -> dict[str, Any]:
             "flipped": solution.flipped,
         }
     )
-
-
-def _finite(record: dict[str, Any]) -> dict[str, Any]:
-    """JSON-ready: NaN and infinities become None, numpy scalars plain numbers."""
-    clean: dict[str, Any] = {}
-    for key, value in record.items():
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None
-        if isinstance(value, (np.ndarray, Table)):
-            continue
-        clean[key] = value
-    return clean
