@@ -25,6 +25,7 @@ from cpcs import __version__
 from cpcs.context import Context
 from cpcs.db.models import Calibration, CalibrationRequest, ImageReduction, Observation, Point
 from cpcs.db.outbox import add_to_outbox
+from cpcs.domain.observations import record_internal_error
 from cpcs.errors import CpcsError
 from cpcs.formats.source_catalogue import read_source_catalogue
 from cpcs.jsonsafe import json_record
@@ -220,13 +221,15 @@ class CalibrateWorker:
             )
             session.add(calibration)
             session.flush()
+            dry_run = observation.dry_run or message.params.dry_run
             point = None
-            if not observation.dry_run:
+            if not dry_run:
                 point = self._upsert_point(session, observation, calibration, result)
             request.status = "calibrated"
             request.calibration_id = calibration.id
-            observation.status = "calibrated"
-            observation.error_code = observation.error_message = None
+            if not _trial(message, observation):
+                observation.status = "calibrated"
+                observation.error_code = observation.error_message = None
             add_to_outbox(
                 session,
                 PointCalibratedV1(
@@ -241,7 +244,7 @@ class CalibrateWorker:
                     mag=target.mag,
                     mag_err=target.err_total,
                     is_upper_limit=target.is_upper_limit,
-                    dry_run=observation.dry_run,
+                    dry_run=dry_run,
                 ),
             )
         self.context.committed()
@@ -290,7 +293,7 @@ class CalibrateWorker:
                 return
             request.status = "failed"
             request.error_code, request.error_message = error.code, error.message
-            if observation.status != "calibrated":
+            if observation.status != "calibrated" and not _trial(message, observation):
                 observation.status = "failed"
                 observation.error_code, observation.error_message = error.code, error.message
             add_to_outbox(
@@ -305,22 +308,9 @@ class CalibrateWorker:
         self.context.committed()
 
     def _mark_error(self, message: WorkMessage, error: Exception) -> None:
-        """The last attempt failed on our side: show it on the observation before dead-lettering."""
         try:
             with self.context.db.transaction() as session:
-                request = session.get(CalibrationRequest, message.calibration_request_id)
-                observation = session.get(Observation, message.observation_id)
-                if request is None or observation is None or request.status in FINAL:
-                    return
-                if isinstance(error, CpcsError):  # a dependency stayed away (e.g. the catalogue source)
-                    code, reason = error.code, error.message[:1000]
-                else:
-                    code, reason = "internal_error", f"{type(error).__name__}: {error}"[:1000]
-                request.status = "error"
-                request.error_code, request.error_message = code, reason
-                if observation.status != "calibrated":
-                    observation.status = "error"
-                    observation.error_code, observation.error_message = code, reason
+                record_internal_error(session, message.calibration_request_id, message.observation_id, error)
         except Exception:
             log.exception("could not record the error state")
 
@@ -331,6 +321,11 @@ class Sources:
     dec_deg: np.ndarray
     mag: np.ndarray
     magerr: np.ndarray
+
+
+def _trial(message: WorkMessage, observation: Observation) -> bool:
+    """A dry-run recalibration of a stored observation: its result never touches the point or status."""
+    return message.params.dry_run and not observation.dry_run
 
 
 def _forced_target(session: Session, observation_id: int) -> ForcedTarget:

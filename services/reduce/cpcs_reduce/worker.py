@@ -25,6 +25,7 @@ from cpcs.context import Context
 from cpcs.db.models import CalibrationRequest, ImageReduction, Observation
 from cpcs.db.outbox import add_to_outbox
 from cpcs.domain.instruments import defaults_for_observation
+from cpcs.domain.observations import record_internal_error
 from cpcs.errors import CalibrationFailed, CpcsError
 from cpcs.formats.fits_image import inspect_fits_image
 from cpcs.jsonsafe import json_record
@@ -237,17 +238,7 @@ class ReduceWorker:
     def _mark_error(self, message: ImageReceivedV1, error: Exception) -> None:
         try:
             with self.context.db.transaction() as session:
-                request = session.get(CalibrationRequest, message.calibration_request_id)
-                observation = session.get(Observation, message.observation_id)
-                if request is None or observation is None or request.status in ("calibrated", "failed"):
-                    return
-                if isinstance(error, CpcsError):
-                    code, reason = error.code, error.message[:1000]
-                else:
-                    code, reason = "internal_error", f"{type(error).__name__}: {error}"[:1000]
-                request.status = observation.status = "error"
-                request.error_code, request.error_message = code, reason
-                observation.error_code, observation.error_message = code, reason
+                record_internal_error(session, message.calibration_request_id, message.observation_id, error)
         except Exception:
             log.exception("could not record the error state")
 

@@ -21,7 +21,7 @@ from cpcs.db.models import (
 )
 from cpcs.db.outbox import add_to_outbox
 from cpcs.domain.points import calibration_view, point_view
-from cpcs.errors import NotFoundError
+from cpcs.errors import CpcsError, NotFoundError
 from cpcs.messages import CalibrationParamsV1, CatalogueReceivedV1, FieldRequestedV1, ImageReceivedV1
 from cpcs.schemas import CalibrationOut, ObservationOut
 
@@ -168,6 +168,26 @@ def purge_expired_dry_runs(session: Session, now: dt.datetime | None = None) -> 
         session.execute(delete(model).where(model.observation_id.in_(expired)))
     session.execute(delete(Observation).where(Observation.id.in_(expired)))
     return len(expired)
+
+
+def record_internal_error(session: Session, request_id: int, observation_id: int, error: Exception) -> None:
+    """The last delivery attempt failed on our side: show it (``error``) before the message is dead-lettered.
+
+    A dependency that stayed away keeps its own code (e.g. ``catalogue_source_unreachable``).
+    """
+    request = session.get(CalibrationRequest, request_id)
+    observation = session.get(Observation, observation_id)
+    if request is None or observation is None or request.status in ("calibrated", "failed"):
+        return
+    if isinstance(error, CpcsError):
+        code, reason = error.code, error.message[:1000]
+    else:
+        code, reason = "internal_error", f"{type(error).__name__}: {error}"[:1000]
+    request.status = "error"
+    request.error_code, request.error_message = code, reason
+    if observation.status != "calibrated":
+        observation.status = "error"
+        observation.error_code, observation.error_message = code, reason
 
 
 def get_observation(session: Session, observation_id: int) -> Observation:
