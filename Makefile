@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install up test lint typecheck unit bench schemas clean services
+.PHONY: install up test lint typecheck unit bench schemas clean services browser
 
 install: $(STAMP)
 
@@ -21,6 +21,11 @@ up: install
 services:
 	@bash deploy/local/ensure-services.sh
 
+# Headless Chromium and its driver for the web page tests (Debian packages; root or sudo).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		( $$(command -v sudo) apt-get update && $$(command -v sudo) apt-get install -y chromium chromium-driver )
+
 lint: install
 	$(VENV)/bin/ruff check .
 
@@ -30,7 +35,7 @@ typecheck: install
 unit: install
 	$(PY) -m pytest
 
-test: install services lint typecheck unit
+test: install services browser lint typecheck unit
 
 bench: install services
 	$(PY) -m bench.run

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +38,13 @@ class System:
             import_catalogue_file(store, survey, path, path.name)
 
 
-def start_system(settings: Settings) -> System:
+def start_system(settings: Settings, *, configure: Callable[[Context], object] | None = None) -> System:
+    """The embedded system on ``settings`` (``configure`` runs on the context before assembly)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.sqlalchemy_url)
     context = Context(settings)
+    if configure is not None:
+        configure(context)
     with context.db.transaction() as session:
         admin = add_user(session, "admin", observatory="admin", role="admin")
         observer = add_user(session, "K. Rybicki", observatory="Ostrowik 0.6m", lon_deg=21.4, lat_deg=52.1)

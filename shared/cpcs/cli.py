@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cpcs.client.cli import upload as upload_command
 from cpcs.errors import CpcsError
 from cpcs.settings import Settings
 
@@ -273,6 +274,9 @@ def dead_letters_replay(queue: str) -> None:
     settings = _settings()
     bus = create_bus(settings.broker_url, exchange=settings.exchange)
     click.echo(f"replayed {bus.replay_dead_letters(queue)} messages")
+
+
+main.add_command(upload_command)
 
 
 if __name__ == "__main__":

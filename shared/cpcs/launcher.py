@@ -34,21 +34,35 @@ class Assembly:
     context: Context
     app: FastAPI | None = None
     consumers: list[Callable[[], None]] = field(default_factory=list)
-    housekeeping: bool = False
+    background: list[tuple[Callable[[], None], Callable[[], None]]] = field(default_factory=list)
 
     def start_background(self) -> None:
+        """Subscribe the consumers, start the bus and the outbox relay, then the background threads."""
         for subscribe in self.consumers:
             subscribe()
         self.context.bus.start()
         self.context.start_relay()
-        if self.housekeeping:
-            self._housekeeper = Housekeeper(self.context)
-            self._housekeeper.start()
+        for start, _ in self.background:
+            start()
 
     def stop(self) -> None:
-        if self.housekeeping:
-            self._housekeeper.stop()
+        for _, stop in reversed(self.background):
+            stop()
         self.context.close()
+
+
+def _api_side(
+    context: Context,
+) -> tuple[list[Callable[[], None]], list[tuple[Callable[[], None], Callable[[], None]]]]:
+    """What the api service runs besides HTTP: the outbound consumer and its senders, housekeeping."""
+    from cpcs_api.outbound.dispatcher import outbound_consumers, start_delivery_worker, stop_delivery_worker
+
+    housekeeper = Housekeeper(context)
+    background = [
+        (lambda: start_delivery_worker(context), lambda: stop_delivery_worker(context)),
+        (housekeeper.start, housekeeper.stop),
+    ]
+    return outbound_consumers(context), background
 
 
 def _references(context: Context, cones: ConeService | None) -> ReferenceSource:
@@ -72,7 +86,8 @@ def assemble_service(name: str, context: Context) -> Assembly:
     if name == "api":
         from cpcs_api.app import create_app as api_app
 
-        return Assembly(context, app=api_app(context), housekeeping=True)
+        consumers, background = _api_side(context)
+        return Assembly(context, app=api_app(context), consumers=consumers, background=background)
     if name == "catalog-cache":
         from cpcs_catalog_cache.app import cone_service
         from cpcs_catalog_cache.app import create_app as cache_app
@@ -118,7 +133,8 @@ def assemble_embedded(context: Context) -> Assembly:
         PrefetchWorker(context, cones).subscribe,
         ReduceWorker(context, references).subscribe,
     ]
-    return Assembly(context, app=app, consumers=consumers, housekeeping=True)
+    api_consumers, background = _api_side(context)
+    return Assembly(context, app=app, consumers=[*consumers, *api_consumers], background=background)
 
 
 def serve(assembly: Assembly, settings: Settings) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
@@ -29,7 +31,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "Not allowed for this token"},
     404: {"model": ErrorBody, "description": "Not found"},
     422: {"model": ErrorBody, "description": "The input cannot be used; the message says what to fix"},
+    500: {"model": ErrorBody, "description": "The server failed; the error was logged"},
     503: {"model": ErrorBody, "description": "A dependency is unavailable; retry later"},
+}
+#: For endpoints that create something unique (an alert's name, a user at an observatory).
+CONFLICT_RESPONSE: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "It exists already"}
 }
 
 
@@ -97,15 +104,28 @@ def install_error_handlers(app: FastAPI) -> None:
         return response
 
 
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    database: bool
+    broker: bool
+
+
 def health_router(context: Context) -> APIRouter:
     router = APIRouter(tags=["health"])
 
-    @router.get("/healthz", summary="Liveness: the process answers")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @router.get("/healthz", response_model=Liveness, summary="Liveness: the process answers")
+    def healthz() -> Liveness:
+        return Liveness(status="ok")
 
     @router.get(
-        "/readyz", summary="Readiness: database and broker reachable", responses={503: {"model": ErrorBody}}
+        "/readyz",
+        response_model=Readiness,
+        summary="Readiness: database and broker reachable",
+        responses={503: {"model": ErrorBody, "description": "Not ready; the message says what is down"}},
     )
     def readyz() -> Any:
         checks = {"database": False, "broker": False}
@@ -117,7 +137,7 @@ def health_router(context: Context) -> APIRouter:
             log.warning("readiness: database: %s", exc)
         checks["broker"] = context.bus.health()
         if all(checks.values()):
-            return {"status": "ready", **checks}
+            return Readiness(status="ready", **checks)
         return error_response(503, "not_ready", f"Not ready: {checks}", {"Retry-After": "5"})
 
     return router
@@ -168,10 +188,43 @@ def admin_user(user: UserDep) -> User:
 AdminDep = Annotated[User, Depends(admin_user)]
 
 
+def operation_id(route: APIRoute) -> str:
+    """An operation's id is its handler's name (``upload``, ``get_observation``): short names in SDKs.
+
+    Handlers of different routers that share a name set ``operation_id`` themselves.
+    """
+    return route.name
+
+
+def _binary_file_fields(node: Any) -> None:
+    """Mark uploaded files ``format: binary`` too (beside 3.1's ``contentMediaType``): generators
+    such as openapi-python-client recognise a file field only by it."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and node.get("contentMediaType") == "application/octet-stream":
+            node.setdefault("format", "binary")
+        for value in node.values():
+            _binary_file_fields(value)
+    elif isinstance(node, list):
+        for value in node:
+            _binary_file_fields(value)
+
+
+class CpcsApp(FastAPI):
+    """FastAPI with the OpenAPI document's file fields marked for client generators."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            _binary_file_fields(super().openapi())
+        assert self.openapi_schema is not None
+        return self.openapi_schema
+
+
 def make_app(context: Context, *, title: str, routers: list[APIRouter], description: str = "") -> FastAPI:
     from cpcs import __version__
 
-    app = FastAPI(title=title, version=__version__, description=description)
+    app = CpcsApp(
+        title=title, version=__version__, description=description, generate_unique_id_function=operation_id
+    )
     app.state.context = context
     install_error_handlers(app)
     app.include_router(health_router(context))

@@ -164,3 +164,19 @@ def test_instrument_record_fills_what_the_header_lacks(embedded: System, tmp_pat
         abs(response.json()["mag"] - (image.target.true_mag - truth.colour_term * image.target.true_colour))
         < 0.03
     )
+
+
+def test_same_image_with_other_parameters_reuses_the_reduction(embedded: System, tmp_path: Path) -> None:
+    image = simulate_image(8, shape=(768, 768), zp=27.5, target="bright")
+    _prepare(embedded, image, tmp_path / "refs")
+    data = image_to_fits_bytes(image)
+    first = _upload(embedded, data, forceFilter="PS1/r")
+    assert first.status_code == 200, first.text
+    second = _upload(embedded, data, forceFilter="PS1/i")
+    assert second.status_code == 200, second.text
+    assert second.json()["filter"] == "i"
+    assert second.json()["followup_id"] == first.json()["followup_id"]  # one point, a new calibration version
+    history = embedded.client.get(
+        f"{first.json()['image_link']}/calibrations", headers=_auth(embedded)
+    ).json()
+    assert [c["band"] for c in history] == ["r", "i"]

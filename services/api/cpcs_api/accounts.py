@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from cpcs.domain import accounts as account_store
 from cpcs.domain import instruments as instrument_store
 from cpcs.schemas import InstrumentOut, NewUserOut, ObservatoryOut, Role, UserOut
-from cpcs.web import ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
+from cpcs.web import CONFLICT_RESPONSE, ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
 
 
 class UserIn(BaseModel):
@@ -42,6 +42,7 @@ def router() -> APIRouter:
         response_model=NewUserOut,
         status_code=201,
         summary="Add a user (admin); returns its token once",
+        responses=CONFLICT_RESPONSE,
     )
     def add_user(body: UserIn, context: ContextDep, admin: AdminDep) -> NewUserOut:
         del admin
@@ -61,7 +62,11 @@ def router() -> APIRouter:
         return instrument_store.list_instruments(session)
 
     @api.post(
-        "/instruments", response_model=InstrumentOut, status_code=201, summary="Add an instrument (admin)"
+        "/instruments",
+        response_model=InstrumentOut,
+        status_code=201,
+        summary="Add an instrument (admin)",
+        responses=CONFLICT_RESPONSE,
     )
     def add_instrument(body: InstrumentIn, context: ContextDep, admin: AdminDep) -> InstrumentOut:
         del admin

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from cpcs.domain import alerts as alert_store
 from cpcs.domain.points import light_curve_points
 from cpcs.schemas import AlertOut, LightCurve, Page
-from cpcs.web import ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
+from cpcs.web import CONFLICT_RESPONSE, ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
 
 
 class AlertIn(BaseModel):
@@ -41,7 +41,9 @@ def router() -> APIRouter:
             session, offset=offset, limit=limit, observed_only=observed_only, search=name
         )
 
-    @api.post("", response_model=AlertOut, status_code=201, summary="Create an alert")
+    @api.post(
+        "", response_model=AlertOut, status_code=201, summary="Create an alert", responses=CONFLICT_RESPONSE
+    )
     def create_alert(body: AlertIn, context: ContextDep, user: UserDep) -> AlertOut:
         del user  # any observer may add a target, as in CPCS
         with context.db.transaction() as session:

@@ -6,11 +6,22 @@ from fastapi import APIRouter, FastAPI
 
 from cpcs.context import Context
 from cpcs.web import make_app
-from cpcs_api import accounts, alerts, legacy, observations
+from cpcs_api import accounts, alerts, exports, legacy, observations, recalibration
+from cpcs_api.outbound import routes as outbound
+from cpcs_api.web import routes as web
 
 
 def routers() -> list[APIRouter]:
-    return [alerts.router(), observations.router(), accounts.router(), legacy.router()]
+    return [
+        alerts.router(),
+        observations.router(),
+        exports.router(),
+        recalibration.router(),
+        accounts.router(),
+        legacy.router(),
+        outbound.router(),
+        web.router(),
+    ]
 
 
 def create_app(context: Context) -> FastAPI:

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from cpcs.context import Context
@@ -14,9 +15,52 @@ from cpcs.domain import alerts as alert_store
 from cpcs.domain.accounts import authenticate, list_observatories
 from cpcs.domain.points import delete_point, light_curve_points
 from cpcs.errors import InputError
+from cpcs.lightcurve.exports import legacy_arrays
+from cpcs.schemas import ErrorBody, ObservatoryOut
 from cpcs.web import ERROR_RESPONSES, ContextDep
 
 PAGE_SIZE = 20
+
+
+class LegacyLightCurve(BaseModel):
+    """A light curve as CPCS's parallel arrays, one entry per point."""
+
+    mjd: list[float | None]
+    mag: list[float]
+    magerr: list[float] = Field(description="Measurement error; -1 marks an upper limit")
+    caliberr: list[float]
+    observatory: list[str]
+    catalog: list[str] = Field(description="Reference survey")
+    filter: list[str] = Field(description="Band of the reference survey")
+    id: list[int] = Field(description="Point ids (followupid)")
+    alert_name: str
+
+
+class LegacyAlertRow(BaseModel):
+    id: int
+    ivorn: str
+    published: str
+    ra: float
+    dec: float
+    nfollowup: int
+
+
+class LegacyAlertList(BaseModel):
+    alerts: list[LegacyAlertRow]
+    total: int
+    offset: int
+
+
+class LegacyNewEvent(BaseModel):
+    id: int
+    ivorn: str
+    ra: float
+    dec: float
+
+
+class LegacyDeleted(BaseModel):
+    deleted: int
+    alert_name: str
 
 
 async def _fields(request: Request) -> dict[str, str]:
@@ -65,27 +109,23 @@ def lightcurve_arrays(context: Context, alert_id: int) -> dict[str, Any]:
     with context.db.transaction() as session:
         alert = alert_store.get_alert(session, alert_id)
         points = light_curve_points(session, alert_id)
-    return {
-        "mjd": [p.mjd for p in points],
-        "mag": [p.mag for p in points],
-        "magerr": [-1.0 if p.is_upper_limit else p.magerr for p in points],
-        "caliberr": [p.caliberr for p in points],
-        "observatory": [
-            p.observer if p.observer == p.observatory else f"{p.observatory}, {p.observer}" for p in points
-        ],
-        "catalog": [p.survey for p in points],
-        "filter": [p.band for p in points],
-        "id": [p.id for p in points],
-        "alert_name": alert.name,
-    }
+    return legacy_arrays(alert.name, points)
 
 
 def router() -> APIRouter:
     api = APIRouter(prefix="/followup", tags=["legacy CPCS"], responses=ERROR_RESPONSES)
 
-    @api.get("/get_alert_lc_data", summary="Light curve as parallel arrays", operation_id="get_alert_lc_data")
+    @api.get(
+        "/get_alert_lc_data",
+        summary="Light curve as parallel arrays",
+        operation_id="get_alert_lc_data",
+        responses={200: {"model": LegacyLightCurve}},
+    )
     @api.post(
-        "/get_alert_lc_data", summary="Light curve as parallel arrays", operation_id="post_alert_lc_data"
+        "/get_alert_lc_data",
+        summary="Light curve as parallel arrays",
+        operation_id="post_alert_lc_data",
+        responses={200: {"model": LegacyLightCurve}},
     )
     async def get_alert_lc_data(request: Request, context: ContextDep) -> JSONResponse:
         fields = await _fields(request)
@@ -106,7 +146,11 @@ def router() -> APIRouter:
 
         return JSONResponse(await run_in_threadpool(work))
 
-    @api.get("/list_of_alerts", summary="Alerts, 20 a page (format=json for JSON)")
+    @api.get(
+        "/list_of_alerts",
+        summary="Alerts, 20 a page (format=json for JSON)",
+        responses={200: {"model": LegacyAlertList, "content": {"text/html": {}}}},
+    )
     def list_of_alerts(
         context: ContextDep, offset: int = 0, observed_only: int = 0, format: str = "html"
     ) -> Any:
@@ -138,7 +182,12 @@ def router() -> APIRouter:
             f"<h1>List of alerts</h1><table><tr>{head}</tr>{cells}</table></body></html>"
         )
 
-    @api.post("/newevent", summary="Add an alert (ivorn, ra, dec, url)")
+    @api.post(
+        "/newevent",
+        status_code=201,
+        summary="Add an alert (ivorn, ra, dec, url)",
+        responses={201: {"model": LegacyNewEvent}, 409: {"model": ErrorBody, "description": "It exists"}},
+    )
     async def newevent(request: Request, context: ContextDep) -> JSONResponse:
         fields = await _fields(request)
         token = _token(request, fields)
@@ -154,8 +203,18 @@ def router() -> APIRouter:
 
         return JSONResponse(await run_in_threadpool(work), status_code=201)
 
-    @api.get("/cgi/delpoint", summary="Delete one of your points", operation_id="delpoint_get")
-    @api.post("/cgi/delpoint", summary="Delete one of your points", operation_id="delpoint")
+    @api.get(
+        "/cgi/delpoint",
+        summary="Delete one of your points",
+        operation_id="delpoint_get",
+        responses={200: {"model": LegacyDeleted}},
+    )
+    @api.post(
+        "/cgi/delpoint",
+        summary="Delete one of your points",
+        operation_id="delpoint",
+        responses={200: {"model": LegacyDeleted}},
+    )
     async def delpoint(request: Request, context: ContextDep) -> JSONResponse:
         fields = await _fields(request)
         token = _token(request, fields)
@@ -171,7 +230,12 @@ def router() -> APIRouter:
 
         return JSONResponse(await run_in_threadpool(work))
 
-    @api.get("/observatories", summary="Registered observatories and their number of points")
+    @api.get(
+        "/observatories",
+        summary="Registered observatories and their number of points",
+        operation_id="legacy_observatories",
+        response_model=list[ObservatoryOut],
+    )
     def observatories(context: ContextDep) -> JSONResponse:
         with context.db.transaction() as session:
             sites = list_observatories(session)

@@ -56,7 +56,14 @@ def router() -> APIRouter:
         tags=["observations"],
         summary="The image's measured source table (FITS; format=ecsv or csv for text)",
         response_class=Response,
-        responses={200: {"content": {"application/fits": {}, "text/plain": {}}}},
+        responses={
+            200: {
+                "content": {
+                    "application/fits": {"schema": {"type": "string", "format": "binary"}},
+                    "text/plain": {"schema": {"type": "string"}},
+                }
+            }
+        },
     )
     def sources(
         context: ContextDep,

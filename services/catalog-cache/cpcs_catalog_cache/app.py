@@ -23,7 +23,9 @@ def cone_service(context: Context) -> ConeService:
 def router(cones: ConeService) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["reference catalogues"], responses=ERROR_RESPONSES)
 
-    @api.get("/cone", summary="Reference stars of every cached survey within a cone")
+    @api.get(
+        "/cone", summary="Reference stars of every cached survey within a cone", operation_id="reference_cone"
+    )
     def cone(
         ra_deg: Annotated[float, Query(ge=0, lt=360)],
         dec_deg: Annotated[float, Query(ge=-90, le=90)],

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from cpcs.context import Context
@@ -16,9 +17,35 @@ from cpcs.domain.accounts import authenticate
 from cpcs.domain.observations import get_observation
 from cpcs.errors import InputError
 from cpcs.messages import CalibrationParamsV1
+from cpcs.schemas import ObservationStatus
 from cpcs.web import ERROR_RESPONSES, ContextDep, error_response
 from cpcs_ingest.forms import parse_flag, parse_force_filter, parse_optional_float
 from cpcs_ingest.service import IngestService, Upload
+
+
+class LegacyUploadResult(BaseModel):
+    """The JSON answer of a calibrated upload, as CPCS gave it."""
+
+    mag: float
+    mag_err: float = Field(description="Total error; -1 marks an upper limit (then mag is the limit)")
+    ra: float
+    dec: float
+    zeropoint: float = Field(description="Instrumental minus catalogue, CPCS's sign")
+    outlier_fraction: float
+    scatter: float
+    npoints: int
+    followup_id: int | None = Field(description="The point's id; null for a dry run")
+    filter: str
+    survey: str
+    image_link: str = Field(description="The observation's status URL")
+    observation_id: int
+    limit_mag: float | None
+
+
+class LegacyStillCalibrating(BaseModel):
+    observation_id: int
+    status: ObservationStatus
+    status_url: str
 
 
 def legacy_result(context: Context, request: CalibrationRequest, base_url: str) -> dict[str, Any]:
@@ -76,7 +103,11 @@ def router() -> APIRouter:
     @api.post(
         "/cgi/upload",
         summary="Upload a SExtractor catalogue and wait for its calibration (CPCS compatible)",
-        responses={**ERROR_RESPONSES, 202: {"description": "Still calibrating: poll the status URL"}},
+        responses={
+            **ERROR_RESPONSES,
+            200: {"model": LegacyUploadResult, "content": {"text/html": {}}},
+            202: {"model": LegacyStillCalibrating, "description": "Still calibrating: poll the status URL"},
+        },
     )
     def cgi_upload(
         request: Request,

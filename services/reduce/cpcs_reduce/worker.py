@@ -19,6 +19,7 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cpcs import __version__
 from cpcs.context import Context
@@ -74,11 +75,15 @@ class ReduceWorker:
     def reduce(self, message: ImageReceivedV1) -> None:
         started = time.perf_counter()
         with self.context.db.transaction() as session:
-            if session.scalar(
-                select(ImageReduction.id).where(ImageReduction.observation_id == message.observation_id)
-            ):
-                log.info("already reduced; acknowledging the repeated message")
-                return
+            reduction = session.scalar(
+                select(ImageReduction).where(ImageReduction.observation_id == message.observation_id)
+            )
+            reused = reduction is not None and self._reuse(session, message, reduction)
+        if reduction is not None:
+            if reused:
+                self.context.committed()
+            return
+        with self.context.db.transaction() as session:
             observation = session.get(Observation, message.observation_id)
             if observation is None:
                 raise RejectMessage(f"no observation {message.observation_id}")
@@ -118,6 +123,29 @@ class ReduceWorker:
             1e3 * (time.perf_counter() - started),
             extra={"duration_ms": result.timings_ms},
         )
+
+    def _reuse(self, session: Session, message: ImageReceivedV1, reduction: ImageReduction) -> bool:
+        """The image was reduced before (a repeated message, or the same image with other calibration
+        parameters): hand the stored table to calibrate again, or repeat the stored failure."""
+        request = session.get(CalibrationRequest, message.calibration_request_id)
+        if request is None or request.status in ("calibrated", "failed"):
+            log.info("already reduced; acknowledging the repeated message")
+            return False
+        if reduction.status == "reduced" and reduction.sources_path:
+            add_to_outbox(
+                session,
+                SourcesMeasuredV1(
+                    observation_id=message.observation_id,
+                    calibration_request_id=message.calibration_request_id,
+                    alert_id=message.alert_id,
+                    sources_path=reduction.sources_path,
+                    params=message.params,
+                ),
+            )
+        else:
+            request.status = "failed"
+            request.error_code, request.error_message = reduction.error_code, reduction.error_message
+        return True
 
     def _read(
         self,

@@ -258,3 +258,7 @@ class ImageReduction(Base):
     timings_ms: Mapped[dict[str, Any]] = mapped_column(default=dict)
     pipeline_version: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# Tables of the outbound flow (webhooks, SkyPortal) live beside these; import them so one metadata has all.
+from cpcs.db import delivery_models as delivery_models  # noqa: E402

@@ -205,14 +205,22 @@ def get_request(session: Session, request_id: int) -> CalibrationRequest:
 
 
 def observation_view(session: Session, observation: Observation) -> ObservationOut:
-    """The observation with its newest calibration and its point, if any."""
-    calibration = session.scalar(
+    """The observation with its current calibration and its point, if any.
+
+    The current calibration is the one its point shows; without a point, the newest one. A dry-run
+    recalibration of a stored observation is never current (it is in the history only).
+    """
+    point = session.scalar(select(Point).where(Point.observation_id == observation.id))
+    versions = session.scalars(
         select(Calibration)
         .where(Calibration.observation_id == observation.id)
         .order_by(Calibration.version.desc())
-        .limit(1)
-    )
-    point = session.scalar(select(Point).where(Point.observation_id == observation.id))
+    ).all()
+    calibration = next((c for c in versions if point is not None and c.id == point.calibration_id), None)
+    if calibration is None:
+        calibration = next(
+            (c for c in versions if observation.dry_run or not c.params.get("dry_run", False)), None
+        )
     return ObservationOut(
         id=observation.id,
         alert_id=observation.alert_id,

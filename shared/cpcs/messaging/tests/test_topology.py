@@ -46,9 +46,11 @@ def test_cpcs_topology_has_the_agreed_queues_and_dead_letter_arguments():
         ("cpcs", "calibrate", "sources.measured"),
         ("cpcs", "reduce", "image.received"),
         ("cpcs", "catalog-cache", "field.requested"),
+        ("cpcs", "api", "point.calibrated"),
         ("cpcs.dlx", "calibrate.dead", "calibrate"),
         ("cpcs.dlx", "reduce.dead", "reduce"),
         ("cpcs.dlx", "catalog-cache.dead", "catalog-cache"),
+        ("cpcs.dlx", "api.dead", "api"),
     }
     queues = {q["name"]: q for q in definitions["queues"]}
     assert all(q["durable"] and not q["auto_delete"] for q in queues.values())
@@ -123,7 +125,7 @@ def test_rabbitmq_loads_the_definitions_and_the_code_declares_the_same(amqp_url)
         while True:  # the import is asynchronous
             try:
                 connection = pika.BlockingConnection(parameters)
-                connection.channel().queue_declare("catalog-cache.dead", passive=True)
+                connection.channel().queue_declare("api.dead", passive=True)
                 break
             except (pika.exceptions.AMQPError, OSError):
                 if time.monotonic() > deadline:

@@ -1,0 +1,187 @@
+"""REST v1: an alert's light curve as a file, and the filter registry.
+
+``GET /api/v1/alerts/{alert_id}/export?format=...`` answers one of
+``json | csv | ecsv | votable | legacy | skyportal-mag | skyportal-flux`` (see
+``cpcs.lightcurve.exports``) with its media type and a download file name; it needs a token, as every
+download of data. The SkyPortal formats need the destination's ``instrument_id`` and take its
+``obj_id``, ``origin`` and ``group_ids``; points SkyPortal cannot take are listed in the
+``X-CPCS-Skipped-Points`` header (``<point id>:<reason>,...``), the body being exactly what SkyPortal's
+``POST /api/photometry`` accepts.
+
+``GET /api/v1/filters`` is the filter registry: standard bands with their sncosmo names, the bands of
+the reference surveys as exports name them, and the local filter names understood.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from cpcs.db.models import Point
+from cpcs.domain import alerts as alert_store
+from cpcs.domain.points import calibration_view, light_curve_points
+from cpcs.errors import InputError
+from cpcs.lightcurve.exports import FORMATS, PointDetails, SkyPortalOptions, render
+from cpcs.science.bands import (
+    STANDARD_BANDS,
+    SURVEY_BANDPASSES,
+    export_band,
+    filter_aliases,
+    standard_band,
+)
+from cpcs.web import ERROR_RESPONSES, SessionDep, UserDep
+
+ExportFormatName = Literal["json", "csv", "ecsv", "votable", "legacy", "skyportal-mag", "skyportal-flux"]
+
+_FORMAT_HELP = "; ".join(f"{f.name}: {f.description}" for f in FORMATS.values())
+
+
+class StandardBandOut(BaseModel):
+    name: str
+    wavelength_nm: float
+    system: str
+    sncosmo: str | None = Field(description="sncosmo bandpass name; none for Clear")
+    magsys: str = Field(description="sncosmo magnitude system name")
+
+
+class SurveyBandOut(BaseModel):
+    survey: str
+    band: str
+    sncosmo: str | None
+    system: str | None
+    magsys: str | None
+    label: str
+
+
+class FilterRegistryOut(BaseModel):
+    standard_bands: list[StandardBandOut]
+    survey_bands: list[SurveyBandOut]
+    aliases: dict[str, str] = Field(description="Local filter names (lower case) and the band they stand for")
+    resolved: StandardBandOut | None = Field(None, description="The band the `name` asked about stands for")
+
+
+def _standard_out(name: str) -> StandardBandOut:
+    band = STANDARD_BANDS[name]
+    return StandardBandOut(
+        name=band.name,
+        wavelength_nm=band.wavelength_nm,
+        system=band.system,
+        sncosmo=band.sncosmo,
+        magsys=band.magsys,
+    )
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+
+    @api.get(
+        "/alerts/{alert_id}/export",
+        tags=["alerts"],
+        summary="An alert's light curve as a file (JSON, CSV, ECSV, VOTable, legacy, SkyPortal)",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "The file; `Content-Disposition` names it",
+                "content": {
+                    "application/json": {"schema": {"type": "object", "additionalProperties": True}},
+                    "text/csv": {"schema": {"type": "string"}},
+                    "text/plain": {"schema": {"type": "string"}},
+                    "application/x-votable+xml": {"schema": {"type": "string", "format": "binary"}},
+                },
+            }
+        },
+    )
+    def export(
+        request: Request,
+        session: SessionDep,
+        alert_id: int,
+        user: UserDep,
+        format: Annotated[ExportFormatName, Query(description=_FORMAT_HELP)] = "json",
+        instrument_id: Annotated[
+            int | None, Query(ge=1, description="SkyPortal formats: the destination's instrument id")
+        ] = None,
+        obj_id: Annotated[
+            str | None,
+            Query(
+                max_length=100,
+                pattern=r"^[A-Za-z0-9_.:+-]+$",
+                description="SkyPortal formats: the object id there (default: from the alert name)",
+            ),
+        ] = None,
+        origin: Annotated[
+            str, Query(min_length=1, max_length=100, description="SkyPortal formats: provenance")
+        ] = "cpcs",
+        group_ids: Annotated[
+            list[int] | None, Query(description="SkyPortal formats: groups to share the points with")
+        ] = None,
+    ) -> Response:
+        del user  # downloading data needs a token, as in CPCS
+        alert = alert_store.alert_view(session, alert_store.get_alert(session, alert_id))
+        points = light_curve_points(session, alert_id)
+        rows = session.scalars(
+            select(Point).where(Point.alert_id == alert_id, Point.deleted_at.is_(None))
+        ).all()
+        details = {
+            row.id: PointDetails(row.observation.filter_declared, calibration_view(row.calibration))
+            for row in rows
+        }
+        skyportal = None
+        if format.startswith("skyportal"):
+            if instrument_id is None:
+                raise InputError(
+                    "SkyPortal exports need instrument_id, the id of the instrument in the destination "
+                    "SkyPortal (its filters must include the exported sncosmo bandpasses).",
+                    code="missing_instrument_id",
+                )
+            skyportal = SkyPortalOptions(instrument_id, obj_id, origin, group_ids)
+        rendered = render(
+            format,
+            alert,
+            points,
+            details,
+            base_url=str(request.base_url),
+            skyportal=skyportal,
+        )
+        disposition = f'attachment; filename="{rendered.filename}"'
+        return Response(
+            content=rendered.body,
+            media_type=rendered.media_type,
+            headers={"Content-Disposition": disposition, **rendered.headers},
+        )
+
+    @api.get(
+        "/filters",
+        response_model=FilterRegistryOut,
+        tags=["filters"],
+        summary="The filter registry: standard bands, survey bands as exported, local filter names",
+    )
+    def filters(
+        name: Annotated[str | None, Query(max_length=40, description="A filter name to resolve")] = None,
+    ) -> FilterRegistryOut:
+        resolved = standard_band(name) if name else None
+        if name and resolved is None:
+            raise InputError(f"Unknown filter name {name!r}.", code="unknown_filter")
+        survey_bands = []
+        for survey, band in SURVEY_BANDPASSES:
+            named = export_band(survey, band)
+            survey_bands.append(
+                SurveyBandOut(
+                    survey=named.survey,
+                    band=named.band,
+                    sncosmo=named.sncosmo,
+                    system=named.system,
+                    magsys=named.magsys,
+                    label=named.label,
+                )
+            )
+        return FilterRegistryOut(
+            standard_bands=[_standard_out(b) for b in STANDARD_BANDS],
+            survey_bands=survey_bands,
+            aliases=filter_aliases(),
+            resolved=_standard_out(resolved.name) if resolved is not None else None,
+        )
+
+    return api

@@ -1,0 +1,590 @@
+"""From ``point.calibrated`` to HTTP requests: plan deliveries, then send them with retries.
+
+Two parts, joined by the ``delivery`` table:
+
+* :class:`OutboundDispatcher` consumes ``point.calibrated`` (queue ``api``). For a real point (not
+  a dry run, not deleted, still on the announced calibration) it writes, in one transaction, one
+  :class:`~cpcs.db.delivery_models.Delivery` per matching active webhook subscription and SkyPortal
+  destination, with the exact request body. It is idempotent: a delivery is unique per
+  ``(kind, target, calibration)``, so a redelivered message adds nothing.
+* :class:`DeliveryWorker` threads send the due deliveries with httpx. A worker takes a delivery
+  by moving its ``next_attempt_at`` forward by a lease in one conditional UPDATE (only one worker,
+  in any process, can win it), sends it, and records the attempt. A 2xx answer delivers it;
+  a network error, a timeout, 408, 425, 429 or a 5xx is retried after the next back-off
+  (``backoff_s``; a longer ``Retry-After`` is honoured up to the longest back-off) until
+  ``max_attempts`` attempts were made; any other answer (3xx, 4xx) fails it at once, since
+  sending the same bytes again cannot succeed. A worker that dies mid-send leaves the delivery to
+  be taken again when its lease ends: delivery is at least once, and receivers de-duplicate on
+  the delivery id.
+
+Wiring (see :func:`outbound_for`): one :class:`Outbound` per :class:`~cpcs.context.Context`
+holds the settings, the dispatcher and the worker; the dispatcher wakes the worker after commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import fnmatch
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import httpx
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy.orm import Session
+
+from cpcs.context import Context
+from cpcs.db.delivery_models import (
+    KIND_SKYPORTAL,
+    KIND_WEBHOOK,
+    STATUS_DELIVERED,
+    STATUS_FAILED,
+    STATUS_PENDING,
+    Delivery,
+    DeliveryAttempt,
+    SkyPortalDestination,
+    WebhookSubscription,
+)
+from cpcs.db.engine import Database
+from cpcs.db.models import Calibration, Point, utcnow
+from cpcs.messages import PointCalibratedV1, decode
+from cpcs.messaging.bus import Envelope, RejectMessage
+from cpcs.messaging.topology import binding_keys
+from cpcs_api.outbound import skyportal, webhooks
+from cpcs_api.outbound.facts import PointFacts, as_utc, point_facts
+
+log = logging.getLogger(__name__)
+
+QUEUE = "api"
+BINDINGS = binding_keys(QUEUE)
+#: HTTP statuses worth retrying besides 5xx: timeout, too early, too many requests.
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+MAX_ERROR_CHARS = 1000
+#: Bytes of an error answer read for ``last_error``.
+MAX_BODY_READ = 4096
+USER_AGENT = "CPCS-outbound/1"
+
+
+class OutboundSettings(BaseSettings):
+    """Settings of the outbound flow (environment prefix ``CPCS_OUTBOUND_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CPCS_OUTBOUND_", extra="ignore")
+
+    backoff_s: tuple[float, ...] = Field(
+        default=(30.0, 120.0, 600.0, 3600.0, 21600.0),
+        description="Wait before retry n (the last value repeats); JSON list in the environment.",
+    )
+    max_attempts: int = Field(default=6, ge=1, description="Attempts per delivery, the first included.")
+    timeout_s: float = Field(default=10.0, gt=0, description="HTTP timeout of one attempt.")
+    lease_s: float = Field(
+        default=120.0, gt=0, description="How long a taken delivery is hidden from other workers."
+    )
+    poll_s: float = Field(default=5.0, gt=0, description="Longest sleep between looks for due deliveries.")
+    workers: int = Field(default=2, ge=1, description="Sending threads.")
+    public_base_url: str = Field(
+        default="", description="This server's public URL for links in payloads; empty = relative links."
+    )
+    allow_private_targets: bool = Field(
+        default=False,
+        description="Let webhooks reach loopback/private/link-local addresses (tests, closed networks).",
+    )
+    trust_env: bool = Field(default=True, description="Let httpx use proxy settings from the environment.")
+
+    @model_validator(mode="after")
+    def _check(self) -> OutboundSettings:
+        if not self.backoff_s or any(delay < 0 for delay in self.backoff_s):
+            raise ValueError("backoff_s needs at least one non-negative delay")
+        if self.lease_s <= self.timeout_s:
+            raise ValueError("lease_s must be longer than timeout_s")
+        return self
+
+    def backoff(self, failed_attempts: int) -> float:
+        """Seconds to wait after ``failed_attempts`` (>= 1) failed attempts."""
+        return self.backoff_s[min(failed_attempts, len(self.backoff_s)) - 1]
+
+
+# --------------------------------------------------------------------------------------------------
+# Planning: point.calibrated -> delivery rows.
+
+
+def _alert_matches(pattern: str | None, alert_name: str) -> bool:
+    """A destination's glob against the alert's name, with or without ``ivo://``."""
+    if pattern is None:
+        return True
+    return fnmatch.fnmatchcase(alert_name, pattern) or fnmatch.fnmatchcase(
+        skyportal.obj_id(alert_name), pattern
+    )
+
+
+class OutboundDispatcher:
+    """The consumer of ``point.calibrated``: one delivery per matching target (idempotent)."""
+
+    def __init__(
+        self, context: Context, settings: OutboundSettings, *, on_planned: Callable[[], None] | None = None
+    ):
+        self.context = context
+        self.settings = settings
+        self.on_planned = on_planned
+
+    def subscribe(self) -> None:
+        """Consume queue ``api`` on the context's bus."""
+        self.context.bus.subscribe(
+            QUEUE, BINDINGS, self.handle, max_attempts=self.context.settings.max_delivery_attempts
+        )
+
+    def handle(self, envelope: Envelope) -> None:
+        """Bus handler: decode, plan, wake the sender."""
+        try:
+            message = decode(envelope.routing_key, envelope.body)
+        except (KeyError, ValidationError) as exc:
+            raise RejectMessage(f"unreadable {envelope.routing_key} message: {exc}") from exc
+        if not isinstance(message, PointCalibratedV1):
+            raise RejectMessage(f"the outbound dispatcher does not handle {envelope.routing_key}")
+        if self.plan(message) and self.on_planned is not None:
+            self.on_planned()
+
+    def plan(self, message: PointCalibratedV1) -> int:
+        """Write the deliveries ``message`` calls for; returns how many were added."""
+        if message.dry_run or message.point_id is None:
+            return 0
+        with self.context.db.transaction() as session:
+            point = session.get(Point, message.point_id)
+            if point is None or point.deleted_at is not None:
+                return 0
+            if point.calibration_id != message.calibration_id:
+                log.info(
+                    "point %d moved on from calibration %d; its own announcement will follow",
+                    point.id,
+                    message.calibration_id,
+                )
+                return 0
+            calibration = session.get(Calibration, message.calibration_id)
+            if calibration is None:
+                raise RejectMessage(f"no calibration {message.calibration_id}")
+            facts = point_facts(point, calibration)
+            done = {
+                (kind, target)
+                for kind, target in session.execute(
+                    select(Delivery.kind, Delivery.target_id).where(Delivery.calibration_id == calibration.id)
+                ).all()
+            }
+            added = 0
+            for subscription in session.scalars(
+                select(WebhookSubscription).where(
+                    WebhookSubscription.active.is_(True),
+                    or_(
+                        WebhookSubscription.alert_id.is_(None), WebhookSubscription.alert_id == facts.alert_id
+                    ),
+                )
+            ).all():
+                if (KIND_WEBHOOK, subscription.id) not in done:
+                    self._add_webhook(session, subscription, facts)
+                    added += 1
+            for destination in session.scalars(
+                select(SkyPortalDestination).where(SkyPortalDestination.active.is_(True))
+            ).all():
+                if (KIND_SKYPORTAL, destination.id) in done:
+                    continue
+                if _alert_matches(destination.alert_filter, facts.alert_name):
+                    self._add_skyportal(session, destination, facts)
+                    added += 1
+        if added:
+            log.info(
+                "point %d, calibration %d: %d deliveries planned", facts.point_id, facts.calibration_id, added
+            )
+        return added
+
+    def _new_delivery(self, session: Session, kind: str, target_id: int, facts: PointFacts) -> Delivery:
+        now = utcnow()
+        delivery = Delivery(
+            kind=kind,
+            target_id=target_id,
+            point_id=facts.point_id,
+            calibration_id=facts.calibration_id,
+            attempts=0,
+            status=STATUS_PENDING,
+            next_attempt_at=now,
+            request_body="",
+            created_at=now,
+        )
+        session.add(delivery)
+        session.flush()  # the id goes into the webhook body
+        return delivery
+
+    def _add_webhook(self, session: Session, subscription: WebhookSubscription, facts: PointFacts) -> None:
+        delivery = self._new_delivery(session, KIND_WEBHOOK, subscription.id, facts)
+        document = webhooks.payload(
+            facts,
+            delivery_id=delivery.id,
+            created_at=delivery.created_at,
+            base_url=self.settings.public_base_url,
+        )
+        delivery.request_body = webhooks.encode_payload(document).decode()
+
+    def _add_skyportal(self, session: Session, destination: SkyPortalDestination, facts: PointFacts) -> None:
+        delivery = self._new_delivery(session, KIND_SKYPORTAL, destination.id, facts)
+        try:
+            body = skyportal.photometry_body(
+                facts,
+                instrument_id=destination.instrument_id,
+                group_ids=list(destination.group_ids or []),
+                base_url=self.settings.public_base_url,
+            )
+        except skyportal.NotSendable as exc:
+            delivery.status = STATUS_FAILED
+            delivery.next_attempt_at = None
+            delivery.last_error = f"not sendable to SkyPortal: {exc}"
+            log.info("point %d not sent to SkyPortal %s: %s", facts.point_id, destination.name, exc)
+            return
+        delivery.request_body = skyportal.encode_body(body).decode()
+
+
+# --------------------------------------------------------------------------------------------------
+# Sending.
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A taken delivery, with everything needed to send it outside any transaction."""
+
+    delivery_id: int
+    kind: str
+    method: Literal["POST", "PUT"]
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    check_address: bool
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    started_at: dt.datetime
+    duration_ms: float
+    http_status: int | None
+    error: str | None
+    delivered: bool
+    retryable: bool
+    retry_after_s: float | None = None
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def _read_head(response: httpx.Response) -> bytes:
+    """The start of an answer's body (enough for an error message; a huge answer is not read)."""
+    head = b""
+    for chunk in response.iter_bytes():
+        head += chunk
+        if len(head) >= MAX_BODY_READ:
+            break
+    return head[:MAX_BODY_READ]
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (delta or HTTP date); ``None`` when absent or unreadable."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (as_utc(when) - utcnow()).total_seconds())
+
+
+class DeliveryWorker:
+    """Threads that send due deliveries and record every attempt (see the module docstring)."""
+
+    def __init__(self, db: Database, settings: OutboundSettings, *, client: httpx.Client | None = None):
+        self.db = db
+        self.settings = settings
+        self._client = client
+        self._own_client = client is None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> httpx.Client:
+        """The HTTP client (created on first use; redirects are not followed)."""
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(
+                    timeout=self.settings.timeout_s,
+                    follow_redirects=False,
+                    trust_env=self.settings.trust_env,
+                    headers={"User-Agent": USER_AGENT},
+                )
+            return self._client
+
+    def notify(self) -> None:
+        """New deliveries were committed: look now rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the sending threads (idempotent)."""
+        with self._lock:
+            if self._threads:
+                return
+            self._stop.clear()
+            for index in range(self.settings.workers):
+                thread = threading.Thread(target=self._loop, name=f"outbound-delivery-{index}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the threads (an attempt under way finishes, up to the HTTP timeout) and close the client."""
+        self._stop.set()
+        self._wake.set()
+        wait = timeout if timeout is not None else self.settings.timeout_s + 5
+        with self._lock:
+            threads, self._threads = self._threads, []
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(wait)
+        with self._lock:
+            if self._own_client and self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _loop(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            self._wake.clear()  # before looking, so a notify during the look is not lost
+            try:
+                worked = self.run_once()
+                failures = 0
+            except Exception:  # the database may be away: back off and try again
+                failures += 1
+                log.exception("outbound delivery worker failed")
+                self._stop.wait(min(self.settings.poll_s * 2**failures, 60.0))
+                continue
+            if not worked:
+                self._wake.wait(self.settings.poll_s)
+
+    def run_once(self) -> bool:
+        """Take, send and record one due delivery; ``False`` when none was due."""
+        job = self._take()
+        if job is None:
+            return False
+        outcome = self._send(job)
+        self._record(job, outcome)
+        return True
+
+    def _take(self) -> _Job | None:
+        """Win one due delivery with a conditional UPDATE, and read what to send."""
+        now = utcnow()
+        with self.db.transaction() as session:
+            due = session.scalars(
+                select(Delivery.id)
+                .where(Delivery.status == STATUS_PENDING, Delivery.next_attempt_at <= now)
+                .order_by(Delivery.next_attempt_at, Delivery.id)
+                .limit(20)
+            ).all()
+        lease_until = now + dt.timedelta(seconds=self.settings.lease_s)
+        for delivery_id in due:
+            with self.db.transaction() as session:
+                taken = cast(
+                    CursorResult[Any],
+                    session.execute(
+                        update(Delivery)
+                        .where(
+                            Delivery.id == delivery_id,
+                            Delivery.status == STATUS_PENDING,
+                            Delivery.next_attempt_at <= now,
+                        )
+                        .values(next_attempt_at=lease_until)
+                        .execution_options(synchronize_session=False)
+                    ),
+                )
+                if taken.rowcount != 1:
+                    continue  # another worker won it
+                delivery = session.get(Delivery, delivery_id)
+                assert delivery is not None
+                job = self._job(session, delivery)
+                if job is not None:
+                    return job
+        return None
+
+    def _job(self, session: Session, delivery: Delivery) -> _Job | None:
+        """What to send for ``delivery``; ends it as failed (and returns ``None``) if its target is gone."""
+        body = delivery.request_body.encode()
+        if delivery.kind == KIND_WEBHOOK:
+            subscription = session.get(WebhookSubscription, delivery.target_id)
+            if subscription is not None and subscription.active:
+                headers = webhooks.request_headers(subscription.secret, body, delivery.id, utcnow())
+                return _Job(delivery.id, delivery.kind, "POST", subscription.url, headers, body, True)
+            reason = "the webhook subscription was removed or deactivated"
+        elif delivery.kind == KIND_SKYPORTAL:
+            destination = session.get(SkyPortalDestination, delivery.target_id)
+            if destination is not None and destination.active:
+                headers = skyportal.request_headers(destination.token)
+                url = skyportal.photometry_url(destination.base_url)
+                return _Job(delivery.id, delivery.kind, "PUT", url, headers, body, False)
+            reason = "the SkyPortal destination was removed or deactivated"
+        else:
+            reason = f"unknown delivery kind {delivery.kind!r}"
+        delivery.status = STATUS_FAILED
+        delivery.next_attempt_at = None
+        delivery.last_error = reason
+        return None
+
+    def _send(self, job: _Job) -> _Outcome:
+        """One HTTP attempt; never raises."""
+        started_at = utcnow()
+        clock = time.perf_counter()
+
+        def outcome(
+            status: int | None,
+            error: str | None,
+            *,
+            delivered: bool = False,
+            retryable: bool = False,
+            **kw: Any,
+        ) -> _Outcome:
+            elapsed = round(1e3 * (time.perf_counter() - clock), 1)
+            return _Outcome(started_at, elapsed, status, error, delivered, retryable, **kw)
+
+        try:
+            if job.check_address:
+                webhooks.check_resolved_host(job.url, allow_private=self.settings.allow_private_targets)
+            with self.client.stream(job.method, job.url, content=job.body, headers=job.headers) as response:
+                status = response.status_code
+                retry_after_s = _retry_after_s(response)
+                location = response.headers.get("location")
+                head = b"" if 200 <= status < 400 else _read_head(response)
+        except webhooks.TargetNotAllowed as exc:
+            return outcome(None, f"target not allowed: {exc}")
+        except (httpx.HTTPError, OSError) as exc:
+            return outcome(None, _truncate(f"{type(exc).__name__}: {exc}"), retryable=True)
+        except Exception as exc:  # our bug: record it, retry like a transient failure
+            log.exception("delivery %d: unexpected error", job.delivery_id)
+            return outcome(None, _truncate(f"{type(exc).__name__}: {exc}"), retryable=True)
+        if 200 <= status < 300:
+            return outcome(status, None, delivered=True)
+        if 300 <= status < 400:
+            error = f"HTTP {status}: redirects are not followed (Location: {location})"
+        else:
+            error = f"HTTP {status}: {head.decode('utf-8', errors='replace').strip()}"
+        retryable = status >= 500 or status in RETRYABLE_STATUSES
+        return outcome(status, _truncate(error), retryable=retryable, retry_after_s=retry_after_s)
+
+    def _record(self, job: _Job, outcome: _Outcome) -> None:
+        """Store the attempt and move the delivery on: delivered, due again later, or failed."""
+        with self.db.transaction() as session:
+            delivery = session.get(Delivery, job.delivery_id, with_for_update=True)
+            if delivery is None or delivery.status != STATUS_PENDING:
+                return  # removed with its subscription, or finished by a worker whose lease we outlived
+            delivery.attempts += 1
+            session.add(
+                DeliveryAttempt(
+                    delivery_id=delivery.id,
+                    number=delivery.attempts,
+                    started_at=outcome.started_at,
+                    duration_ms=outcome.duration_ms,
+                    http_status=outcome.http_status,
+                    error=outcome.error,
+                )
+            )
+            delivery.last_http_status = outcome.http_status
+            delivery.last_error = outcome.error
+            if outcome.delivered:
+                delivery.status = STATUS_DELIVERED
+                delivery.delivered_at = utcnow()
+                delivery.next_attempt_at = None
+            elif outcome.retryable and delivery.attempts < self.settings.max_attempts:
+                delay = self.settings.backoff(delivery.attempts)
+                if outcome.retry_after_s is not None:
+                    delay = max(delay, min(outcome.retry_after_s, max(self.settings.backoff_s)))
+                delivery.next_attempt_at = utcnow() + dt.timedelta(seconds=delay)
+            else:
+                delivery.status = STATUS_FAILED
+                delivery.next_attempt_at = None
+            status, attempts = delivery.status, delivery.attempts
+        log.info(
+            "delivery %d (%s) attempt %d: %s",
+            job.delivery_id,
+            job.kind,
+            attempts,
+            outcome.http_status if outcome.error is None else outcome.error,
+            extra={
+                "status": outcome.http_status,
+                "duration_ms": outcome.duration_ms,
+                "delivery_status": status,
+            },
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Wiring.
+
+
+class Outbound:
+    """The outbound flow of one process: settings, the ``point.calibrated`` consumer, the senders."""
+
+    def __init__(
+        self,
+        context: Context,
+        settings: OutboundSettings | None = None,
+        *,
+        client: httpx.Client | None = None,
+    ):
+        self.context = context
+        self.settings = settings or OutboundSettings()
+        self.worker = DeliveryWorker(context.db, self.settings, client=client)
+        self.dispatcher = OutboundDispatcher(context, self.settings, on_planned=self.worker.notify)
+
+    def consumers(self) -> list[Callable[[], None]]:
+        """The subscribe functions to run before the bus starts."""
+        return [self.dispatcher.subscribe]
+
+    def start(self) -> None:
+        """Start sending deliveries."""
+        self.worker.start()
+
+    def stop(self) -> None:
+        """Stop sending (pending deliveries stay in the database for the next start)."""
+        self.worker.stop()
+
+
+_outbounds: weakref.WeakKeyDictionary[Context, Outbound] = weakref.WeakKeyDictionary()
+_outbounds_lock = threading.Lock()
+
+
+def outbound_for(context: Context, settings: OutboundSettings | None = None) -> Outbound:
+    """The one :class:`Outbound` of ``context``, created on first use (with ``settings`` if given)."""
+    with _outbounds_lock:
+        outbound = _outbounds.get(context)
+        if outbound is None:
+            outbound = Outbound(context, settings)
+            _outbounds[context] = outbound
+        elif settings is not None and settings is not outbound.settings:
+            raise RuntimeError("the outbound flow of this context is already configured")
+        return outbound
+
+
+def outbound_consumers(context: Context) -> list[Callable[[], None]]:
+    """Subscribe functions of the outbound flow (the ``point.calibrated`` consumer of queue ``api``)."""
+    return outbound_for(context).consumers()
+
+
+def start_delivery_worker(context: Context) -> None:
+    """Start the threads that send the context's deliveries."""
+    outbound_for(context).start()
+
+
+def stop_delivery_worker(context: Context) -> None:
+    """Stop them (call before ``context.close()``)."""
+    outbound_for(context).stop()

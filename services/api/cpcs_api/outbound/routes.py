@@ -1,0 +1,380 @@
+"""REST v1 of the outbound flow: a user's webhooks, an admin's SkyPortal destinations, their deliveries.
+
+* ``POST/GET /api/v1/webhooks``, ``DELETE /api/v1/webhooks/{id}`` — the caller's own subscriptions;
+  the secret is in the creation answer only. Removing a subscription removes its history.
+* ``GET /api/v1/webhooks/{id}/deliveries`` — the subscriber's delivery history; anyone else,
+  admins included, gets 404 (the subscription's existence is not disclosed).
+* ``POST/GET /api/v1/skyportal/destinations``, ``PATCH …/{id}``, ``GET …/{id}/deliveries`` —
+  admins only; the token is write-only (answers show its last four characters).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from cpcs.db.delivery_models import (
+    DELIVERY_STATUSES,
+    KIND_SKYPORTAL,
+    KIND_WEBHOOK,
+    Delivery,
+    DeliveryAttempt,
+    SkyPortalDestination,
+    WebhookSubscription,
+)
+from cpcs.db.models import Alert, User
+from cpcs.errors import ConflictError, InputError, NotFoundError
+from cpcs.schemas import Page, Schema
+from cpcs.web import ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
+from cpcs_api.outbound.dispatcher import outbound_for
+from cpcs_api.outbound.facts import as_utc
+from cpcs_api.outbound.webhooks import TargetNotAllowed, check_literal_host, check_url_form, new_secret
+
+#: Subscriptions one user may hold (a guard against runaway scripts).
+MAX_WEBHOOKS_PER_USER = 50
+
+
+class WebhookIn(BaseModel):
+    url: str = Field(min_length=1, max_length=2000, description="http(s) URL that receives the POSTs")
+    alert_id: int | None = Field(None, description="Only this alert's points; omit for all alerts")
+
+
+class WebhookOut(Schema):
+    id: int
+    url: str
+    alert_id: int | None
+    active: bool
+    created_at: dt.datetime
+
+
+class NewWebhookOut(WebhookOut):
+    secret: str = Field(description="HMAC-SHA256 key of X-CPCS-Signature; shown only in this answer")
+
+
+class AttemptOut(Schema):
+    number: int
+    started_at: dt.datetime
+    duration_ms: float
+    http_status: int | None
+    error: str | None
+
+
+class DeliveryOut(Schema):
+    id: int
+    kind: str
+    target_id: int
+    point_id: int
+    calibration_id: int
+    status: str
+    attempts: int
+    last_http_status: int | None
+    last_error: str | None
+    next_attempt_at: dt.datetime | None
+    created_at: dt.datetime
+    delivered_at: dt.datetime | None
+    body: Any = Field(None, description="The JSON document sent (the same bytes on every attempt)")
+    attempt_log: list[AttemptOut] = Field(default_factory=list)
+
+
+def _check_http_url(value: str) -> str:
+    try:
+        check_url_form(value)
+    except TargetNotAllowed as exc:
+        raise ValueError(str(exc)) from exc
+    return value
+
+
+class DestinationIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    base_url: str = Field(min_length=1, max_length=1000, description="e.g. https://fritz.science")
+    token: str = Field(min_length=1, max_length=500, description="SkyPortal API token (write-only)")
+    instrument_id: int = Field(
+        ge=1, description="SkyPortal's id of the instrument the points are filed under"
+    )
+    group_ids: list[int] = Field(default_factory=list, description="SkyPortal groups that see the points")
+    alert_filter: str | None = Field(
+        None, max_length=300, description="Glob on alert names (with or without ivo://); omit for all"
+    )
+    active: bool = True
+
+    _url = field_validator("base_url")(_check_http_url)
+
+
+class DestinationPatch(BaseModel):
+    base_url: str | None = Field(None, min_length=1, max_length=1000)
+    token: str | None = Field(None, min_length=1, max_length=500)
+    instrument_id: int | None = Field(None, ge=1)
+    group_ids: list[int] | None = None
+    alert_filter: str | None = Field(None, max_length=300, description="Empty string: all alerts")
+    active: bool | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value)
+
+
+class DestinationOut(Schema):
+    id: int
+    name: str
+    base_url: str
+    instrument_id: int
+    group_ids: list[int]
+    alert_filter: str | None
+    active: bool
+    created_at: dt.datetime
+    token_hint: str = Field(description="The token's last four characters")
+
+
+def _webhook_view(row: WebhookSubscription) -> WebhookOut:
+    return WebhookOut(
+        id=row.id, url=row.url, alert_id=row.alert_id, active=row.active, created_at=as_utc(row.created_at)
+    )
+
+
+def _destination_view(row: SkyPortalDestination) -> DestinationOut:
+    return DestinationOut(
+        id=row.id,
+        name=row.name,
+        base_url=row.base_url,
+        instrument_id=row.instrument_id,
+        group_ids=[int(g) for g in row.group_ids or []],
+        alert_filter=row.alert_filter,
+        active=row.active,
+        created_at=as_utc(row.created_at),
+        token_hint="…" + row.token[-4:],
+    )
+
+
+def _optional_utc(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else as_utc(value)
+
+
+def _deliveries(
+    session: Session, kind: str, target_id: int, status: str | None, offset: int, limit: int
+) -> Page[DeliveryOut]:
+    query = select(Delivery).where(Delivery.kind == kind, Delivery.target_id == target_id)
+    if status is not None:
+        query = query.where(Delivery.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Delivery.id.desc()).offset(offset).limit(limit)).all()
+    attempts: dict[int, list[AttemptOut]] = {row.id: [] for row in rows}
+    if rows:
+        for attempt in session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.delivery_id.in_(list(attempts)))
+            .order_by(DeliveryAttempt.delivery_id, DeliveryAttempt.number)
+        ).all():
+            attempts[attempt.delivery_id].append(
+                AttemptOut(
+                    number=attempt.number,
+                    started_at=as_utc(attempt.started_at),
+                    duration_ms=attempt.duration_ms,
+                    http_status=attempt.http_status,
+                    error=attempt.error,
+                )
+            )
+    items = [
+        DeliveryOut(
+            id=row.id,
+            kind=row.kind,
+            target_id=row.target_id,
+            point_id=row.point_id,
+            calibration_id=row.calibration_id,
+            status=row.status,
+            attempts=row.attempts,
+            last_http_status=row.last_http_status,
+            last_error=row.last_error,
+            next_attempt_at=_optional_utc(row.next_attempt_at),
+            created_at=as_utc(row.created_at),
+            delivered_at=_optional_utc(row.delivered_at),
+            body=json.loads(row.request_body) if row.request_body else None,
+            attempt_log=attempts[row.id],
+        )
+        for row in rows
+    ]
+    return Page[DeliveryOut](items=items, total=total, offset=offset, limit=limit)
+
+
+def _own_subscription(session: Session, user: User, webhook_id: int) -> WebhookSubscription:
+    row = session.get(WebhookSubscription, webhook_id)
+    if row is None or row.user_id != user.id:
+        raise NotFoundError(f"You have no webhook {webhook_id}.", code="unknown_webhook")
+    return row
+
+
+def _destination(session: Session, destination_id: int) -> SkyPortalDestination:
+    row = session.get(SkyPortalDestination, destination_id)
+    if row is None:
+        raise NotFoundError(f"No SkyPortal destination {destination_id}.", code="unknown_destination")
+    return row
+
+
+StatusQuery = Annotated[str | None, Query(description=f"One of {', '.join(DELIVERY_STATUSES)}")]
+OffsetQuery = Annotated[int, Query(ge=0)]
+LimitQuery = Annotated[int, Query(ge=1, le=500)]
+
+
+def _check_status(status: str | None) -> None:
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise InputError(f"status must be one of {', '.join(DELIVERY_STATUSES)}.", code="invalid_status")
+
+
+def router() -> APIRouter:
+    """The outbound endpoints (webhooks for every user, SkyPortal destinations for admins)."""
+    api = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+
+    @api.post(
+        "/webhooks",
+        response_model=NewWebhookOut,
+        status_code=201,
+        tags=["webhooks"],
+        summary="Subscribe a URL to calibrated points; the answer shows the signing secret once",
+    )
+    def add_webhook(body: WebhookIn, context: ContextDep, user: UserDep) -> NewWebhookOut:
+        try:
+            check_literal_host(body.url, allow_private=outbound_for(context).settings.allow_private_targets)
+        except TargetNotAllowed as exc:
+            raise InputError(f"url: {exc}.", code="invalid_webhook_url") from exc
+        with context.db.transaction() as session:
+            if body.alert_id is not None and session.get(Alert, body.alert_id) is None:
+                raise InputError(f"There is no alert {body.alert_id}.", code="unknown_alert")
+            held = session.scalar(
+                select(func.count(WebhookSubscription.id)).where(WebhookSubscription.user_id == user.id)
+            )
+            if (held or 0) >= MAX_WEBHOOKS_PER_USER:
+                raise ConflictError(
+                    f"You already have {MAX_WEBHOOKS_PER_USER} webhooks; remove one first.",
+                    code="too_many_webhooks",
+                )
+            row = WebhookSubscription(
+                user_id=user.id, url=body.url, alert_id=body.alert_id, secret=new_secret(), active=True
+            )
+            session.add(row)
+            session.flush()
+            return NewWebhookOut(**_webhook_view(row).model_dump(), secret=row.secret)
+
+    @api.get("/webhooks", response_model=list[WebhookOut], tags=["webhooks"], summary="Your webhooks")
+    def list_webhooks(session: SessionDep, user: UserDep) -> list[WebhookOut]:
+        rows = session.scalars(
+            select(WebhookSubscription)
+            .where(WebhookSubscription.user_id == user.id)
+            .order_by(WebhookSubscription.id)
+        ).all()
+        return [_webhook_view(row) for row in rows]
+
+    @api.delete(
+        "/webhooks/{webhook_id}",
+        status_code=204,
+        response_class=Response,
+        tags=["webhooks"],
+        summary="Remove one of your webhooks with its delivery history",
+    )
+    def delete_webhook(webhook_id: int, context: ContextDep, user: UserDep) -> Response:
+        with context.db.transaction() as session:
+            row = _own_subscription(session, user, webhook_id)
+            ids = select(Delivery.id).where(Delivery.kind == KIND_WEBHOOK, Delivery.target_id == row.id)
+            session.execute(delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(ids)))
+            session.execute(
+                delete(Delivery).where(Delivery.kind == KIND_WEBHOOK, Delivery.target_id == row.id)
+            )
+            session.delete(row)
+        return Response(status_code=204)
+
+    @api.get(
+        "/webhooks/{webhook_id}/deliveries",
+        response_model=Page[DeliveryOut],
+        tags=["webhooks"],
+        summary="Delivery history of one of your webhooks, newest first",
+    )
+    def webhook_deliveries(
+        webhook_id: int,
+        session: SessionDep,
+        user: UserDep,
+        status: StatusQuery = None,
+        offset: OffsetQuery = 0,
+        limit: LimitQuery = 100,
+    ) -> Page[DeliveryOut]:
+        _check_status(status)
+        row = _own_subscription(session, user, webhook_id)
+        return _deliveries(session, KIND_WEBHOOK, row.id, status, offset, limit)
+
+    @api.post(
+        "/skyportal/destinations",
+        response_model=DestinationOut,
+        status_code=201,
+        tags=["skyportal"],
+        summary="Add a SkyPortal instance that receives calibrated points (admin)",
+    )
+    def add_destination(body: DestinationIn, context: ContextDep, admin: AdminDep) -> DestinationOut:
+        del admin
+        with context.db.transaction() as session:
+            if session.scalar(select(SkyPortalDestination.id).where(SkyPortalDestination.name == body.name)):
+                raise ConflictError(
+                    f"A destination is already called {body.name!r}.", code="destination_exists"
+                )
+            row = SkyPortalDestination(**body.model_dump())
+            session.add(row)
+            session.flush()
+            return _destination_view(row)
+
+    @api.get(
+        "/skyportal/destinations",
+        response_model=list[DestinationOut],
+        tags=["skyportal"],
+        summary="SkyPortal destinations (admin)",
+    )
+    def list_destinations(session: SessionDep, admin: AdminDep) -> list[DestinationOut]:
+        del admin
+        rows = session.scalars(select(SkyPortalDestination).order_by(SkyPortalDestination.id)).all()
+        return [_destination_view(row) for row in rows]
+
+    @api.patch(
+        "/skyportal/destinations/{destination_id}",
+        response_model=DestinationOut,
+        tags=["skyportal"],
+        summary="Change a destination: token, instrument, groups, alert filter, active (admin)",
+    )
+    def patch_destination(
+        destination_id: int, body: DestinationPatch, context: ContextDep, admin: AdminDep
+    ) -> DestinationOut:
+        del admin
+        changes = body.model_dump(exclude_unset=True)
+        for key in ("base_url", "token", "instrument_id", "group_ids", "active"):
+            if key in changes and changes[key] is None:
+                raise InputError(f"{key} cannot be null.", code="invalid_request")
+        if changes.get("alert_filter") == "":
+            changes["alert_filter"] = None
+        with context.db.transaction() as session:
+            row = _destination(session, destination_id)
+            for key, value in changes.items():
+                setattr(row, key, value)
+            session.flush()
+            return _destination_view(row)
+
+    @api.get(
+        "/skyportal/destinations/{destination_id}/deliveries",
+        response_model=Page[DeliveryOut],
+        tags=["skyportal"],
+        summary="Delivery history of a SkyPortal destination, newest first (admin)",
+    )
+    def destination_deliveries(
+        destination_id: int,
+        session: SessionDep,
+        admin: AdminDep,
+        status: StatusQuery = None,
+        offset: OffsetQuery = 0,
+        limit: LimitQuery = 100,
+    ) -> Page[DeliveryOut]:
+        del admin
+        _check_status(status)
+        row = _destination(session, destination_id)
+        return _deliveries(session, KIND_SKYPORTAL, row.id, status, offset, limit)
+
+    return api

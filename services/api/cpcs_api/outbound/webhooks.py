@@ -1,0 +1,199 @@
+"""Signed webhooks: a calibrated point POSTed as JSON to a subscriber's URL.
+
+Every request carries
+
+* ``X-CPCS-Signature: sha256=<hex>`` — HMAC-SHA256 of the raw request body, keyed with the
+  subscription's secret (UTF-8), as lower-case hex;
+* ``X-CPCS-Timestamp`` — when this attempt was sent, Unix seconds (an integer, as text);
+* ``X-CPCS-Delivery`` — the delivery id; every retry of one delivery repeats it and sends the
+  same bytes, so a receiver de-duplicates on it.
+
+The signature covers the body only. The body itself names the delivery id and the time the
+delivery was created, so a receiver that wants to refuse replays compares those signed values
+(the timestamp header is informative). A receiver checks with :func:`verify_signature`, or in
+any language: ``hmac_sha256(secret, body) == header[len("sha256="):]`` in constant time.
+
+Any 2xx answer counts as delivered; see :mod:`.dispatcher` for retries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import ipaddress
+import json
+import secrets
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+from cpcs_api.outbound.facts import PointFacts, calibrations_url, iso_utc, observation_url
+from cpcs_api.outbound.skyportal import sncosmo_magsys, sncosmo_name
+
+SIGNATURE_HEADER = "X-CPCS-Signature"
+TIMESTAMP_HEADER = "X-CPCS-Timestamp"
+DELIVERY_HEADER = "X-CPCS-Delivery"
+EVENT = "point.calibrated"
+PAYLOAD_VERSION = 1
+SIGNATURE_PREFIX = "sha256="
+SECRET_BYTES = 32
+
+
+def new_secret() -> str:
+    """A fresh subscription secret (256 random bits, URL-safe text), shown to the subscriber once."""
+    return secrets.token_urlsafe(SECRET_BYTES)
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The ``X-CPCS-Signature`` value of ``body``: ``sha256=`` and the hex HMAC-SHA256."""
+    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return SIGNATURE_PREFIX + digest
+
+
+def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
+    """Whether ``header`` is the signature of ``body`` under ``secret`` (constant-time compare)."""
+    if not header or not header.startswith(SIGNATURE_PREFIX):
+        return False
+    return hmac.compare_digest(sign(secret, body).encode(), header.strip().encode())
+
+
+def request_headers(secret: str, body: bytes, delivery_id: int, sent_at: dt.datetime) -> dict[str, str]:
+    """The headers of one attempt of a webhook delivery."""
+    return {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: sign(secret, body),
+        TIMESTAMP_HEADER: str(int(sent_at.timestamp())),
+        DELIVERY_HEADER: str(delivery_id),
+    }
+
+
+def payload(
+    facts: PointFacts, *, delivery_id: int, created_at: dt.datetime, base_url: str = ""
+) -> dict[str, Any]:
+    """The JSON document a subscriber receives for one calibrated point (version 1).
+
+    ``mag`` of an upper limit is the limit (``is_upper_limit`` true); ``magerr`` is the measurement
+    error, ``caliberr`` the calibration error and ``mag_err_total`` both in quadrature.
+    """
+    return {
+        "event": EVENT,
+        "version": PAYLOAD_VERSION,
+        "delivery_id": delivery_id,
+        "created_at": iso_utc(created_at),
+        "point": {
+            "id": facts.point_id,
+            "observation_id": facts.observation_id,
+            "url": observation_url(base_url, facts.observation_id),
+            "alert": {
+                "id": facts.alert_id,
+                "name": facts.alert_name,
+                "ra_deg": facts.alert_ra_deg,
+                "dec_deg": facts.alert_dec_deg,
+            },
+            "observer": {"id": facts.observer_id, "name": facts.observer, "observatory": facts.observatory},
+            "mjd": facts.mjd,
+            "filter": {
+                "declared": facts.filter_declared,
+                "survey": facts.survey,
+                "band": facts.band,
+                "sncosmo": sncosmo_name(facts.survey, facts.band),
+                "magsys": sncosmo_magsys(facts.survey, facts.band),
+            },
+            "mag": facts.mag,
+            "magerr": facts.magerr,
+            "caliberr": facts.caliberr,
+            "mag_err_total": facts.mag_err_total,
+            "is_upper_limit": facts.is_upper_limit,
+            "limit_mag": facts.limit_mag,
+            "flux_ujy": facts.flux_ujy,
+            "flux_err_ujy": facts.flux_err_ujy,
+            "calibration": {
+                "id": facts.calibration_id,
+                "version": facts.calibration_version,
+                "mode": facts.calibration_mode,
+                "pipeline_version": facts.pipeline_version,
+                "catalogue_release": facts.catalogue_release,
+                "colour_index": facts.colour_index,
+                "zp": facts.zp,
+                "zp_err": facts.zp_err,
+                "colour_term": facts.colour_term,
+                "colour_term_err": facts.colour_term_err,
+                "scatter": facts.scatter,
+                "n_stars": facts.n_stars,
+                "outlier_fraction": facts.outlier_fraction,
+                "created_at": iso_utc(facts.calibrated_at),
+                "url": calibrations_url(base_url, facts.observation_id),
+            },
+        },
+    }
+
+
+def encode_payload(document: dict[str, Any]) -> bytes:
+    """The bytes sent and signed: compact JSON with sorted keys, no NaN."""
+    return json.dumps(document, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
+
+
+# --------------------------------------------------------------------------------------------------
+# Where webhooks may go. A subscriber chooses the URL, so by default it may not point into our own
+# network (loopback, private, link-local …): that would let anybody make the server call its
+# neighbours. Operators who need it (tests, a closed network) allow it in the outbound settings.
+
+
+class TargetNotAllowed(ValueError):
+    """The webhook URL is not an http(s) URL to a public address."""
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def check_url_form(url: str) -> tuple[str, int]:
+    """The host and port of an http(s) URL without credentials; raises :class:`TargetNotAllowed`."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise TargetNotAllowed("the URL must start with http:// or https://")
+    if not parts.hostname:
+        raise TargetNotAllowed("the URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise TargetNotAllowed("the URL may not contain credentials; the signature authenticates us")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise TargetNotAllowed(f"the URL's port is not valid: {exc}") from exc
+    return parts.hostname, port
+
+
+def check_literal_host(url: str, *, allow_private: bool) -> None:
+    """At subscription time: the URL's form, and its host if it is an IP address or ``localhost``."""
+    host, _port = check_url_form(url)
+    if allow_private:
+        return
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        raise TargetNotAllowed("webhooks may not point at this server's own network")
+    try:
+        public = _is_public(host)
+    except ValueError:
+        return  # a name: resolved and checked when sending
+    if not public:
+        raise TargetNotAllowed("webhooks may not point at private, loopback or link-local addresses")
+
+
+def check_resolved_host(url: str, *, allow_private: bool) -> None:
+    """At send time: every address the URL's host resolves to must be public.
+
+    Raises :class:`TargetNotAllowed`, or ``OSError`` when the name does not resolve (a transient
+    failure). The HTTP client resolves the name again, so this narrows but does not close DNS
+    rebinding; a deployment that must close it sends webhooks through an egress proxy.
+    """
+    host, port = check_url_form(url)
+    if allow_private:
+        return
+    check_literal_host(url, allow_private=False)
+    for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        address = str(info[4][0])
+        if not _is_public(address):
+            raise TargetNotAllowed(f"{host} resolves to a non-public address ({address})")

@@ -1,0 +1,1 @@
+"""The web pages of the api service (HTML, scripts and styles served by us)."""

@@ -1,0 +1,983 @@
+"""Outbound flow: calibrated points to signed webhooks and to SkyPortal, over real local HTTP servers.
+
+The SkyPortal stand-in checks every PUT against what SkyPortal publishes for its photometry
+endpoint (``PhotMagFlexible``/``PhotometryMag`` in skyportal/skyportal, see the docstring of
+``cpcs_api.outbound.skyportal``) and answers like it (200 / 400 ``{"status": "error"}``); it can
+also fail its first calls with 500. The webhook receiver checks each HMAC signature. Both listen on
+127.0.0.1 only; nothing here leaves the machine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from sqlalchemy import func, select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from cpcs.catalogs.surveys import SURVEYS
+from cpcs.db.delivery_models import Delivery, DeliveryAttempt, WebhookSubscription
+from cpcs.db.engine import Database
+from cpcs.db.models import Alert, Base, Calibration, Observation, Observatory, Point, Upload, User, utcnow
+from cpcs.messages import PointCalibratedV1, encode
+from cpcs.messaging.bus import Envelope
+from cpcs.settings import Settings
+from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
+from cpcs.testing.servers import temporary_postgres_database
+from cpcs_api.outbound import Outbound, OutboundSettings, outbound_for
+from cpcs_api.outbound.dispatcher import DeliveryWorker
+from cpcs_api.outbound.facts import PointFacts
+from cpcs_api.outbound.skyportal import (
+    NotSendable,
+    limiting_magnitude,
+    obj_id,
+    photometry_body,
+    sncosmo_magsys,
+    sncosmo_name,
+)
+from cpcs_api.outbound.webhooks import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    TargetNotAllowed,
+    check_literal_host,
+    check_resolved_host,
+    sign,
+    verify_signature,
+)
+from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
+
+ALERT = "ivo://Gaia16aye"
+LIMIT_ALERT = "ivo://AT2024faint"
+LIMIT_RA_DEG, LIMIT_DEC_DEG = 150.1, 2.2
+MJD = 57737.5
+SKYPORTAL_TOKEN = "sp-token-0123456789abcdef"
+SKYPORTAL_INSTRUMENT = 7
+
+# --------------------------------------------------------------------------------------------------
+# SkyPortal's published facts (skyportal/skyportal 8bd346c0, skyportal/models/schema.py and
+# skyportal/handlers/api/photometry.py; the older skyportal/schema.py made limiting_mag required).
+
+#: Keys ``PhotMagFlexible`` (with ``PhotBaseFlexible``) declares; marshmallow refuses any other.
+SKYPORTAL_MAG_KEYS = frozenset(
+    {
+        "obj_id", "mjd", "instrument_id", "filter", "magsys", "mag", "magerr", "limiting_mag",
+        "limiting_mag_nsigma", "magref", "e_magref", "assignment_id", "ra", "dec", "ra_unc",
+        "dec_unc", "origin", "group_ids", "stream_ids", "altdata",
+    }
+)  # fmt: skip
+SKYPORTAL_REQUIRED = ("obj_id", "mjd", "instrument_id", "filter", "magsys")
+#: Bandpass names registered by sncosmo (sncosmo/builtins.py), which SkyPortal's ALLOWED_BANDPASSES lists.
+SNCOSMO_BANDPASSES = frozenset(
+    {
+        "bessellux", "bessellb", "bessellv", "bessellr", "besselli",
+        "sdssu", "sdssg", "sdssr", "sdssi", "sdssz",
+        "ps1::open", "ps1::g", "ps1::r", "ps1::i", "ps1::z", "ps1::y", "ps1::w",
+        "2massj", "2massh", "2massks",
+        "gaia::gbp", "gaia::g", "gaia::grp", "gaia::grvs",
+        "ztfg", "ztfr", "ztfi", "atlasc", "atlaso",
+    }
+)  # fmt: skip
+#: What every band of the known reference surveys must be called in SkyPortal.
+EXPECTED_BANDPASS = {
+    **{("GaiaSP", b): f"bessell{'ux' if b == 'U' else b.lower()}" for b in "UBVRI"},
+    **{("GaiaSP", b): f"sdss{b}" for b in "ugriz"},
+    **{("APASS", b): f"bessell{b.lower()}" for b in "BV"},
+    **{("APASS", b): f"sdss{b}" for b in "gri"},
+    **{("PS1", b): f"ps1::{b}" for b in "grizy"},
+    **{("PS1", b): f"bessell{b.lower()}" for b in "BVRI"},
+    **{("SDSS", b): f"sdss{b}" for b in "ugriz"},
+    **{("SDSS", b): f"bessell{b.lower()}" for b in "BVRI"},
+    ("2MASS", "J"): "2massj",
+    ("2MASS", "H"): "2massh",
+    ("2MASS", "K"): "2massks",
+    ("Gaia", "G"): "gaia::g",
+    ("Gaia", "BP"): "gaia::gbp",
+    ("Gaia", "RP"): "gaia::grp",
+}
+EXPECTED_MAGSYS = {"u": "ab", "g": "ab", "r": "ab", "i": "ab", "z": "ab", "y": "ab"}  # others: vega
+
+FAST = OutboundSettings(
+    backoff_s=(0.05, 0.1, 0.2),
+    max_attempts=4,
+    timeout_s=2.0,
+    lease_s=10.0,
+    poll_s=0.05,
+    workers=2,
+    public_base_url="http://cpcs.test",
+    allow_private_targets=True,
+    trust_env=False,
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Real local HTTP servers.
+
+
+class LocalServer:
+    """A Starlette app served by uvicorn on a free 127.0.0.1 port, in a thread."""
+
+    def __init__(self, app: Starlette):
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, name="test-http", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LocalServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the local test server did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.socket.close()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def skyportal_violations(body: Any, *, instrument_id: int) -> list[str]:
+    """Everything in ``body`` that SkyPortal's photometry PUT (mag form) would refuse or misread."""
+    if not isinstance(body, dict):
+        return ["the body is not a JSON object"]
+    problems = [f"unknown key {key!r}" for key in body if key not in SKYPORTAL_MAG_KEYS]
+    for key in SKYPORTAL_REQUIRED:
+        if body.get(key) is None:
+            problems.append(f"missing required {key}")
+    if not isinstance(body.get("obj_id"), str) or not body.get("obj_id"):
+        problems.append("obj_id must be a non-empty string")
+    elif body["obj_id"].startswith("ivo://"):
+        problems.append("obj_id still has ivo://")
+    if not _is_number(body.get("mjd")):
+        problems.append("mjd must be a finite number")
+    if body.get("instrument_id") != instrument_id or isinstance(body.get("instrument_id"), bool):
+        problems.append(f"instrument_id must be the integer {instrument_id}")
+    if body.get("filter") not in SNCOSMO_BANDPASSES:
+        problems.append(f"filter {body.get('filter')!r} is not an sncosmo bandpass")
+    if body.get("magsys") not in ("ab", "vega"):
+        problems.append(f"magsys {body.get('magsys')!r} is not ab or vega")
+    mag, magerr = body.get("mag"), body.get("magerr")
+    if (mag is None) != (magerr is None):
+        problems.append("mag and magerr must both be null, or both be numbers")
+    if mag is not None and not (_is_number(mag) and _is_number(magerr) and magerr > 0):
+        problems.append("mag and magerr must be finite numbers, magerr > 0")
+    if not _is_number(body.get("limiting_mag")):
+        problems.append("limiting_mag must be a finite number (non-detections need it; older schemas always)")
+    if "limiting_mag_nsigma" in body and not (
+        _is_number(body["limiting_mag_nsigma"]) and body["limiting_mag_nsigma"] > 0
+    ):
+        problems.append("limiting_mag_nsigma must be a positive number")
+    if not isinstance(body.get("origin"), str) or not body.get("origin"):
+        problems.append("origin must be a non-empty string")
+    groups = body.get("group_ids", [])
+    if not isinstance(groups, list) or not all(
+        isinstance(g, int) and not isinstance(g, bool) for g in groups
+    ):
+        problems.append("group_ids must be a list of integers")
+    altdata = body.get("altdata")
+    if altdata is not None:
+        if not isinstance(altdata, dict):
+            problems.append("altdata must be an object")
+        else:
+            for key, value in altdata.items():
+                if not isinstance(value, str | int | float | bool):
+                    problems.append(f"altdata[{key!r}] must be a scalar (SkyPortal makes one record of it)")
+    for key, value in body.items():
+        if key not in ("group_ids", "stream_ids") and isinstance(value, list):
+            problems.append(f"{key} is a list: SkyPortal would read the body as a table")
+    return problems
+
+
+@dataclass
+class FakeSkyPortal:
+    """SkyPortal's photometry endpoint as far as CPCS uses it."""
+
+    instrument_id: int = SKYPORTAL_INSTRUMENT
+    token: str = SKYPORTAL_TOKEN
+    fail_first: int = 0
+    always_fail: bool = False
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/api/photometry", self.photometry, methods=["PUT"])])
+
+    async def photometry(self, request: Request) -> Response:
+        raw = await request.body()
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = None
+        problems = skyportal_violations(body, instrument_id=self.instrument_id)
+        with self.lock:
+            number = len(self.calls) + 1
+            call = {"raw": raw, "body": body, "headers": dict(request.headers), "problems": problems}
+            self.calls.append(call)
+        if request.headers.get("authorization") != f"token {self.token}":
+            call["status"] = 401
+            return JSONResponse({"status": "error", "message": "Unauthorized"}, status_code=401)
+        if problems:
+            call["status"] = 400
+            return JSONResponse({"status": "error", "message": "; ".join(problems)}, status_code=400)
+        if self.always_fail or number <= self.fail_first:
+            call["status"] = 500
+            return JSONResponse({"status": "error", "message": "database is away"}, status_code=500)
+        call["status"] = 200
+        return JSONResponse({"status": "success", "data": {"ids": [1000 + number]}})
+
+
+@dataclass
+class WebhookReceiver:
+    """Subscribers' endpoints ``/hook/{name}``; each checks the signature with its secret."""
+
+    secrets: dict[str, str] = field(default_factory=dict)
+    fail_first: dict[str, int] = field(default_factory=dict)
+    answer: dict[str, int] = field(default_factory=dict)
+    calls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/hook/{name}", self.hook, methods=["POST"])])
+
+    async def hook(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        raw = await request.body()
+        verified = verify_signature(self.secrets.get(name, ""), raw, request.headers.get(SIGNATURE_HEADER))
+        with self.lock:
+            calls = self.calls.setdefault(name, [])
+            calls.append({"raw": raw, "headers": dict(request.headers), "verified": verified})
+            number = len(calls)
+        if not verified:
+            return Response(status_code=401)
+        if name in self.answer:
+            return Response(status_code=self.answer[name])
+        if number <= self.fail_first.get(name, 0):
+            return Response(status_code=503)
+        return Response(status_code=204)
+
+
+# --------------------------------------------------------------------------------------------------
+# The CPCS side.
+
+
+@dataclass
+class OutboundSystem:
+    system: System
+    outbound: Outbound
+
+    @property
+    def client(self) -> Any:
+        return self.system.client
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def start_outbound_system(data_dir: Path, settings: OutboundSettings = FAST) -> OutboundSystem:
+    """The embedded system plus the outbound flow, wired the way the launcher should wire it."""
+    system = start_system(
+        Settings(data_dir=data_dir, retry_base_s=0.05, outbox_poll_s=0.05, legacy_wait_s=30),
+        configure=lambda context: outbound_for(context, settings),
+    )
+    return OutboundSystem(system, outbound_for(system.context))
+
+
+@pytest.fixture
+def cpcs(tmp_path: Path) -> Iterator[OutboundSystem]:
+    started = start_outbound_system(tmp_path / "data")
+    try:
+        yield started
+    finally:
+        started.outbound.stop()
+        started.system.client.close()
+        started.system.assembly.stop()
+
+
+@pytest.fixture(scope="module")
+def bright_field() -> SimulatedField:
+    return simulate_field(7, n_stars=300, ra_deg=FIELD_RA_DEG, dec_deg=FIELD_DEC_DEG, target="bright")
+
+
+@pytest.fixture(scope="module")
+def undetected_field() -> SimulatedField:
+    return simulate_field(11, n_stars=300, ra_deg=LIMIT_RA_DEG, dec_deg=LIMIT_DEC_DEG, target="undetected")
+
+
+@pytest.fixture
+def skyportal_server() -> Iterator[tuple[FakeSkyPortal, str]]:
+    fake = FakeSkyPortal()
+    with LocalServer(fake.app()) as server:
+        yield fake, server.url
+
+
+@pytest.fixture
+def receiver_server() -> Iterator[tuple[WebhookReceiver, str]]:
+    receiver = WebhookReceiver()
+    with LocalServer(receiver.app()) as server:
+        yield receiver, server.url
+
+
+def _wait_for(predicate: Callable[[], Any], timeout_s: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _create_alert(cpcs: OutboundSystem, name: str, ra_deg: float, dec_deg: float) -> int:
+    answer = cpcs.client.post(
+        "/api/v1/alerts",
+        json={"name": name, "ra_deg": ra_deg, "dec_deg": dec_deg},
+        headers=_auth(cpcs.system.observer_token),
+    )
+    assert answer.status_code == 201, answer.text
+    return int(answer.json()["id"])
+
+
+def _upload(cpcs: OutboundSystem, field_: SimulatedField, alert: str, **form: str) -> dict[str, Any]:
+    """Upload the field's catalogue (v1) and wait for its final status."""
+    catalogue = to_sextractor_ascii(field_.ra_deg, field_.dec_deg, field_.mag, field_.magerr).encode()
+    data = {"alert": alert, "mjd": str(MJD), "exptime_s": "60", "filter": "r'", **form}
+    observer = cpcs.system.observer_token
+    accepted = cpcs.client.post(
+        "/api/v1/uploads", data=data, files={"file": ("frame.cat", catalogue)}, headers=_auth(observer)
+    )
+    assert accepted.status_code == 202, accepted.text
+    url = accepted.json()["status_url"]
+
+    def final() -> dict[str, Any] | None:
+        body: dict[str, Any] = cpcs.client.get(url, headers=_auth(observer)).json()
+        return body if body["status"] in ("calibrated", "failed", "error") else None
+
+    observation: dict[str, Any] = _wait_for(final, what="the calibration")
+    assert observation["status"] == "calibrated", observation
+    return observation
+
+
+def _add_webhook(cpcs: OutboundSystem, token: str, url: str, alert_id: int | None) -> dict[str, Any]:
+    answer = cpcs.client.post(
+        "/api/v1/webhooks", json={"url": url, "alert_id": alert_id}, headers=_auth(token)
+    )
+    assert answer.status_code == 201, answer.text
+    created: dict[str, Any] = answer.json()
+    assert len(created["secret"]) >= 40
+    return created
+
+
+def _add_destination(cpcs: OutboundSystem, base_url: str, **extra: Any) -> dict[str, Any]:
+    body = {
+        "name": "Fritz",
+        "base_url": base_url,
+        "token": SKYPORTAL_TOKEN,
+        "instrument_id": SKYPORTAL_INSTRUMENT,
+        "group_ids": [3, 5],
+        **extra,
+    }
+    answer = cpcs.client.post(
+        "/api/v1/skyportal/destinations", json=body, headers=_auth(cpcs.system.admin_token)
+    )
+    assert answer.status_code == 201, answer.text
+    created: dict[str, Any] = answer.json()
+    return created
+
+
+def _deliveries(cpcs: OutboundSystem, url: str, token: str) -> list[dict[str, Any]]:
+    answer = cpcs.client.get(url, headers=_auth(token))
+    assert answer.status_code == 200, answer.text
+    items: list[dict[str, Any]] = answer.json()["items"]
+    return items
+
+
+def _settled(cpcs: OutboundSystem, url: str, token: str, count: int) -> list[dict[str, Any]]:
+    """Wait until ``url`` lists ``count`` deliveries, none pending."""
+
+    def done() -> list[dict[str, Any]] | None:
+        items = _deliveries(cpcs, url, token)
+        return items if len(items) == count and all(d["status"] != "pending" for d in items) else None
+
+    result: list[dict[str, Any]] = _wait_for(done, what=f"{count} settled deliveries at {url}")
+    return result
+
+
+def _delivery_count(cpcs: OutboundSystem) -> int:
+    with cpcs.system.context.db.transaction() as session:
+        return session.scalar(select(func.count(Delivery.id))) or 0
+
+
+# --------------------------------------------------------------------------------------------------
+# End to end.
+
+
+def test_point_reaches_webhooks_and_skyportal_with_retries(
+    cpcs: OutboundSystem,
+    bright_field: SimulatedField,
+    skyportal_server: tuple[FakeSkyPortal, str],
+    receiver_server: tuple[WebhookReceiver, str],
+    tmp_path: Path,
+) -> None:
+    skyportal, skyportal_url = skyportal_server
+    receiver, receiver_url = receiver_server
+    system = cpcs.system
+    system.import_field(bright_field, tmp_path / "refs")
+    alert_id = _create_alert(cpcs, ALERT, FIELD_RA_DEG, FIELD_DEC_DEG)
+
+    mine = _add_webhook(cpcs, system.observer_token, f"{receiver_url}/hook/mine", alert_id)
+    everything = _add_webhook(cpcs, system.other_token, f"{receiver_url}/hook/all", None)
+    receiver.secrets.update(mine=mine["secret"], all=everything["secret"])
+    receiver.fail_first["all"] = 2
+    skyportal.fail_first = 2
+    destination = _add_destination(cpcs, skyportal_url, alert_filter="Gaia16*")
+    elsewhere = _add_destination(cpcs, skyportal_url, name="ZTF only", alert_filter="ZTF*")
+
+    observation = _upload(cpcs, bright_field, ALERT)
+    point = observation["point"]
+    calibration = observation["calibration"]
+
+    # SkyPortal: two 500s, then accepted; the same bytes every time, each a valid PhotMagFlexible body.
+    admin = system.admin_token
+    sp_url = f"/api/v1/skyportal/destinations/{destination['id']}/deliveries"
+    [sent] = _settled(cpcs, sp_url, admin, 1)
+    assert sent["status"] == "delivered" and sent["attempts"] == 3, sent
+    assert [a["http_status"] for a in sent["attempt_log"]] == [500, 500, 200]
+    assert sent["last_http_status"] == 200 and sent["last_error"] is None and sent["delivered_at"]
+    assert sent["point_id"] == point["id"] and sent["calibration_id"] == calibration["id"]
+    assert [c["status"] for c in skyportal.calls] == [500, 500, 200]
+    assert all(c["problems"] == [] for c in skyportal.calls), skyportal.calls
+    assert len({c["raw"] for c in skyportal.calls}) == 1
+    assert all(c["headers"]["authorization"] == f"token {SKYPORTAL_TOKEN}" for c in skyportal.calls)
+    body = skyportal.calls[0]["body"]
+    assert body == sent["body"]
+    assert body["obj_id"] == "Gaia16aye" and body["mjd"] == MJD
+    assert body["instrument_id"] == SKYPORTAL_INSTRUMENT and body["group_ids"] == [3, 5]
+    assert body["filter"] == EXPECTED_BANDPASS[(point["survey"], point["band"])]
+    assert body["magsys"] == EXPECTED_MAGSYS.get(point["band"], "vega")
+    assert body["mag"] == point["mag"] and body["magerr"] == point["mag_err_total"]
+    assert body["limiting_mag"] > body["mag"] and body["limiting_mag_nsigma"] == 5
+    assert body["origin"] == "cpcs"
+    altdata = body["altdata"]
+    assert altdata["cpcs_point_id"] == point["id"] and altdata["cpcs_calibration_version"] == 1
+    assert altdata["reference_survey"] == point["survey"] and altdata["zero_point"] == calibration["zp"]
+    assert (
+        altdata["calibration_url"] == f"http://cpcs.test/api/v1/observations/{observation['id']}/calibrations"
+    )
+    assert _deliveries(cpcs, f"/api/v1/skyportal/destinations/{elsewhere['id']}/deliveries", admin) == []
+
+    # Webhooks: signed, one delivery id per delivery, the same bytes on every attempt.
+    [own] = _settled(cpcs, f"/api/v1/webhooks/{mine['id']}/deliveries", system.observer_token, 1)
+    assert own["status"] == "delivered" and own["attempts"] == 1
+    [call] = receiver.calls["mine"]
+    assert call["verified"]
+    assert call["headers"][DELIVERY_HEADER.lower()] == str(own["id"])
+    assert abs(int(call["headers"][TIMESTAMP_HEADER.lower()]) - time.time()) < 120
+    document = json.loads(call["raw"])
+    assert document == own["body"]
+    assert document["event"] == "point.calibrated" and document["delivery_id"] == own["id"]
+    sent_point = document["point"]
+    assert sent_point["id"] == point["id"] and sent_point["alert"]["name"] == ALERT
+    assert sent_point["observer"]["name"] == "K. Rybicki"
+    assert (sent_point["filter"]["survey"], sent_point["filter"]["band"]) == (point["survey"], point["band"])
+    assert sent_point["filter"]["declared"] == "r'" and sent_point["filter"]["sncosmo"] == body["filter"]
+    assert sent_point["mag"] == point["mag"] and sent_point["magerr"] == point["magerr"]
+    assert (
+        sent_point["caliberr"] == point["caliberr"] and sent_point["mag_err_total"] == point["mag_err_total"]
+    )
+    assert sent_point["is_upper_limit"] is False and sent_point["limit_mag"] == point["limit_mag"]
+    assert sent_point["calibration"]["id"] == calibration["id"]
+    assert sent_point["calibration"]["url"].endswith(f"/api/v1/observations/{observation['id']}/calibrations")
+
+    [retried] = _settled(cpcs, f"/api/v1/webhooks/{everything['id']}/deliveries", system.other_token, 1)
+    assert retried["status"] == "delivered" and retried["attempts"] == 3
+    assert [a["http_status"] for a in retried["attempt_log"]] == [503, 503, 204]
+    calls = receiver.calls["all"]
+    assert len(calls) == 3 and all(c["verified"] for c in calls)
+    assert {c["raw"] for c in calls} == {calls[0]["raw"]}
+    assert {c["headers"][DELIVERY_HEADER.lower()] for c in calls} == {str(retried["id"])}
+
+    # The history is the subscriber's own: 404 for everybody else, admins included.
+    for token in (system.other_token, admin):
+        assert (
+            cpcs.client.get(f"/api/v1/webhooks/{mine['id']}/deliveries", headers=_auth(token)).status_code
+            == 404
+        )
+    assert (
+        cpcs.client.get(
+            f"/api/v1/webhooks/{everything['id']}/deliveries", headers=_auth(system.observer_token)
+        ).status_code
+        == 404
+    )
+
+    # The bus redelivers point.calibrated: nothing new is planned.
+    before = _delivery_count(cpcs)
+    message = PointCalibratedV1(
+        observation_id=observation["id"],
+        calibration_id=calibration["id"],
+        calibration_version=1,
+        point_id=point["id"],
+        alert_id=alert_id,
+        mjd=MJD,
+        survey=point["survey"],
+        band=point["band"],
+        mag=point["mag"],
+        mag_err=point["mag_err_total"],
+        is_upper_limit=False,
+    )
+    routing_key, raw = encode(message)
+    cpcs.outbound.dispatcher.handle(Envelope("again", routing_key, raw, {}, 2))
+    assert _delivery_count(cpcs) == before == 3
+
+    # A dry run makes no point, so nothing is sent.
+    shifted = to_sextractor_ascii(
+        bright_field.ra_deg, bright_field.dec_deg, bright_field.mag + 0.001, bright_field.magerr
+    )
+    dry = cpcs.client.post(
+        "/api/v1/uploads",
+        data={"alert": ALERT, "mjd": str(MJD + 1), "filter": "r'", "dry_run": "true"},
+        files={"file": ("dry.cat", shifted.encode())},
+        headers=_auth(system.observer_token),
+    )
+    assert dry.status_code == 202, dry.text
+    _wait_for(
+        lambda: (
+            cpcs.client.get(dry.json()["status_url"], headers=_auth(system.observer_token)).json()["status"]
+            == "calibrated"
+        ),
+        what="the dry run",
+    )
+    time.sleep(0.5)  # let point.calibrated of the dry run reach the dispatcher
+    assert _delivery_count(cpcs) == 3
+
+    # A recalibration moves the point: every target gets the new calibration once more.
+    again = _upload(cpcs, bright_field, ALERT, match_radius_arcsec="4")
+    assert again["id"] == observation["id"] and again["calibration"]["version"] == 2
+    newest = _settled(cpcs, sp_url, admin, 2)[0]
+    assert newest["status"] == "delivered" and newest["attempts"] == 1
+    assert newest["calibration_id"] == again["calibration"]["id"]
+    assert newest["body"]["altdata"]["cpcs_calibration_version"] == 2
+    assert len(_settled(cpcs, f"/api/v1/webhooks/{mine['id']}/deliveries", system.observer_token, 2)) == 2
+    assert all(c["problems"] == [] for c in skyportal.calls)
+
+
+def test_upper_limit_goes_to_skyportal_as_a_non_detection(
+    cpcs: OutboundSystem,
+    undetected_field: SimulatedField,
+    skyportal_server: tuple[FakeSkyPortal, str],
+    receiver_server: tuple[WebhookReceiver, str],
+    tmp_path: Path,
+) -> None:
+    skyportal, skyportal_url = skyportal_server
+    receiver, receiver_url = receiver_server
+    cpcs.system.import_field(undetected_field, tmp_path / "refs")
+    alert_id = _create_alert(cpcs, LIMIT_ALERT, LIMIT_RA_DEG, LIMIT_DEC_DEG)
+    hook = _add_webhook(cpcs, cpcs.system.observer_token, f"{receiver_url}/hook/limits", alert_id)
+    receiver.secrets["limits"] = hook["secret"]
+    destination = _add_destination(cpcs, skyportal_url, group_ids=[])
+
+    observation = _upload(cpcs, undetected_field, LIMIT_ALERT)
+    point = observation["point"]
+    assert point["is_upper_limit"] is True
+
+    [sent] = _settled(
+        cpcs, f"/api/v1/skyportal/destinations/{destination['id']}/deliveries", cpcs.system.admin_token, 1
+    )
+    assert sent["status"] == "delivered", sent
+    [call] = skyportal.calls
+    assert call["problems"] == [] and call["status"] == 200
+    body = call["body"]
+    assert body["obj_id"] == "AT2024faint"
+    assert body["mag"] is None and body["magerr"] is None
+    assert body["limiting_mag"] == point["limit_mag"] == point["mag"]
+    assert body["filter"] == EXPECTED_BANDPASS[(point["survey"], point["band"])]
+    assert body["altdata"]["is_upper_limit"] is True and body["group_ids"] == []
+
+    _settled(cpcs, f"/api/v1/webhooks/{hook['id']}/deliveries", cpcs.system.observer_token, 1)
+    [webhook_call] = receiver.calls["limits"]
+    assert webhook_call["verified"]
+    document = json.loads(webhook_call["raw"])
+    assert (
+        document["point"]["is_upper_limit"] is True and document["point"]["limit_mag"] == point["limit_mag"]
+    )
+
+
+def test_failures_are_retried_up_to_the_limit_and_refusals_end_at_once(
+    cpcs: OutboundSystem,
+    bright_field: SimulatedField,
+    skyportal_server: tuple[FakeSkyPortal, str],
+    receiver_server: tuple[WebhookReceiver, str],
+    tmp_path: Path,
+) -> None:
+    skyportal, skyportal_url = skyportal_server
+    receiver, receiver_url = receiver_server
+    system = cpcs.system
+    system.import_field(bright_field, tmp_path / "refs")
+    alert_id = _create_alert(cpcs, ALERT, FIELD_RA_DEG, FIELD_DEC_DEG)
+    skyportal.always_fail = True
+    down = _add_destination(cpcs, skyportal_url)
+    wrong_token = _add_destination(cpcs, skyportal_url, name="Wrong token", token="not-the-token")
+    gone = _add_webhook(cpcs, system.observer_token, f"{receiver_url}/hook/gone", alert_id)
+    receiver.secrets["gone"] = gone["secret"]
+    receiver.answer["gone"] = 410
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    nobody = _add_webhook(cpcs, system.observer_token, f"http://127.0.0.1:{closed_port}/hook", None)
+
+    _upload(cpcs, bright_field, ALERT)
+    admin = system.admin_token
+    [failed] = _settled(cpcs, f"/api/v1/skyportal/destinations/{down['id']}/deliveries", admin, 1)
+    assert failed["status"] == "failed" and failed["attempts"] == FAST.max_attempts
+    assert [a["http_status"] for a in failed["attempt_log"]] == [500] * FAST.max_attempts
+    assert failed["next_attempt_at"] is None and "database is away" in failed["last_error"]
+    gaps = [
+        _seconds(b["started_at"]) - _seconds(a["started_at"])
+        for a, b in zip(failed["attempt_log"], failed["attempt_log"][1:], strict=False)
+    ]
+    # each retry waits at least its back-off (the next is due back-off seconds after the last ended)
+    assert len(gaps) == 3 and all(
+        gap >= delay - 1e-3 for gap, delay in zip(gaps, FAST.backoff_s, strict=True)
+    )
+
+    [refused] = _settled(cpcs, f"/api/v1/skyportal/destinations/{wrong_token['id']}/deliveries", admin, 1)
+    assert refused["status"] == "failed" and refused["attempts"] == 1 and refused["last_http_status"] == 401
+
+    [ended] = _settled(cpcs, f"/api/v1/webhooks/{gone['id']}/deliveries", system.observer_token, 1)
+    assert ended["status"] == "failed" and ended["attempts"] == 1 and ended["last_http_status"] == 410
+    [unreachable] = _settled(cpcs, f"/api/v1/webhooks/{nobody['id']}/deliveries", system.observer_token, 1)
+    assert unreachable["status"] == "failed" and unreachable["attempts"] == FAST.max_attempts
+    assert unreachable["last_http_status"] is None and "ConnectError" in unreachable["last_error"]
+    assert all(a["error"] for a in unreachable["attempt_log"])
+
+
+def _seconds(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso).timestamp()
+
+
+# --------------------------------------------------------------------------------------------------
+# The REST endpoints.
+
+
+def test_endpoints_check_who_asks_and_what_is_sent(cpcs: OutboundSystem) -> None:
+    client, system = cpcs.client, cpcs.system
+    observer, other, admin = system.observer_token, system.other_token, system.admin_token
+    assert client.get("/api/v1/webhooks").status_code == 401
+    assert client.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/x"}).status_code == 401
+
+    destination = {
+        "name": "Fritz",
+        "base_url": "https://fritz.example",
+        "token": "abcdefgh1234",
+        "instrument_id": 3,
+    }
+    assert (
+        client.post("/api/v1/skyportal/destinations", json=destination, headers=_auth(observer)).status_code
+        == 403
+    )
+    assert client.get("/api/v1/skyportal/destinations", headers=_auth(observer)).status_code == 403
+    created = client.post("/api/v1/skyportal/destinations", json=destination, headers=_auth(admin))
+    assert created.status_code == 201
+    assert "abcdefgh1234" not in created.text and created.json()["token_hint"] == "…1234"
+    duplicate = client.post("/api/v1/skyportal/destinations", json=destination, headers=_auth(admin))
+    assert duplicate.status_code == 409
+    bad = client.post(
+        "/api/v1/skyportal/destinations",
+        json={**destination, "name": "x", "base_url": "ftp://x"},
+        headers=_auth(admin),
+    )
+    assert bad.status_code == 422 and "base_url" in bad.json()["message"]
+    listed = client.get("/api/v1/skyportal/destinations", headers=_auth(admin))
+    assert [d["name"] for d in listed.json()] == ["Fritz"] and "abcdefgh1234" not in listed.text
+    destination_id = created.json()["id"]
+    patched = client.patch(
+        f"/api/v1/skyportal/destinations/{destination_id}",
+        json={"active": False, "alert_filter": "ZTF*", "token": "new-token-9876"},
+        headers=_auth(admin),
+    )
+    assert patched.status_code == 200
+    assert patched.json()["active"] is False and patched.json()["alert_filter"] == "ZTF*"
+    assert patched.json()["token_hint"] == "…9876"
+    assert (
+        client.get("/api/v1/skyportal/destinations/999/deliveries", headers=_auth(admin)).status_code == 404
+    )
+    assert (
+        client.get(
+            f"/api/v1/skyportal/destinations/{destination_id}/deliveries", headers=_auth(observer)
+        ).status_code
+        == 403
+    )
+
+    assert (
+        client.post("/api/v1/webhooks", json={"url": "ftp://x/y"}, headers=_auth(observer)).status_code == 422
+    )
+    unknown = client.post(
+        "/api/v1/webhooks", json={"url": "http://127.0.0.1:9/x", "alert_id": 999}, headers=_auth(observer)
+    )
+    assert unknown.status_code == 422 and unknown.json()["error"] == "unknown_alert"
+    mine = client.post(
+        "/api/v1/webhooks", json={"url": "http://127.0.0.1:9/mine"}, headers=_auth(observer)
+    ).json()
+    theirs = client.post(
+        "/api/v1/webhooks", json={"url": "http://127.0.0.1:9/theirs"}, headers=_auth(other)
+    ).json()
+    listing = client.get("/api/v1/webhooks", headers=_auth(observer))
+    assert [w["id"] for w in listing.json()] == [mine["id"]] and "secret" not in listing.text
+    assert client.delete(f"/api/v1/webhooks/{theirs['id']}", headers=_auth(observer)).status_code == 404
+    assert (
+        client.get(f"/api/v1/webhooks/{mine['id']}/deliveries", headers=_auth(observer)).json()["total"] == 0
+    )
+    assert (
+        client.get(
+            f"/api/v1/webhooks/{mine['id']}/deliveries", params={"status": "odd"}, headers=_auth(observer)
+        )
+    ).status_code == 422
+    assert client.delete(f"/api/v1/webhooks/{mine['id']}", headers=_auth(observer)).status_code == 204
+    assert client.get(f"/api/v1/webhooks/{mine['id']}/deliveries", headers=_auth(observer)).status_code == 404
+    assert [w["id"] for w in client.get("/api/v1/webhooks", headers=_auth(other)).json()] == [theirs["id"]]
+
+
+def test_private_targets_are_refused_unless_allowed(tmp_path: Path) -> None:
+    strict = start_outbound_system(
+        tmp_path / "data", FAST.model_copy(update={"allow_private_targets": False})
+    )
+    try:
+        for url in ("http://127.0.0.1:8000/x", "http://localhost/x", "http://10.1.2.3/x", "http://[::1]/x"):
+            answer = strict.client.post(
+                "/api/v1/webhooks", json={"url": url}, headers=_auth(strict.system.observer_token)
+            )
+            assert answer.status_code == 422 and answer.json()["error"] == "invalid_webhook_url", url
+    finally:
+        strict.outbound.stop()
+        strict.system.client.close()
+        strict.system.assembly.stop()
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure parts.
+
+
+def test_signature_is_hmac_sha256_of_the_raw_body() -> None:
+    # RFC 4231, test case 2.
+    vector = sign("Jefe", b"what do ya want for nothing?")
+    assert vector == "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    body = b'{"a":1}'
+    signature = sign("s3cret", body)
+    assert verify_signature("s3cret", body, signature)
+    assert not verify_signature("s3cret", body + b" ", signature)
+    assert not verify_signature("other", body, signature)
+    assert not verify_signature("s3cret", body, signature.removeprefix("sha256="))
+    assert not verify_signature("s3cret", body, None)
+
+
+def test_every_band_of_the_known_surveys_has_its_sncosmo_name() -> None:
+    for survey in SURVEYS.values():
+        for band in survey.band_names:
+            assert sncosmo_name(survey.name, band) == EXPECTED_BANDPASS[(survey.name, band)], (
+                survey.name,
+                band,
+            )
+            assert sncosmo_name(survey.name, band) in SNCOSMO_BANDPASSES
+            assert sncosmo_magsys(survey.name, band) == EXPECTED_MAGSYS.get(band, "vega"), (survey.name, band)
+    assert sncosmo_name("ps1", "r") == "ps1::r"  # survey aliases and case
+    assert sncosmo_name("MySiteSurvey", "V") == "bessellv" and sncosmo_magsys("MySiteSurvey", "V") == "vega"
+    assert sncosmo_name("MySiteSurvey", "Clear") is None and sncosmo_name("MySiteSurvey", "Ha") is None
+    assert obj_id("ivo://Gaia16aye") == "Gaia16aye" and obj_id("ZTF21abc") == "ZTF21abc"
+
+
+def _facts(**changes: Any) -> PointFacts:
+    base: dict[str, Any] = dict(
+        point_id=1, observation_id=2, alert_id=3, alert_name="ivo://Gaia16aye", alert_ra_deg=1.0,
+        alert_dec_deg=2.0, observer_id=4, observer="O", observatory="Obs", mjd=60000.5,
+        filter_declared="V", survey="APASS", band="V", mag=15.0, magerr=0.01, caliberr=0.02,
+        mag_err_total=0.0224, is_upper_limit=False, limit_mag=None, flux_ujy=None, flux_err_ujy=None,
+        calibration_id=5, calibration_version=1, calibration_mode="AUTO", pipeline_version="0.1",
+        catalogue_release=None, colour_index="B-V", zp=25.0, zp_err=0.01, colour_term=0.1,
+        colour_term_err=0.01, scatter=0.03, n_stars=80, outlier_fraction=0.02,
+        calibrated_at=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+    )  # fmt: skip
+    base.update(changes)
+    return PointFacts(**base)
+
+
+def test_a_detection_without_a_computed_limit_gets_an_estimated_one() -> None:
+    limit, estimated = limiting_magnitude(_facts())
+    # S/N = 1.0857 / 0.01 = 108.6; the 5-sigma flux is 5/108.6 of the target's: 3.34 mag fainter.
+    assert estimated and limit == pytest.approx(15.0 + 2.5 * math.log10(108.574 / 5), abs=1e-3)
+    body = photometry_body(_facts(), instrument_id=2, group_ids=[1])
+    assert skyportal_violations(body, instrument_id=2) == []
+    assert body["altdata"]["limiting_mag_estimated"] is True and body["filter"] == "bessellv"
+    assert limiting_magnitude(_facts(limit_mag=18.0)) == (18.0, False)
+
+
+def test_the_skyportal_stand_in_refuses_what_skyportal_refuses() -> None:
+    good = photometry_body(_facts(), instrument_id=2, group_ids=[])
+    assert skyportal_violations(good, instrument_id=2) == []
+    bad_bodies = [
+        {**good, "magerr": None},  # mag without magerr
+        {**good, "mag": None, "magerr": None, "limiting_mag": None},  # a non-detection without a limit
+        {**good, "flux": 1.0},  # not a PhotMagFlexible key
+        {**good, "filter": "V"},  # not an sncosmo bandpass
+        {**good, "magsys": "AB"},
+        {**good, "obj_id": "ivo://Gaia16aye"},
+        {**good, "instrument_id": "2"},
+        {**good, "group_ids": [True]},
+        {**good, "altdata": {"nested": {"a": 1}}},
+        {**good, "mjd": [60000.5, 60001.5]},
+        {key: value for key, value in good.items() if key != "magsys"},
+    ]
+    for body in bad_bodies:
+        assert skyportal_violations(body, instrument_id=2), body
+
+
+def test_points_skyportal_cannot_take_are_refused_before_sending() -> None:
+    for changes in ({"mjd": None}, {"survey": "Mine", "band": "Ha"}, {"band": "Clear", "survey": "Gaia"}):
+        with pytest.raises(NotSendable):
+            photometry_body(_facts(**changes), instrument_id=1, group_ids=[])
+
+
+def test_url_checks() -> None:
+    for url in (
+        "http://127.0.0.1/x",
+        "http://localhost:8000/x",
+        "http://169.254.169.254/latest",
+        "http://[::1]/",
+    ):
+        with pytest.raises(TargetNotAllowed):
+            check_literal_host(url, allow_private=False)
+        with pytest.raises(TargetNotAllowed):
+            check_resolved_host(url, allow_private=False)
+        check_literal_host(url, allow_private=True)
+    for url in ("ftp://example.org/", "http:///path", "http://user:pw@example.org/"):
+        with pytest.raises(TargetNotAllowed):
+            check_literal_host(url, allow_private=True)
+    check_literal_host("https://93.184.215.14/hook", allow_private=False)  # a public literal: no lookup
+
+
+def test_back_off_follows_the_settings() -> None:
+    settings = OutboundSettings(backoff_s=(30, 120, 600))
+    assert [settings.backoff(n) for n in (1, 2, 3, 4, 9)] == [30, 120, 600, 600, 600]
+    assert OutboundSettings().backoff_s == (30, 120, 600, 3600, 21600)
+    with pytest.raises(ValueError):
+        OutboundSettings(timeout_s=10, lease_s=5)
+
+
+# --------------------------------------------------------------------------------------------------
+# Several workers (as in several api processes) on one database.
+
+
+def _seed_point(database: Database) -> tuple[int, int]:
+    """The smallest set of rows a delivery refers to; returns (point id, calibration id)."""
+    with database.transaction() as session:
+        observatory = Observatory(name="Ostrowik")
+        session.add(observatory)
+        session.flush()
+        user = User(name="K. Rybicki", observatory_id=observatory.id)
+        alert = Alert(name=ALERT, ra_deg=FIELD_RA_DEG, dec_deg=FIELD_DEC_DEG)
+        upload = Upload(sha256="0" * 64, size_bytes=1, kind="catalogue", stored_path="x")
+        session.add_all([user, alert, upload])
+        session.flush()
+        observation = Observation(alert_id=alert.id, user_id=user.id, upload_id=upload.id, mjd=MJD)
+        session.add(observation)
+        session.flush()
+        calibration = Calibration(
+            observation_id=observation.id, version=1, pipeline_version="t", mode="AUTO", survey="PS1",
+            band="r", zp=25.0, zp_err=0.01, colour_term=0.1, colour_term_err=0.01, scatter=0.02,
+            intrinsic_scatter=0.0, n_stars=50, n_matched=60, outlier_fraction=0.0,
+        )  # fmt: skip
+        session.add(calibration)
+        session.flush()
+        point = Point(
+            observation_id=observation.id, alert_id=alert.id, user_id=user.id, calibration_id=calibration.id,
+            mjd=MJD, survey="PS1", band="r", mag=15.0, magerr=0.01, caliberr=0.02, mag_err_total=0.0224,
+        )  # fmt: skip
+        session.add(point)
+        session.flush()
+        return point.id, calibration.id
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'race.sqlite3'}"
+    else:
+        with temporary_postgres_database() as url:
+            yield url
+
+
+def test_workers_sharing_a_database_send_each_delivery_once(
+    shared_database: str, receiver_server: tuple[WebhookReceiver, str]
+) -> None:
+    receiver, receiver_url = receiver_server
+    database = Database(shared_database)
+    workers: list[DeliveryWorker] = []
+    try:
+        Base.metadata.create_all(database.engine)
+        point_id, calibration_id = _seed_point(database)
+        with database.transaction() as session:
+            user_id = session.scalar(select(User.id))
+            assert user_id is not None
+            for index in range(30):
+                name = f"race-{index}"
+                receiver.secrets[name] = f"secret-{index}"
+                subscription = WebhookSubscription(
+                    user_id=user_id, url=f"{receiver_url}/hook/{name}", secret=f"secret-{index}"
+                )
+                session.add(subscription)
+                session.flush()
+                session.add(
+                    Delivery(
+                        kind="webhook", target_id=subscription.id, point_id=point_id,
+                        calibration_id=calibration_id, status="pending", next_attempt_at=utcnow(),
+                        request_body=json.dumps({"n": index}),
+                    )
+                )  # fmt: skip
+        settings = FAST.model_copy(update={"workers": 3})
+        workers = [DeliveryWorker(database, settings), DeliveryWorker(Database(shared_database), settings)]
+        for worker in workers:
+            worker.start()
+
+        def all_delivered() -> bool:
+            with database.transaction() as session:
+                statuses = session.scalars(select(Delivery.status)).all()
+            return len(statuses) == 30 and set(statuses) == {"delivered"}
+
+        _wait_for(all_delivered, what="30 deliveries")
+        names = [name for name, calls in receiver.calls.items() for _ in calls]
+        assert sorted(names) == sorted(f"race-{index}" for index in range(30))  # each exactly once
+        assert all(call["verified"] for calls in receiver.calls.values() for call in calls)
+        with database.transaction() as session:
+            assert set(session.scalars(select(Delivery.attempts)).all()) == {1}
+            assert session.scalar(select(func.count(DeliveryAttempt.id))) == 30
+    finally:
+        for worker in workers:
+            worker.stop()
+            worker.db.dispose()
+        database.dispose()
