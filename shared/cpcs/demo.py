@@ -111,7 +111,10 @@ def seed_demo(context: Context, folder: Path) -> int:
                 exptime_s=120.0,
                 filter_declared=filter_name,
                 comment="simulated demo data",
-                params=CalibrationParamsV1(),
+                # r and R observers ask for their band; the unfiltered camera leaves the choice to AUTO.
+                params=CalibrationParamsV1(
+                    force_filter=None if filter_name == "Clear" else f"any/{filter_name}"
+                ),
             )
             service.accept(user, form)
             queued += 1
