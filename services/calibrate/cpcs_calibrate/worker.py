@@ -25,14 +25,13 @@ from cpcs import __version__
 from cpcs.context import Context
 from cpcs.db.models import Calibration, CalibrationRequest, ImageReduction, Observation, Point
 from cpcs.db.outbox import add_to_outbox
-from cpcs.domain.observations import record_internal_error
+from cpcs.domain.observations import record_failure, record_internal_error
 from cpcs.errors import CpcsError
 from cpcs.formats.source_catalogue import read_source_catalogue
 from cpcs.jsonsafe import json_record
 from cpcs.logs import observation_context
 from cpcs.messages import (
     CatalogueReceivedV1,
-    ObservationFailedV1,
     PointCalibratedV1,
     SourcesMeasuredV1,
     decode,
@@ -291,19 +290,8 @@ class CalibrateWorker:
             assert request is not None and observation is not None
             if request.status in FINAL:
                 return
-            request.status = "failed"
-            request.error_code, request.error_message = error.code, error.message
-            if observation.status != "calibrated" and not _trial(message, observation):
-                observation.status = "failed"
-                observation.error_code, observation.error_message = error.code, error.message
-            add_to_outbox(
-                session,
-                ObservationFailedV1(
-                    observation_id=observation.id,
-                    calibration_request_id=request.id,
-                    code=error.code,
-                    message=error.message,
-                ),
+            record_failure(
+                session, request, observation, error, update_observation=not _trial(message, observation)
             )
         self.context.committed()
 

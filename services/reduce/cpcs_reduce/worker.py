@@ -26,12 +26,12 @@ from cpcs.context import Context
 from cpcs.db.models import CalibrationRequest, ImageReduction, Observation
 from cpcs.db.outbox import add_to_outbox
 from cpcs.domain.instruments import defaults_for_observation
-from cpcs.domain.observations import record_internal_error
+from cpcs.domain.observations import record_failure, record_internal_error
 from cpcs.errors import CalibrationFailed, CpcsError
 from cpcs.formats.fits_image import inspect_fits_image
 from cpcs.jsonsafe import json_record
 from cpcs.logs import observation_context
-from cpcs.messages import ImageReceivedV1, ObservationFailedV1, SourcesMeasuredV1, decode
+from cpcs.messages import ImageReceivedV1, SourcesMeasuredV1, decode
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
 from cpcs.science.airmass import airmass
@@ -247,20 +247,7 @@ class ReduceWorker:
                     pipeline_version=__version__,
                 )
             )
-            request.status = "failed"
-            request.error_code, request.error_message = error.code, error.message
-            if observation.status != "calibrated":
-                observation.status = "failed"
-                observation.error_code, observation.error_message = error.code, error.message
-            add_to_outbox(
-                session,
-                ObservationFailedV1(
-                    observation_id=observation.id,
-                    calibration_request_id=request.id,
-                    code=error.code,
-                    message=error.message,
-                ),
-            )
+            record_failure(session, request, observation, error)
         self.context.committed()
 
     def _mark_error(self, message: ImageReceivedV1, error: Exception) -> None:

@@ -22,7 +22,13 @@ from cpcs.db.models import (
 from cpcs.db.outbox import add_to_outbox
 from cpcs.domain.points import calibration_view, point_view
 from cpcs.errors import CpcsError, NotFoundError
-from cpcs.messages import CalibrationParamsV1, CatalogueReceivedV1, FieldRequestedV1, ImageReceivedV1
+from cpcs.messages import (
+    CalibrationParamsV1,
+    CatalogueReceivedV1,
+    FieldRequestedV1,
+    ImageReceivedV1,
+    ObservationFailedV1,
+)
 from cpcs.schemas import CalibrationOut, ObservationOut
 
 FIELD_PREFETCH_RADIUS_DEG = 0.5
@@ -168,6 +174,31 @@ def purge_expired_dry_runs(session: Session, now: dt.datetime | None = None) -> 
         session.execute(delete(model).where(model.observation_id.in_(expired)))
     session.execute(delete(Observation).where(Observation.id.in_(expired)))
     return len(expired)
+
+
+def record_failure(
+    session: Session,
+    request: CalibrationRequest,
+    observation: Observation,
+    error: CpcsError,
+    *,
+    update_observation: bool = True,
+) -> None:
+    """A user-side failure found after acceptance: the request (and the observation) end ``failed``."""
+    request.status = "failed"
+    request.error_code, request.error_message = error.code, error.message
+    if update_observation and observation.status != "calibrated":
+        observation.status = "failed"
+        observation.error_code, observation.error_message = error.code, error.message
+    add_to_outbox(
+        session,
+        ObservationFailedV1(
+            observation_id=observation.id,
+            calibration_request_id=request.id,
+            code=error.code,
+            message=error.message,
+        ),
+    )
 
 
 def record_internal_error(session: Session, request_id: int, observation_id: int, error: Exception) -> None:
