@@ -13,15 +13,15 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 import numpy as np
 from astropy.table import Table
-from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cpcs import __version__
+from cpcs.consumers import decode_for
 from cpcs.context import Context
 from cpcs.db.models import Calibration, CalibrationRequest, ImageReduction, Observation, Point
 from cpcs.db.outbox import add_to_outbox
@@ -34,7 +34,6 @@ from cpcs.messages import (
     CatalogueReceivedV1,
     PointCalibratedV1,
     SourcesMeasuredV1,
-    decode,
 )
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
@@ -63,12 +62,8 @@ class CalibrateWorker:
         )
 
     def handle(self, envelope: Envelope) -> None:
-        try:
-            message = decode(envelope.routing_key, envelope.body)
-        except (KeyError, ValidationError) as exc:
-            raise RejectMessage(f"unreadable {envelope.routing_key} message: {exc}") from exc
-        if not isinstance(message, (CatalogueReceivedV1, SourcesMeasuredV1)):
-            raise RejectMessage(f"calibrate does not handle {envelope.routing_key}")
+        kinds = (CatalogueReceivedV1, SourcesMeasuredV1)
+        message = cast(WorkMessage, decode_for(envelope, "calibrate", *kinds))
         with observation_context(message.observation_id):
             try:
                 self.calibrate(message)

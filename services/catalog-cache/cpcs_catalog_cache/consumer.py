@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import ValidationError
-
 from cpcs.catalogs.cone import ConeService
+from cpcs.consumers import decode_for
 from cpcs.context import Context
 from cpcs.errors import CpcsError
-from cpcs.messages import FieldRequestedV1, decode
-from cpcs.messaging.bus import Envelope, RejectMessage
+from cpcs.messages import FieldRequestedV1
+from cpcs.messaging.bus import Envelope
 from cpcs.messaging.topology import binding_keys
 
 log = logging.getLogger(__name__)
@@ -28,12 +27,7 @@ class PrefetchWorker:
         self.context.bus.subscribe(QUEUE, BINDINGS, self.handle, max_attempts=3)
 
     def handle(self, envelope: Envelope) -> None:
-        try:
-            message = decode(envelope.routing_key, envelope.body)
-        except (KeyError, ValidationError) as exc:
-            raise RejectMessage(f"unreadable {envelope.routing_key} message: {exc}") from exc
-        if not isinstance(message, FieldRequestedV1):
-            raise RejectMessage(f"catalog-cache does not handle {envelope.routing_key}")
+        message = decode_for(envelope, "catalog-cache", FieldRequestedV1)
         try:
             self.cones.prefetch(message.ra_deg, message.dec_deg, message.radius_deg)
         except CpcsError as exc:

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cpcs import __version__
+from cpcs.consumers import decode_for
 from cpcs.context import Context
 from cpcs.db.models import CalibrationRequest, ImageReduction, Observation
 from cpcs.db.outbox import add_to_outbox
@@ -31,7 +31,7 @@ from cpcs.errors import CalibrationFailed, CpcsError
 from cpcs.formats.fits_image import inspect_fits_image
 from cpcs.jsonsafe import json_record
 from cpcs.logs import observation_context
-from cpcs.messages import ImageReceivedV1, SourcesMeasuredV1, decode
+from cpcs.messages import ImageReceivedV1, SourcesMeasuredV1
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
 from cpcs.science.airmass import airmass
@@ -58,12 +58,7 @@ class ReduceWorker:
         )
 
     def handle(self, envelope: Envelope) -> None:
-        try:
-            message = decode(envelope.routing_key, envelope.body)
-        except (KeyError, ValidationError) as exc:
-            raise RejectMessage(f"unreadable {envelope.routing_key} message: {exc}") from exc
-        if not isinstance(message, ImageReceivedV1):
-            raise RejectMessage(f"reduce does not handle {envelope.routing_key}")
+        message = decode_for(envelope, "reduce", ImageReceivedV1)
         with observation_context(message.observation_id):
             try:
                 self.reduce(message)

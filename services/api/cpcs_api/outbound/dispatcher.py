@@ -35,11 +35,12 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import httpx
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
+from cpcs.consumers import decode_for
 from cpcs.context import Context
 from cpcs.db.delivery_models import (
     KIND_SKYPORTAL,
@@ -54,7 +55,7 @@ from cpcs.db.delivery_models import (
 )
 from cpcs.db.engine import Database
 from cpcs.db.models import Calibration, Point, utcnow
-from cpcs.messages import PointCalibratedV1, decode
+from cpcs.messages import PointCalibratedV1
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
 from cpcs_api.outbound import skyportal, webhooks
@@ -141,12 +142,7 @@ class OutboundDispatcher:
 
     def handle(self, envelope: Envelope) -> None:
         """Bus handler: decode, plan, wake the sender."""
-        try:
-            message = decode(envelope.routing_key, envelope.body)
-        except (KeyError, ValidationError) as exc:
-            raise RejectMessage(f"unreadable {envelope.routing_key} message: {exc}") from exc
-        if not isinstance(message, PointCalibratedV1):
-            raise RejectMessage(f"the outbound dispatcher does not handle {envelope.routing_key}")
+        message = decode_for(envelope, "the outbound dispatcher", PointCalibratedV1)
         if self.plan(message) and self.on_planned is not None:
             self.on_planned()
 
