@@ -144,7 +144,20 @@ def serve(assembly: Assembly, settings: Settings) -> None:
         if assembly.app is not None:
             import uvicorn
 
-            uvicorn.run(assembly.app, host=settings.host, port=settings.port, log_config=None)
+            from cpcs.security import header_timeout_protocol
+
+            # Slow clients (what each layer enforces: cpcs.security).
+            uvicorn.run(
+                assembly.app,
+                host=settings.host,
+                port=settings.port,
+                log_config=None,
+                http=header_timeout_protocol(settings.http_header_timeout_s),
+                h11_max_incomplete_event_size=settings.http_max_header_bytes,
+                timeout_keep_alive=settings.http_keep_alive_s,
+                forwarded_allow_ips=settings.trusted_proxies,
+                server_header=False,
+            )
         else:
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,52 @@ def observation_context(observation_id: int | None) -> Iterator[None]:
         observation_id_var.reset(token)
 
 
+# Token-like values: ``hashtag=...`` (query strings, forms, reprs), ``"token": "..."``,
+# ``Authorization: Bearer ...`` / ``Basic ...``, a bare ``Bearer ...``, and a bare CPCS token
+# (43 URL-safe characters, the form ``secrets.token_urlsafe(32)`` gives, mixing cases and digits).
+_SECRET_FIELD = re.compile(
+    r"""(?ix)
+    \b(hashtag|token|access_token|api_key|apikey|secret|password|admin_token|x-api-key)
+    (["']?\s*[=:]\s*["']?)
+    (?!\[redacted\])[^\s"'&,;)}\]]+
+    """
+)
+_AUTH_HEADER = re.compile(
+    r"""(?ix)
+    \b(authorization["']?\s*[=:]\s*["']?)
+    (?!\[redacted\])(?:(bearer|basic|token)\s+)?[^\s"',;)}\]]+
+    """
+)
+_BEARER = re.compile(r"(?i)\b(bearer)\s+(?!\[redacted\])[A-Za-z0-9._~+/=-]{8,}")
+_BARE_TOKEN = re.compile(
+    r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Z])(?=[A-Za-z0-9_-]*[a-z])"
+    r"[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])"
+)
+REDACTED = "[redacted]"
+
+
+def _header(match: re.Match[str]) -> str:
+    scheme = f"{match.group(2)} " if match.group(2) else ""
+    return f"{match.group(1)}{scheme}{REDACTED}"
+
+
+def redact(text: str) -> str:
+    """``text`` with token-like values replaced by ``[redacted]``: no secret reaches a log line."""
+    if not text:
+        return text
+    text = _AUTH_HEADER.sub(_header, text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _SECRET_FIELD.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    return _BARE_TOKEN.sub(REDACTED, text)
+
+
+class RedactingFormatter(logging.Formatter):
+    """The text format (``cpcs up``), with secrets redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -32,7 +79,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "service": _service_name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         observation_id = getattr(record, "observation_id", None) or observation_id_var.get()
         if observation_id is not None:
@@ -41,7 +88,9 @@ class JsonFormatter(logging.Formatter):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        elif record.exc_text:
+            entry["exception"] = redact(record.exc_text)
         return json.dumps(entry, default=str)
 
 
@@ -52,7 +101,7 @@ def configure_logging(level: str = "INFO", *, json_format: bool = True, service:
     if json_format:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

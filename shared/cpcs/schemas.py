@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
 Role = Literal["observer", "admin"]
+
+#: Largest id a record can have (32-bit integer keys in PostgreSQL); larger ones are refused as input,
+#: never passed on to the database (where they overflow).
+MAX_RECORD_ID = 2**31 - 1
+#: An id in a path, a query or a body.
+RecordId = Annotated[int, Field(ge=1, le=MAX_RECORD_ID)]
+#: Where a page starts.
+PageOffset = Annotated[int, Field(ge=0, le=MAX_RECORD_ID)]
 ObservationStatus = Literal["received", "processing", "calibrated", "failed", "error"]
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """Times are stored in UTC; a database without time zones (SQLite) gives them back naive."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+#: A time as answers show it: RFC 3339 with its offset, as the OpenAPI ``date-time`` format requires.
+UtcDateTime = Annotated[dt.datetime, AfterValidator(as_utc)]
 
 
 class Schema(BaseModel):
@@ -22,6 +39,13 @@ class ErrorBody(Schema):
 
     error: str = Field(examples=["missing_columns"])
     message: str
+
+
+#: What FastAPI answers to a JSON body it cannot decode at all (bytes that are not UTF-8): routes with
+#: a JSON body document it beside ``cpcs.web.ERROR_RESPONSES``.
+UNREADABLE_BODY_RESPONSE: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body cannot be read (not UTF-8 JSON)"}
+}
 
 
 class Page(Schema, Generic[T]):
@@ -57,7 +81,7 @@ class AlertOut(Schema):
     ra_deg: float
     dec_deg: float
     url: str | None
-    created_at: dt.datetime
+    created_at: UtcDateTime
     n_points: int = 0
 
 
@@ -114,7 +138,7 @@ class CalibrationOut(Schema):
     outlier_fraction: float
     alternatives: list[AlternativeOut]
     target: TargetOut
-    created_at: dt.datetime
+    created_at: UtcDateTime
 
 
 class PointOut(Schema):
@@ -136,7 +160,7 @@ class PointOut(Schema):
     limit_mag: float | None
     flux_ujy: float | None
     flux_err_ujy: float | None
-    created_at: dt.datetime
+    created_at: UtcDateTime
 
 
 class ObservationOut(Schema):
@@ -156,7 +180,7 @@ class ObservationOut(Schema):
     upload_sha256: str
     filename: str | None
     source_summary: dict[str, Any]
-    created_at: dt.datetime
+    created_at: UtcDateTime
     calibration: CalibrationOut | None = None
     point: PointOut | None = None
 
@@ -188,7 +212,7 @@ class ReductionOut(Schema):
     sources_path: str | None
     timings_ms: dict[str, Any]
     pipeline_version: str
-    created_at: dt.datetime
+    created_at: UtcDateTime
 
 
 class InstrumentOut(Schema):

@@ -37,6 +37,36 @@ class Settings(BaseSettings):
     retry_base_s: float = 0.5
     outbox_poll_s: float = 0.5
 
+    # The HTTP door: cpcs.security says what is enforced where.
+    max_request_bytes: int = Field(
+        default=1024 * 1024, description="Body limit of every route but the uploads (JSON, legacy forms)."
+    )
+    max_form_overhead_bytes: int = Field(
+        default=256 * 1024, description="What an upload body may carry beyond max_upload_bytes: fields."
+    )
+    request_timeout_s: float = Field(default=60.0, description="Time limit of a request; 0 = none.")
+    upload_timeout_s: float = Field(
+        default=600.0, description="Time limit of an upload (body, checks), plus legacy_wait_s; 0 = none."
+    )
+    http_keep_alive_s: int = Field(default=5, description="Idle keep-alive connections close after this.")
+    http_header_timeout_s: float = Field(
+        default=20.0, description="A connection must complete its request line and headers within this."
+    )
+    http_max_header_bytes: int = Field(default=16 * 1024, description="Request line and headers, at most.")
+    trusted_proxies: str = Field(
+        default="127.0.0.1", description="Proxies whose X-Forwarded-For names the client (comma-separated)."
+    )
+    cors_origins: str = Field(
+        default="", description="Origins allowed to write from a browser (comma-separated); GET is open."
+    )
+    auth_failure_window_s: float = Field(default=60.0, description="Window of the failed-token counters.")
+    auth_failures_per_token: int = Field(
+        default=10, description="Failures of one client with one token prefix before 429; 0 = off."
+    )
+    auth_failures_per_client: int = Field(
+        default=30, description="Failures of one client before its unproven tokens get 429; 0 = off."
+    )
+
     admin_token: SecretStr | None = Field(
         default=None, description="Bootstrap admin token for an empty database (else one is generated)."
     )
@@ -59,6 +89,10 @@ class Settings(BaseSettings):
     @property
     def catalogs_dir(self) -> Path:
         return self.data_dir / "catalogs"
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return tuple(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
 
     @property
     def embedded(self) -> bool:

@@ -13,16 +13,19 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from cpcs.context import Context
 from cpcs.db.models import User
 from cpcs.domain.accounts import authenticate
 from cpcs.errors import CpcsError, PermissionDeniedError
+from cpcs.logs import redact
 from cpcs.schemas import ErrorBody
+from cpcs.security import Door, TooManyAttempts
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +34,16 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "Not allowed for this token"},
     404: {"model": ErrorBody, "description": "Not found"},
     422: {"model": ErrorBody, "description": "The input cannot be used; the message says what to fix"},
+    429: {"model": ErrorBody, "description": "Too many failed token checks from here; see Retry-After"},
     500: {"model": ErrorBody, "description": "The server failed; the error was logged"},
-    503: {"model": ErrorBody, "description": "A dependency is unavailable; retry later"},
+    503: {"model": ErrorBody, "description": "A dependency is unavailable; retry after Retry-After seconds"},
 }
+#: Upload routes also answer these.
+UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The form cannot be read (too many fields, a field too long)"},
+    413: {"model": ErrorBody, "description": "The file or the request is too large"},
+}
+RETRY_AFTER_S = 5
 #: For endpoints that create something unique (an alert's name, a user at an observatory).
 CONFLICT_RESPONSE: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "It exists already"}
@@ -54,12 +64,77 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "The request is not valid."
 
 
+_UNAVAILABLE_SQLALCHEMY = (
+    sqlalchemy_exc.OperationalError,  # connection refused or lost, server shutting down, SQLite locked
+    sqlalchemy_exc.InterfaceError,  # the driver's connection is closed
+    sqlalchemy_exc.DisconnectionError,
+    sqlalchemy_exc.TimeoutError,  # the pool had no connection to give in time
+)
+
+
+def _driver_unavailable_errors() -> tuple[type[Exception], ...]:
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return ()
+    return (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+_UNAVAILABLE_DRIVER = _driver_unavailable_errors()
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, what it was raised from or during, and the members of exception groups."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether an error means the database cannot be reached now (503), not a bug (500)."""
+    for error in _causes(exc):
+        if isinstance(error, _UNAVAILABLE_SQLALCHEMY + _UNAVAILABLE_DRIVER):
+            return True
+        if isinstance(error, sqlalchemy_exc.DBAPIError) and error.connection_invalidated:
+            return True
+    return False
+
+
+def _database_unavailable_response(exc: BaseException) -> JSONResponse:
+    cause = next((e for e in _causes(exc) if isinstance(e, _UNAVAILABLE_DRIVER)), exc)
+    log.warning("database unavailable: %s", redact(str(getattr(cause, "orig", None) or cause))[:500])
+    return error_response(
+        503,
+        "database_unavailable",
+        "The database is unavailable; retry shortly.",
+        {"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+def _internal_error_response() -> JSONResponse:
+    return error_response(500, "internal_error", "The server failed; the error was logged.")
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """Every error becomes a JSON body; a 500 never carries a stack trace; no database is a 503."""
+
     @app.exception_handler(CpcsError)
     async def _domain(_request: Request, exc: CpcsError) -> JSONResponse:
-        headers = {"Retry-After": "5"} if exc.http_status == 503 else None
-        if exc.http_status == 401:
+        headers: dict[str, str] | None = None
+        if exc.http_status == 503:
+            headers = {"Retry-After": str(RETRY_AFTER_S)}
+        elif exc.http_status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(exc, TooManyAttempts):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         return error_response(exc.http_status, exc.code, exc.message, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -68,25 +143,35 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+        code = getattr(exc, "code", None) or {
+            400: "bad_request",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "request_too_large",
+        }.get(exc.status_code, "http_error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 503:
+            headers.setdefault("Retry-After", str(RETRY_AFTER_S))
+        return error_response(exc.status_code, code, str(exc.detail), headers or None)
 
-    @app.exception_handler(OperationalError)
-    async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:
-        log.warning("database unavailable: %s", exc.orig)
-        return error_response(
-            503, "database_unavailable", "The database is unavailable; retry shortly.", {"Retry-After": "5"}
-        )
+    async def _database(_request: Request, exc: Exception) -> JSONResponse:
+        if database_unavailable(exc):
+            return _database_unavailable_response(exc)
+        log.error("database error: %s", type(exc).__name__, exc_info=exc)
+        return _internal_error_response()
 
-    @app.exception_handler(DBAPIError)
-    async def _database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
-        log.error("database error: %s", exc.orig)
-        return error_response(500, "internal_error", "The server failed; the error was logged.")
+    # Handled here (not by the catch-all below, which uvicorn then also reports as a crash).
+    app.add_exception_handler(sqlalchemy_exc.SQLAlchemyError, _database)
+    for driver_error in _UNAVAILABLE_DRIVER:
+        app.add_exception_handler(driver_error, _database)
 
     @app.exception_handler(Exception)
     async def _bug(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return error_response(500, "internal_error", "The server failed; the error was logged.")
+        # Also what is raised outside the handlers' reach: in a middleware, or wrapped in a group.
+        if database_unavailable(exc):
+            return _database_unavailable_response(exc)
+        log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+        return _internal_error_response()
 
     @app.middleware("http")
     async def _timing(request: Request, call_next: Any) -> Any:
@@ -157,7 +242,9 @@ def get_session(context: ContextDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the commit happens before the answer is sent, so a failed commit (the
+# database gone) is answered 503, never a 2xx for something that was not stored.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 bearer_scheme = HTTPBearer(auto_error=False, description="Your token (the CPCS hashtag)")
 
@@ -210,7 +297,10 @@ def _binary_file_fields(node: Any) -> None:
 
 
 class CpcsApp(FastAPI):
-    """FastAPI with the OpenAPI document's file fields marked for client generators."""
+    """FastAPI with the OpenAPI document's file fields marked for client generators, and the door's
+    outer defences (CORS, security headers) around everything, error pages included."""
+
+    door: Door | None = None
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
@@ -218,8 +308,16 @@ class CpcsApp(FastAPI):
         assert self.openapi_schema is not None
         return self.openapi_schema
 
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        if self.door is None:
+            return app
+        docs = [url for url in (self.docs_url, self.redoc_url, self.swagger_ui_oauth2_redirect_url) if url]
+        return self.door.wrap(app, docs)
+
 
 def make_app(context: Context, *, title: str, routers: list[APIRouter], description: str = "") -> FastAPI:
+    """A service's app: its routers, health, error handling and the door (``cpcs.security``)."""
     from cpcs import __version__
 
     app = CpcsApp(
@@ -230,4 +328,6 @@ def make_app(context: Context, *, title: str, routers: list[APIRouter], descript
     app.include_router(health_router(context))
     for router in routers:
         app.include_router(router)
+    app.door = Door.for_app(app, context.settings)
+    app.door.install(app)
     return app

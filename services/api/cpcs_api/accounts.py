@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from cpcs.domain import accounts as account_store
 from cpcs.domain import instruments as instrument_store
-from cpcs.schemas import InstrumentOut, NewUserOut, ObservatoryOut, Role, UserOut
+from cpcs.schemas import UNREADABLE_BODY_RESPONSE, InstrumentOut, NewUserOut, ObservatoryOut, Role, UserOut
 from cpcs.web import CONFLICT_RESPONSE, ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
 
 
@@ -31,7 +31,9 @@ class InstrumentIn(BaseModel):
 
 
 def router() -> APIRouter:
-    api = APIRouter(prefix="/api/v1", tags=["accounts"], responses=ERROR_RESPONSES)
+    api = APIRouter(
+        prefix="/api/v1", tags=["accounts"], responses={**ERROR_RESPONSES, **UNREADABLE_BODY_RESPONSE}
+    )
 
     @api.get("/me", response_model=UserOut, summary="The user the token belongs to")
     def me(user: UserDep) -> UserOut:

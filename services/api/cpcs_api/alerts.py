@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from cpcs.domain import alerts as alert_store
 from cpcs.domain.points import light_curve_points
-from cpcs.schemas import AlertOut, LightCurve, Page
+from cpcs.schemas import UNREADABLE_BODY_RESPONSE, AlertOut, LightCurve, Page, PageOffset, RecordId
 from cpcs.web import CONFLICT_RESPONSE, ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
 
 
@@ -27,12 +27,14 @@ class AlertUpdate(BaseModel):
 
 
 def router() -> APIRouter:
-    api = APIRouter(prefix="/api/v1/alerts", tags=["alerts"], responses=ERROR_RESPONSES)
+    api = APIRouter(
+        prefix="/api/v1/alerts", tags=["alerts"], responses={**ERROR_RESPONSES, **UNREADABLE_BODY_RESPONSE}
+    )
 
     @api.get("", response_model=Page[AlertOut], summary="List alerts, newest first")
     def list_alerts(
         session: SessionDep,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[PageOffset, Query()] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 20,
         observed_only: bool = False,
         name: Annotated[str | None, Query(max_length=300, description="Part of the name")] = None,
@@ -63,11 +65,11 @@ def router() -> APIRouter:
         return alert_store.alert_view(session, alert_store.find_alert(session, name))
 
     @api.get("/{alert_id}", response_model=AlertOut, summary="An alert by id")
-    def get_alert(session: SessionDep, alert_id: int) -> AlertOut:
+    def get_alert(session: SessionDep, alert_id: RecordId) -> AlertOut:
         return alert_store.alert_view(session, alert_store.get_alert(session, alert_id))
 
     @api.patch("/{alert_id}", response_model=AlertOut, summary="Update an alert's coordinates (admin)")
-    def update_alert(alert_id: int, body: AlertUpdate, context: ContextDep, admin: AdminDep) -> AlertOut:
+    def update_alert(alert_id: RecordId, body: AlertUpdate, context: ContextDep, admin: AdminDep) -> AlertOut:
         del admin
         with context.db.transaction() as session:
             return alert_store.update_alert(
@@ -75,7 +77,7 @@ def router() -> APIRouter:
             )
 
     @api.get("/{alert_id}/lightcurve", response_model=LightCurve, summary="Every visible point of an alert")
-    def light_curve(session: SessionDep, alert_id: int, user: UserDep) -> LightCurve:
+    def light_curve(session: SessionDep, alert_id: RecordId, user: UserDep) -> LightCurve:
         del user  # downloading data needs a token, as in CPCS
         alert = alert_store.get_alert(session, alert_id)
         return LightCurve(

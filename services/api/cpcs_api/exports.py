@@ -25,6 +25,7 @@ from cpcs.domain import alerts as alert_store
 from cpcs.domain.points import calibration_view, light_curve_points
 from cpcs.errors import InputError
 from cpcs.lightcurve.exports import FORMATS, PointDetails, SkyPortalOptions, render
+from cpcs.schemas import RecordId
 from cpcs.science.bands import (
     STANDARD_BANDS,
     SURVEY_BANDPASSES,
@@ -97,7 +98,7 @@ def router() -> APIRouter:
     def export(
         request: Request,
         session: SessionDep,
-        alert_id: int,
+        alert_id: RecordId,
         user: UserDep,
         format: Annotated[ExportFormatName, Query(description=_FORMAT_HELP)] = "json",
         instrument_id: Annotated[

@@ -16,7 +16,7 @@ from cpcs.domain.accounts import authenticate, list_observatories
 from cpcs.domain.points import delete_point, light_curve_points
 from cpcs.errors import InputError
 from cpcs.lightcurve.exports import legacy_arrays
-from cpcs.schemas import ErrorBody, ObservatoryOut
+from cpcs.schemas import MAX_RECORD_ID, ErrorBody, ObservatoryOut
 from cpcs.web import ERROR_RESPONSES, ContextDep
 
 PAGE_SIZE = 20
@@ -91,8 +91,10 @@ def _int_field(fields: dict[str, str], name: str) -> int | None:
     value = fields.get(name, "").strip()
     if not value:
         return None
-    if not value.isdigit() or len(value) > 12:
-        raise InputError(f"{name} must be a whole number.", code=f"invalid_{name.lower()}")
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_RECORD_ID:
+        raise InputError(
+            f"{name} must be a whole number from 1 to {MAX_RECORD_ID}.", code=f"invalid_{name.lower()}"
+        )
     return int(value)
 
 
@@ -154,8 +156,8 @@ def router() -> APIRouter:
     def list_of_alerts(
         context: ContextDep, offset: int = 0, observed_only: int = 0, format: str = "html"
     ) -> Any:
-        if offset < 0:
-            raise InputError("offset cannot be negative.", code="invalid_offset")
+        if not 0 <= offset <= MAX_RECORD_ID:
+            raise InputError(f"offset must be from 0 to {MAX_RECORD_ID}.", code="invalid_offset")
         with context.db.transaction() as session:
             page = alert_store.list_alerts(
                 session, offset=offset, limit=PAGE_SIZE, observed_only=bool(observed_only)

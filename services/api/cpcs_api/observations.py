@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from cpcs.domain import observations as observation_store
 from cpcs.domain import points as point_store
 from cpcs.errors import NotFoundError
-from cpcs.schemas import CalibrationOut, ObservationOut, Page, PointOut, ReductionOut
+from cpcs.schemas import CalibrationOut, ObservationOut, Page, PageOffset, PointOut, RecordId, ReductionOut
 from cpcs.web import ERROR_RESPONSES, ContextDep, SessionDep, UserDep
 
 
@@ -25,7 +25,7 @@ def router() -> APIRouter:
         tags=["observations"],
         summary="An observation: its status, error, newest calibration and point",
     )
-    def get_observation(session: SessionDep, observation_id: int, user: UserDep) -> ObservationOut:
+    def get_observation(session: SessionDep, observation_id: RecordId, user: UserDep) -> ObservationOut:
         del user
         observation = observation_store.get_observation(session, observation_id)
         return observation_store.observation_view(session, observation)
@@ -36,7 +36,7 @@ def router() -> APIRouter:
         tags=["observations"],
         summary="Every calibration version of an observation, oldest first",
     )
-    def calibrations(session: SessionDep, observation_id: int, user: UserDep) -> list[CalibrationOut]:
+    def calibrations(session: SessionDep, observation_id: RecordId, user: UserDep) -> list[CalibrationOut]:
         del user
         observation_store.get_observation(session, observation_id)
         return observation_store.calibration_history(session, observation_id)
@@ -47,7 +47,7 @@ def router() -> APIRouter:
         tags=["observations"],
         summary="An image's reduction: header facts, astrometric solution, quality, forced target",
     )
-    def reduction(session: SessionDep, observation_id: int, user: UserDep) -> ReductionOut:
+    def reduction(session: SessionDep, observation_id: RecordId, user: UserDep) -> ReductionOut:
         del user
         return ReductionOut.model_validate(observation_store.get_reduction(session, observation_id))
 
@@ -68,7 +68,7 @@ def router() -> APIRouter:
     def sources(
         context: ContextDep,
         session: SessionDep,
-        observation_id: int,
+        observation_id: RecordId,
         user: UserDep,
         format: Literal["fits", "ecsv", "csv"] = "fits",
     ) -> Response:
@@ -89,13 +89,13 @@ def router() -> APIRouter:
     def list_points(
         session: SessionDep,
         user: UserDep,
-        alert_id: int | None = None,
-        observer_id: int | None = None,
+        alert_id: RecordId | None = None,
+        observer_id: RecordId | None = None,
         band: Annotated[str | None, Query(max_length=20)] = None,
         mjd_min: float | None = None,
         mjd_max: float | None = None,
         mine: bool = False,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[PageOffset, Query()] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Page[PointOut]:
         return point_store.list_points(
@@ -115,7 +115,7 @@ def router() -> APIRouter:
         tags=["points"],
         summary="Delete (hide) one of your points; its records are kept",
     )
-    def delete_point(point_id: int, context: ContextDep, user: UserDep) -> PointOut:
+    def delete_point(point_id: RecordId, context: ContextDep, user: UserDep) -> PointOut:
         with context.db.transaction() as session:
             return point_store.delete_point(session, user, point_id)
 

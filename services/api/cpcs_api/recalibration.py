@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from cpcs.domain import recalibration as store
 from cpcs.domain.recalibration import CalibrationRequestOut, Queued, RecalibrationOptions
-from cpcs.schemas import ErrorBody, Schema
+from cpcs.schemas import UNREADABLE_BODY_RESPONSE, ErrorBody, RecordId, Schema
 from cpcs.web import ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
 
 CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -88,7 +88,9 @@ def _bulk(request: Request, result: store.BulkResult, dry_run: bool) -> BulkReca
 
 
 def router() -> APIRouter:
-    api = APIRouter(prefix="/api/v1", tags=["recalibration"], responses=ERROR_RESPONSES)
+    api = APIRouter(
+        prefix="/api/v1", tags=["recalibration"], responses={**ERROR_RESPONSES, **UNREADABLE_BODY_RESPONSE}
+    )
 
     @api.post(
         "/observations/{observation_id}/recalibrate",
@@ -98,7 +100,7 @@ def router() -> APIRouter:
         responses=CONFLICT,
     )
     def recalibrate_observation(
-        observation_id: int,
+        observation_id: RecordId,
         request: Request,
         response: Response,
         context: ContextDep,
@@ -120,7 +122,7 @@ def router() -> APIRouter:
         summary="Recalibrate every stored observation of an alert (admin)",
     )
     def recalibrate_alert(
-        alert_id: int,
+        alert_id: RecordId,
         request: Request,
         context: ContextDep,
         admin: AdminDep,
@@ -140,7 +142,7 @@ def router() -> APIRouter:
         summary="Recalibrate every stored observation made at an observatory (admin)",
     )
     def recalibrate_observatory(
-        observatory_id: int,
+        observatory_id: RecordId,
         request: Request,
         context: ContextDep,
         admin: AdminDep,
@@ -158,7 +160,9 @@ def router() -> APIRouter:
         response_model=CalibrationRequestOut,
         summary="A calibration request (an upload's or a recalibration): status and, once run, its result",
     )
-    def get_calibration_request(session: SessionDep, request_id: int, user: UserDep) -> CalibrationRequestOut:
+    def get_calibration_request(
+        session: SessionDep, request_id: RecordId, user: UserDep
+    ) -> CalibrationRequestOut:
         del user
         return store.request_view(session, request_id)
 

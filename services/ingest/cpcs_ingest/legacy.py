@@ -18,7 +18,8 @@ from cpcs.domain.observations import get_observation
 from cpcs.errors import InputError
 from cpcs.messages import CalibrationParamsV1
 from cpcs.schemas import ObservationStatus
-from cpcs.web import ERROR_RESPONSES, ContextDep, error_response
+from cpcs.security import upload_form_limits
+from cpcs.web import ERROR_RESPONSES, UPLOAD_RESPONSES, ContextDep, error_response
 from cpcs_ingest.forms import parse_flag, parse_force_filter, parse_optional_float
 from cpcs_ingest.service import IngestService, Upload
 
@@ -103,8 +104,10 @@ def router() -> APIRouter:
     @api.post(
         "/cgi/upload",
         summary="Upload a SExtractor catalogue and wait for its calibration (CPCS compatible)",
+        form_limits=upload_form_limits(max_files=2),
         responses={
             **ERROR_RESPONSES,
+            **UPLOAD_RESPONSES,
             200: {"model": LegacyUploadResult, "content": {"text/html": {}}},
             202: {"model": LegacyStillCalibrating, "description": "Still calibrating: poll the status URL"},
         },
@@ -122,7 +125,7 @@ def router() -> APIRouter:
         hashtag: Annotated[str | None, Form()] = None,
         MJD: Annotated[str | None, Form(description="Mid-exposure MJD")] = None,
         expTime: Annotated[str | None, Form(description="Exposure time, s")] = None,
-        comment: Annotated[str | None, Form()] = None,
+        comment: Annotated[str | None, Form(max_length=2000)] = None,
         matchDist: Annotated[str | None, Form(description="Match radius, arcsec (1, 2, 4 or 6)")] = None,
         forceFilter: Annotated[str | None, Form(description="'no', 'SURVEY/BAND' or 'any/BAND'")] = None,
         dryRun: Annotated[str | None, Form()] = None,
@@ -134,7 +137,11 @@ def router() -> APIRouter:
         if output not in ("json", "html"):
             raise InputError("outputFormat must be json or html.", code="invalid_output_format")
         auth_header = request.headers.get("authorization", "")
-        token = hashtag or (auth_header[7:] if auth_header.lower().startswith("bearer ") else None)
+        token = (
+            hashtag
+            or (auth_header[7:] if auth_header.lower().startswith("bearer ") else None)
+            or request.query_params.get("hashtag")  # as the other legacy endpoints take it
+        )
         with context.db.transaction() as session:
             user = authenticate(session, token)
         match_radius = parse_optional_float(matchDist, "matchDist")

@@ -22,6 +22,7 @@ from cpcs.errors import InputError
 from cpcs.formats.fits_image import FitsImageFacts, inspect_fits_image, looks_like_fits
 from cpcs.formats.source_catalogue import SourceCatalogue, check_near_position, read_source_catalogue
 from cpcs.messages import CalibrationParamsV1
+from cpcs.schemas import MAX_RECORD_ID
 from cpcs.science.imaging.header import InstrumentDefaults, standardise_header
 from cpcs.storage import StagedFile
 from cpcs_ingest.footprint import check_image_covers
@@ -75,7 +76,7 @@ def resolve_alert(context: Context, reference: str) -> Alert:
     """An alert by id (digits) or by name (``ivo://Gaia16aye`` or ``Gaia16aye``)."""
     with context.db.transaction() as session:
         reference = (reference or "").strip()
-        if reference.isdigit():
+        if reference.isascii() and reference.isdigit() and int(reference) <= MAX_RECORD_ID:
             return get_alert(session, int(reference))
         return find_alert(session, reference)
 

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
 from cpcs.messages import CalibrationParamsV1
-from cpcs.schemas import ErrorBody, UploadAccepted
-from cpcs.web import ERROR_RESPONSES, ContextDep, UserDep
+from cpcs.schemas import UploadAccepted
+from cpcs.security import upload_form_limits
+from cpcs.web import ERROR_RESPONSES, UPLOAD_RESPONSES, ContextDep, UserDep
 from cpcs_ingest.forms import parse_force_filter
 from cpcs_ingest.service import IngestService, Upload
 
@@ -21,7 +22,8 @@ def router() -> APIRouter:
         status_code=202,
         response_model=UploadAccepted,
         summary="Upload a source catalogue for an alert; calibration runs in the background",
-        responses={**ERROR_RESPONSES, 413: {"model": ErrorBody, "description": "File too large"}},
+        responses={**ERROR_RESPONSES, **UPLOAD_RESPONSES},
+        form_limits=upload_form_limits(max_files=1),
     )
     def upload(
         request: Request,

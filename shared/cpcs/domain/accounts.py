@@ -9,6 +9,7 @@ from cpcs.auth import digests_match, new_token, token_digest
 from cpcs.db.models import Observatory, Point, Token, User, utcnow
 from cpcs.errors import AuthenticationError, ConflictError, InputError, NotFoundError
 from cpcs.schemas import NewUserOut, ObservatoryOut, Role, UserOut
+from cpcs.security import before_token_check, token_checked
 
 
 def user_view(user: User) -> UserOut:
@@ -64,19 +65,29 @@ def add_user(
 
 
 def authenticate(session: Session, token: str | None) -> User:
-    """The user owning an unrevoked token, or ``AuthenticationError``."""
-    if not token or len(token) > 512:
+    """The user owning an unrevoked token, or ``AuthenticationError``.
+
+    Every token check of every interface comes here. Within an HTTP request the client's failures
+    are counted (``cpcs.security.AuthThrottle``): past the limit this raises ``TooManyAttempts``
+    (429) before the database is asked. The lookup by digest is safe against timing: see
+    ``cpcs.auth``.
+    """
+    if not token or not token.strip():
         raise AuthenticationError(
             "This needs your token (the CPCS hashtag): send it as the 'hashtag' field or an "
             "'Authorization: Bearer' header.",
         )
+    before_token_check(token)
+    if len(token) > 512:
+        token_checked(token, ok=False)
+        raise AuthenticationError("The token is not valid (too long).", code="invalid_token")
     digest = token_digest(token.strip())
     row = session.scalar(select(Token).where(Token.digest == digest, Token.revoked_at.is_(None)))
-    if row is None or not digests_match(row.digest, digest):
+    user = session.get(User, row.user_id) if row is not None and digests_match(row.digest, digest) else None
+    if user is None:
+        token_checked(token, ok=False)
         raise AuthenticationError("The token is not valid (unknown or revoked).", code="invalid_token")
-    user = session.get(User, row.user_id)
-    if user is None:  # pragma: no cover - foreign key keeps this from happening
-        raise AuthenticationError("The token is not valid.", code="invalid_token")
+    token_checked(token, ok=True)
     return user
 
 

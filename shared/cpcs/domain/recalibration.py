@@ -23,7 +23,6 @@ first calibration, observations whose point was deleted, and images without a me
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +46,7 @@ from cpcs.domain.observations import get_observation
 from cpcs.domain.points import calibration_view
 from cpcs.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
 from cpcs.messages import CalibrationParamsV1, CatalogueReceivedV1, FieldRequestedV1, SourcesMeasuredV1
-from cpcs.schemas import CalibrationOut, ObservationStatus, Schema
+from cpcs.schemas import CalibrationOut, ObservationStatus, Schema, UtcDateTime
 
 #: Words that ask for the automatic band choice instead of a forced band.
 AUTO_WORDS = frozenset({"auto", "automatic", "no", "none"})
@@ -103,8 +102,8 @@ class CalibrationRequestOut(Schema):
     error_message: str | None
     calibration: CalibrationOut | None
     current: bool = Field(description="Its calibration is the one the observation's point shows")
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 def normalise_force_filter(value: str | None) -> str | None:

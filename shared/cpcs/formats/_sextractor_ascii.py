@@ -41,6 +41,8 @@ _VECTOR_ELEMENT = re.compile(
     r"(?P<base>" + "|".join(VECTOR_NAMES) + r")(?:_(?P<a>\d+)|\((?P<b>\d+)\)|\[(?P<c>\d+)\])?", re.IGNORECASE
 )
 _QUOTE_LIMIT = 60
+#: Most header lines read before the data: SExtractor writes one per column.
+MAX_HEADER_LINES = 10_000
 
 
 @dataclass
@@ -96,7 +98,8 @@ def read_sextractor_ascii(text: str, *, max_rows: int) -> RawTable:
     Raises
     ------
     InputError
-        ``empty_catalogue``, ``too_many_rows``, ``missing_columns`` (no header), ``malformed_header``,
+        ``empty_catalogue``, ``too_many_rows``, ``missing_columns`` (no header), ``malformed_header``
+        (also for more than ``MAX_HEADER_LINES`` header lines),
         ``malformed_rows`` (header and rows disagree), ``duplicate_columns``, ``unreadable_catalogue``
         (comma-separated values).
     """
@@ -115,6 +118,12 @@ def read_sextractor_ascii(text: str, *, max_rows: int) -> RawTable:
         if stripped[0] != "#":
             start = index
             break
+        if len(numbered) + len(comments) >= MAX_HEADER_LINES:
+            raise InputError(
+                f"The catalogue starts with more than {MAX_HEADER_LINES} comment lines before its data; "
+                "SExtractor writes one header line per column. Remove the extra '#' lines and upload again.",
+                code="malformed_header",
+            )
         match = _NUMBERED_HEADER.match(stripped)
         if match:
             numbered.append((int(match.group(1)), match.group(2), index + 1))

@@ -29,7 +29,7 @@ from cpcs.science.imaging.detection import Detections, detect_sources
 from cpcs.science.imaging.forced import ForcedMeasurement, forced_photometry
 from cpcs.science.imaging.header import ImageHeader, estimate_saturation_level
 from cpcs.science.imaging.photometry import SourceMeasurements, measure_sources
-from cpcs.science.imaging.psf import build_psf
+from cpcs.science.imaging.psf import PsfError, build_psf
 from cpcs.science.imaging.quality import ImageQuality, image_quality
 
 T = TypeVar("T")
@@ -95,8 +95,11 @@ def reduce_image(
 
     Raises
     ------
+    CalibrationFailed
+        ``no_valid_pixels`` when no pixel is finite.
     ReductionFailed
-        When the astrometry cannot be solved (``astrometry_failed`` and kin), with the detections.
+        ``too_few_stars`` when the image shows too few stars for a PSF model; when the astrometry
+        cannot be solved (``astrometry_failed`` and kin). Both with the detections.
     """
     timings: dict[str, float] = {}
 
@@ -107,6 +110,13 @@ def reduce_image(
         return result
 
     image = np.asarray(data, dtype=np.float32)
+    finite = int(np.count_nonzero(np.isfinite(image)))
+    if finite == 0:
+        raise CalibrationFailed(
+            "Every pixel of the image is NaN or infinite, so nothing can be measured: upload the "
+            "calibrated frame itself (check the flat-field division and the exported BITPIX).",
+            code="no_valid_pixels",
+        )
     saturation = header.saturation_adu or estimate_saturation_level(image)
     background = timed("background", lambda: estimate_background(image))
     gain = header.gain_e_per_adu or estimate_gain(image, background) or DEFAULT_GAIN
@@ -114,7 +124,19 @@ def reduce_image(
     detections = timed(
         "detection", lambda: detect_sources(image, background, mask, saturation_adu=saturation)
     )
-    psf = timed("psf_model", lambda: build_psf(image, background, mask, detections, gain_e_per_adu=gain))
+    try:
+        psf = timed("psf_model", lambda: build_psf(image, background, mask, detections, gain_e_per_adu=gain))
+    except PsfError:
+        invalid = 1 - finite / image.size
+        error = CalibrationFailed(
+            f"Only {len(detections.table)} sources were detected on the image, too few to model its "
+            "stars"
+            + (f" ({invalid:.0%} of its pixels are NaN or infinite)" if invalid >= 0.01 else "")
+            + ". Check that the frame is not blank or saturated and that the exposure shows stars.",
+            code="too_few_stars",
+        )
+        partial = PartialReduction(header, _detection_table(detections), None, timings)
+        raise ReductionFailed(error, partial) from None
     quality = image_quality(
         background,
         detections,

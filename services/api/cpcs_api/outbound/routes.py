@@ -30,7 +30,7 @@ from cpcs.db.delivery_models import (
 )
 from cpcs.db.models import Alert, User
 from cpcs.errors import ConflictError, InputError, NotFoundError
-from cpcs.schemas import Page, Schema
+from cpcs.schemas import MAX_RECORD_ID, UNREADABLE_BODY_RESPONSE, Page, PageOffset, RecordId, Schema
 from cpcs.web import ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
 from cpcs_api.outbound.dispatcher import outbound_for
 from cpcs_api.outbound.facts import as_utc
@@ -42,7 +42,7 @@ MAX_WEBHOOKS_PER_USER = 50
 
 class WebhookIn(BaseModel):
     url: str = Field(min_length=1, max_length=2000, description="http(s) URL that receives the POSTs")
-    alert_id: int | None = Field(None, description="Only this alert's points; omit for all alerts")
+    alert_id: RecordId | None = Field(None, description="Only this alert's points; omit for all alerts")
 
 
 class WebhookOut(Schema):
@@ -95,7 +95,7 @@ class DestinationIn(BaseModel):
     base_url: str = Field(min_length=1, max_length=1000, description="e.g. https://fritz.science")
     token: str = Field(min_length=1, max_length=500, description="SkyPortal API token (write-only)")
     instrument_id: int = Field(
-        ge=1, description="SkyPortal's id of the instrument the points are filed under"
+        ge=1, le=MAX_RECORD_ID, description="SkyPortal's id of the instrument the points are filed under"
     )
     group_ids: list[int] = Field(default_factory=list, description="SkyPortal groups that see the points")
     alert_filter: str | None = Field(
@@ -109,7 +109,7 @@ class DestinationIn(BaseModel):
 class DestinationPatch(BaseModel):
     base_url: str | None = Field(None, min_length=1, max_length=1000)
     token: str | None = Field(None, min_length=1, max_length=500)
-    instrument_id: int | None = Field(None, ge=1)
+    instrument_id: int | None = Field(None, ge=1, le=MAX_RECORD_ID)
     group_ids: list[int] | None = None
     alert_filter: str | None = Field(None, max_length=300, description="Empty string: all alerts")
     active: bool | None = None
@@ -217,7 +217,7 @@ def _destination(session: Session, destination_id: int) -> SkyPortalDestination:
 
 
 StatusQuery = Annotated[str | None, Query(description=f"One of {', '.join(DELIVERY_STATUSES)}")]
-OffsetQuery = Annotated[int, Query(ge=0)]
+OffsetQuery = Annotated[PageOffset, Query()]
 LimitQuery = Annotated[int, Query(ge=1, le=500)]
 
 
@@ -228,7 +228,7 @@ def _check_status(status: str | None) -> None:
 
 def router() -> APIRouter:
     """The outbound endpoints (webhooks for every user, SkyPortal destinations for admins)."""
-    api = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
+    api = APIRouter(prefix="/api/v1", responses={**ERROR_RESPONSES, **UNREADABLE_BODY_RESPONSE})
 
     @api.post(
         "/webhooks",
@@ -276,7 +276,7 @@ def router() -> APIRouter:
         tags=["webhooks"],
         summary="Remove one of your webhooks with its delivery history",
     )
-    def delete_webhook(webhook_id: int, context: ContextDep, user: UserDep) -> Response:
+    def delete_webhook(webhook_id: RecordId, context: ContextDep, user: UserDep) -> Response:
         with context.db.transaction() as session:
             row = _own_subscription(session, user, webhook_id)
             ids = select(Delivery.id).where(Delivery.kind == KIND_WEBHOOK, Delivery.target_id == row.id)
@@ -294,7 +294,7 @@ def router() -> APIRouter:
         summary="Delivery history of one of your webhooks, newest first",
     )
     def webhook_deliveries(
-        webhook_id: int,
+        webhook_id: RecordId,
         session: SessionDep,
         user: UserDep,
         status: StatusQuery = None,
@@ -342,7 +342,7 @@ def router() -> APIRouter:
         summary="Change a destination: token, instrument, groups, alert filter, active (admin)",
     )
     def patch_destination(
-        destination_id: int, body: DestinationPatch, context: ContextDep, admin: AdminDep
+        destination_id: RecordId, body: DestinationPatch, context: ContextDep, admin: AdminDep
     ) -> DestinationOut:
         del admin
         changes = body.model_dump(exclude_unset=True)
@@ -365,7 +365,7 @@ def router() -> APIRouter:
         summary="Delivery history of a SkyPortal destination, newest first (admin)",
     )
     def destination_deliveries(
-        destination_id: int,
+        destination_id: RecordId,
         session: SessionDep,
         admin: AdminDep,
         status: StatusQuery = None,

@@ -28,7 +28,7 @@ from cpcs.domain import alerts as alert_store
 from cpcs.domain import observations as observation_store
 from cpcs.domain.points import light_curve_points
 from cpcs.errors import NotFoundError
-from cpcs.schemas import PointOut
+from cpcs.schemas import MAX_RECORD_ID, PointOut
 from cpcs.web import ContextDep, SessionDep
 from cpcs_api.web.assets import PLOTLY_BUNDLE, Assets
 from cpcs_api.web.calibration_plots import diagnostics_for, order_by_rank, reference_source
@@ -193,6 +193,8 @@ def router() -> APIRouter:
 
     @web.get("/alerts/{alert_id}", response_class=HTMLResponse)
     def alert_page(session: SessionDep, alert_id: int) -> HTMLResponse:
+        if not 1 <= alert_id <= MAX_RECORD_ID:
+            return pages.not_found(f"No alert {alert_id}.")
         try:
             alert = alert_store.alert_view(session, alert_store.get_alert(session, alert_id))
         except NotFoundError as exc:
@@ -221,7 +223,7 @@ def router() -> APIRouter:
                     "history": observation_store.calibration_history(session, observation_id),
                 }
 
-        found = await run_in_threadpool(read)
+        found = await run_in_threadpool(read) if 1 <= observation_id <= MAX_RECORD_ID else None
         if found is None:
             return pages.not_found(f"No observation {observation_id}.")
         observation = found["observation"]
