@@ -7,6 +7,7 @@ as its own ``cpcs service run NAME`` process on a PostgreSQL database and a Rabb
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -21,10 +22,33 @@ import httpx
 CLI = [sys.executable, "-m", "cpcs.cli"]
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free TCP port on 127.0.0.1 *below* the kernel's ephemeral range.
+
+    A port the kernel hands out for ``bind(0)`` comes from the same range as the local ports of
+    outgoing connections; on a busy machine one of those can take it between the moment it is
+    chosen and the moment the server binds it (or while a server we stopped is down, before we
+    start it again on the same port). Ports below the range are never handed out that way.
+    """
+    low, _ = _ephemeral_range()
+    first = 10000 if low > 12000 else 1024
+    for _ in range(200):
+        port = random.randrange(first, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port found between {first} and {low}")
 
 
 def wait_ready(url: str, processes: list[subprocess.Popen[bytes]], timeout_s: float = 60) -> None:
