@@ -171,7 +171,6 @@ def test_every_emitted_name_is_registered_in_sncosmo() -> None:
     assert magsystems == {"ab", "vega"} and magsystems <= _registered_magsystems()
 
 
-@pytest.mark.skipif(not HAVE_SNCOSMO, reason="sncosmo (dev extra) not installed")
 def test_bessell_bandpasses_load_and_match_our_wavelengths() -> None:
     """The Bessell curves ship inside sncosmo (the others are downloaded on first use: not in a test)."""
     import sncosmo
