@@ -38,7 +38,7 @@ from cpcs.settings import Settings
 from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
 from cpcs.testing.servers import temporary_postgres_database
 from cpcs_api.outbound import Outbound, OutboundSettings, outbound_for
-from cpcs_api.outbound.dispatcher import DeliveryWorker
+from cpcs_api.outbound.dispatcher import MAX_REMOTE_ERROR_CHARS, DeliveryWorker, remote_error_summary
 from cpcs_api.outbound.facts import PointFacts
 from cpcs_api.outbound.skyportal import (
     NotSendable,
@@ -725,6 +725,20 @@ def test_endpoints_check_who_asks_and_what_is_sent(cpcs: OutboundSystem) -> None
     assert patched.status_code == 200
     assert patched.json()["active"] is False and patched.json()["alert_filter"] == "ZTF*"
     assert patched.json()["token_hint"] == "…9876"
+    moved = f"/api/v1/skyportal/destinations/{destination_id}"
+    keeps_old_token = client.patch(
+        moved, json={"base_url": "https://elsewhere.example"}, headers=_auth(admin)
+    )
+    assert keeps_old_token.status_code == 422 and keeps_old_token.json()["error"] == "token_required"
+    unchanged = client.get("/api/v1/skyportal/destinations", headers=_auth(admin)).json()[0]
+    assert unchanged["base_url"] == "https://fritz.example"
+    same_host = client.patch(moved, json={"base_url": "https://fritz.example"}, headers=_auth(admin))
+    assert same_host.status_code == 200
+    with_token = client.patch(
+        moved, json={"base_url": "https://elsewhere.example", "token": "other-5555"}, headers=_auth(admin)
+    )
+    assert with_token.status_code == 200 and with_token.json()["base_url"] == "https://elsewhere.example"
+    assert with_token.json()["token_hint"] == "…5555"
     assert (
         client.get("/api/v1/skyportal/destinations/999/deliveries", headers=_auth(admin)).status_code == 404
     )
@@ -774,6 +788,28 @@ def test_private_targets_are_refused_unless_allowed(tmp_path: Path) -> None:
                 "/api/v1/webhooks", json={"url": url}, headers=_auth(strict.system.observer_token)
             )
             assert answer.status_code == 422 and answer.json()["error"] == "invalid_webhook_url", url
+            assert "CPCS_OUTBOUND_ALLOW_PRIVATE_TARGETS" in answer.json()["message"]
+            destination = {"name": url, "base_url": url, "token": "t0ken-1234", "instrument_id": 1}
+            refused = strict.client.post(
+                "/api/v1/skyportal/destinations", json=destination, headers=_auth(strict.system.admin_token)
+            )
+            assert refused.status_code == 422 and refused.json()["error"] == "invalid_destination_url", url
+        public = {
+            "name": "public",
+            "base_url": "https://93.184.215.14",
+            "token": "t0ken-1",
+            "instrument_id": 1,
+        }
+        added = strict.client.post(
+            "/api/v1/skyportal/destinations", json=public, headers=_auth(strict.system.admin_token)
+        )
+        assert added.status_code == 201
+        moved = strict.client.patch(
+            f"/api/v1/skyportal/destinations/{added.json()['id']}",
+            json={"base_url": "http://10.0.0.5", "token": "t0ken-2"},
+            headers=_auth(strict.system.admin_token),
+        )
+        assert moved.status_code == 422 and moved.json()["error"] == "invalid_destination_url"
     finally:
         strict.outbound.stop()
         strict.system.client.close()
@@ -861,6 +897,16 @@ def test_points_skyportal_cannot_take_are_refused_before_sending() -> None:
     for changes in ({"mjd": None}, {"survey": "Mine", "band": "Ha"}, {"band": "Clear", "survey": "Gaia"}):
         with pytest.raises(NotSendable):
             photometry_body(_facts(**changes), instrument_id=1, group_ids=[])
+
+
+def test_remote_error_bodies_are_summarised_not_kept_verbatim() -> None:
+    assert remote_error_summary(b'{"status": "error", "message": "Unauthorized"}') == "Unauthorized"
+    forged = "bad\nINFO forged line\u202e\u200b\x00 end".encode()
+    assert remote_error_summary(forged) == "bad INFO forged line end"
+    page = b"<html>" + b"x" * 10_000 + b"</html>"
+    summary = remote_error_summary(page)
+    assert len(summary) == MAX_REMOTE_ERROR_CHARS and summary.endswith("…")
+    assert remote_error_summary(b"\xff\xfe") != "" and remote_error_summary(b"") == "(no message)"
 
 
 def test_url_checks() -> None:

@@ -26,9 +26,11 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import fnmatch
+import json
 import logging
 import threading
 import time
+import unicodedata
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +70,8 @@ BINDINGS = binding_keys(QUEUE)
 #: HTTP statuses worth retrying besides 5xx: timeout, too early, too many requests.
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 MAX_ERROR_CHARS = 1000
+#: Characters of a remote error message kept (the rest of what a remote says is not ours to show).
+MAX_REMOTE_ERROR_CHARS = 300
 #: Bytes of an error answer read for ``last_error``.
 MAX_BODY_READ = 4096
 USER_AGENT = "CPCS-outbound/1"
@@ -256,7 +260,6 @@ class _Job:
     url: str
     headers: dict[str, str]
     body: bytes
-    check_address: bool
 
 
 @dataclass(frozen=True)
@@ -272,6 +275,26 @@ class _Outcome:
 
 def _truncate(text: str) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def remote_error_summary(head: bytes) -> str:
+    """What a remote error answer says, fit to store and show: SkyPortal's or a JSON ``message``
+    when there is one, else the text; control and format characters (newlines, bidi, zero-width)
+    dropped, whitespace collapsed, at most ``MAX_REMOTE_ERROR_CHARS``."""
+    text = head.decode("utf-8", errors="replace")
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        message = document.get("message", document.get("error", document.get("detail")))
+        if isinstance(message, str):
+            text = message
+    printable = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    summary = " ".join(printable.split())
+    if len(summary) > MAX_REMOTE_ERROR_CHARS:
+        summary = summary[: MAX_REMOTE_ERROR_CHARS - 1] + "…"
+    return summary or "(no message)"
 
 
 def _read_head(response: httpx.Response) -> bytes:
@@ -421,14 +444,14 @@ class DeliveryWorker:
             subscription = session.get(WebhookSubscription, delivery.target_id)
             if subscription is not None and subscription.active:
                 headers = webhooks.request_headers(subscription.secret, body, delivery.id, utcnow())
-                return _Job(delivery.id, delivery.kind, "POST", subscription.url, headers, body, True)
+                return _Job(delivery.id, delivery.kind, "POST", subscription.url, headers, body)
             reason = "the webhook subscription was removed or deactivated"
         elif delivery.kind == KIND_SKYPORTAL:
             destination = session.get(SkyPortalDestination, delivery.target_id)
             if destination is not None and destination.active:
                 headers = skyportal.request_headers(destination.token)
                 url = skyportal.photometry_url(destination.base_url)
-                return _Job(delivery.id, delivery.kind, "PUT", url, headers, body, False)
+                return _Job(delivery.id, delivery.kind, "PUT", url, headers, body)
             reason = "the SkyPortal destination was removed or deactivated"
         else:
             reason = f"unknown delivery kind {delivery.kind!r}"
@@ -454,8 +477,8 @@ class DeliveryWorker:
             return _Outcome(started_at, elapsed, status, error, delivered, retryable, **kw)
 
         try:
-            if job.check_address:
-                webhooks.check_resolved_host(job.url, allow_private=self.settings.allow_private_targets)
+            # Every target, webhook or SkyPortal, must resolve to a public address (unless allowed).
+            webhooks.check_resolved_host(job.url, allow_private=self.settings.allow_private_targets)
             with self.client.stream(job.method, job.url, content=job.body, headers=job.headers) as response:
                 status = response.status_code
                 retry_after_s = _retry_after_s(response)
@@ -473,7 +496,7 @@ class DeliveryWorker:
         if 300 <= status < 400:
             error = f"HTTP {status}: redirects are not followed (Location: {location})"
         else:
-            error = f"HTTP {status}: {head.decode('utf-8', errors='replace').strip()}"
+            error = f"HTTP {status}: {remote_error_summary(head)}"
         retryable = status >= 500 or status in RETRYABLE_STATUSES
         return outcome(status, _truncate(error), retryable=retryable, retry_after_s=retry_after_s)
 

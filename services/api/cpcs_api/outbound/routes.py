@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from cpcs.context import Context
 from cpcs.db.delivery_models import (
     DELIVERY_STATUSES,
     KIND_SKYPORTAL,
@@ -221,6 +222,14 @@ OffsetQuery = Annotated[PageOffset, Query()]
 LimitQuery = Annotated[int, Query(ge=1, le=500)]
 
 
+def _check_target(context: Context, field: str, url: str, *, code: str) -> None:
+    """Refuse an outbound URL to this server's network unless the operator allows it."""
+    try:
+        check_literal_host(url, allow_private=outbound_for(context).settings.allow_private_targets)
+    except TargetNotAllowed as exc:
+        raise InputError(f"{field}: {exc}.", code=code) from exc
+
+
 def _check_status(status: str | None) -> None:
     if status is not None and status not in DELIVERY_STATUSES:
         raise InputError(f"status must be one of {', '.join(DELIVERY_STATUSES)}.", code="invalid_status")
@@ -238,10 +247,7 @@ def router() -> APIRouter:
         summary="Subscribe a URL to calibrated points; the answer shows the signing secret once",
     )
     def add_webhook(body: WebhookIn, context: ContextDep, user: UserDep) -> NewWebhookOut:
-        try:
-            check_literal_host(body.url, allow_private=outbound_for(context).settings.allow_private_targets)
-        except TargetNotAllowed as exc:
-            raise InputError(f"url: {exc}.", code="invalid_webhook_url") from exc
+        _check_target(context, "url", body.url, code="invalid_webhook_url")
         with context.db.transaction() as session:
             if body.alert_id is not None and session.get(Alert, body.alert_id) is None:
                 raise InputError(f"There is no alert {body.alert_id}.", code="unknown_alert")
@@ -314,6 +320,7 @@ def router() -> APIRouter:
     )
     def add_destination(body: DestinationIn, context: ContextDep, admin: AdminDep) -> DestinationOut:
         del admin
+        _check_target(context, "base_url", body.base_url, code="invalid_destination_url")
         with context.db.transaction() as session:
             if session.scalar(select(SkyPortalDestination.id).where(SkyPortalDestination.name == body.name)):
                 raise ConflictError(
@@ -351,8 +358,17 @@ def router() -> APIRouter:
                 raise InputError(f"{key} cannot be null.", code="invalid_request")
         if changes.get("alert_filter") == "":
             changes["alert_filter"] = None
+        if "base_url" in changes:
+            _check_target(context, "base_url", changes["base_url"], code="invalid_destination_url")
         with context.db.transaction() as session:
             row = _destination(session, destination_id)
+            if changes.get("base_url", row.base_url) != row.base_url and "token" not in changes:
+                # The stored token belongs to the old host: never hand it to a new one.
+                raise InputError(
+                    "A new base_url needs its token: send token (that instance's API token) in the "
+                    "same request.",
+                    code="token_required",
+                )
             for key, value in changes.items():
                 setattr(row, key, value)
             session.flush()

@@ -140,6 +140,10 @@ def encode_payload(document: dict[str, Any]) -> bytes:
 # neighbours. Operators who need it (tests, a closed network) allow it in the outbound settings.
 
 
+#: How an operator lets deliveries reach a closed network, named in every refusal.
+_ALLOW_HINT = " (an operator can allow them with CPCS_OUTBOUND_ALLOW_PRIVATE_TARGETS=true)"
+
+
 class TargetNotAllowed(ValueError):
     """The webhook URL is not an http(s) URL to a public address."""
 
@@ -173,13 +177,15 @@ def check_literal_host(url: str, *, allow_private: bool) -> None:
     if allow_private:
         return
     if host.lower() == "localhost" or host.lower().endswith(".localhost"):
-        raise TargetNotAllowed("webhooks may not point at this server's own network")
+        raise TargetNotAllowed(f"outbound URLs may not point at this server's own network{_ALLOW_HINT}")
     try:
         public = _is_public(host)
     except ValueError:
         return  # a name: resolved and checked when sending
     if not public:
-        raise TargetNotAllowed("webhooks may not point at private, loopback or link-local addresses")
+        raise TargetNotAllowed(
+            f"outbound URLs may not point at private, loopback or link-local addresses{_ALLOW_HINT}"
+        )
 
 
 def check_resolved_host(url: str, *, allow_private: bool) -> None:
