@@ -59,8 +59,9 @@ def up() -> None:
 
             queued = seed_demo(context, settings.data_dir / "demo")
             click.echo(f"  Demo: {DEMO_ALERT} with {queued} simulated uploads (remove: cpcs demo remove)")
+    click.echo(f"  Web pages:          {base}/alerts (light curves, uploads, observatories)")
     click.echo(f"  API documentation:  {base}/docs")
-    click.echo(f"  Alerts:             {base}/followup/list_of_alerts")
+    click.echo(f"  Legacy alert list:  {base}/followup/list_of_alerts")
     click.echo(f"  Legacy upload:      {base}/followup/cgi/upload")
     click.echo(f"  Health:             {base}/readyz")
     serve(assemble_embedded(context), settings)
@@ -95,8 +96,15 @@ def db_upgrade() -> None:
 
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    before = migrate.current_revision(settings.sqlalchemy_url)
     migrate.upgrade(settings.sqlalchemy_url)
-    click.echo("database is at the newest schema")
+    after = migrate.current_revision(settings.sqlalchemy_url)
+    if before == after:
+        click.echo(f"database already at the newest schema ({after}); nothing to do")
+    elif before is None:
+        click.echo(f"empty database: schema created at revision {after}")
+    else:
+        click.echo(f"database upgraded from revision {before} to {after}")
 
 
 @main.group()

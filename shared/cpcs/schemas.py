@@ -139,6 +139,10 @@ class CalibrationOut(Schema):
     alternatives: list[AlternativeOut]
     target: TargetOut
     created_at: UtcDateTime
+    current: bool = Field(
+        False, description="In a history: the version the observation and its point show now"
+    )
+    dry_run: bool = Field(False, description="A dry run: computed and kept, never on the light curve")
 
 
 class PointOut(Schema):

@@ -46,7 +46,7 @@ def test_manual_curl_flow_against_make_up(tmp_path: Path, gaia16aye_field: Simul
         match = re.search(r"shown only this once:\s*\n\s*(\S+)", printed)
         assert match, printed
         admin_token = match.group(1)
-        assert f"{host}/docs" in printed
+        assert f"{host}/docs" in printed and f"{host}/alerts " in printed
 
         token = run_cli(
             [

@@ -257,7 +257,9 @@ def test_upload_form_dry_run(web_data: WebData, browser: Any) -> None:
     open_page(browser, f"{web_data.base_url}/upload?alert={ALERT}")
     browser.get_log("browser")
     assert browser.find_element(By.ID, "alert").get_attribute("value") == ALERT
-    assert browser.find_element(By.ID, "dry_run").is_selected()
+    dry_run = browser.find_element(By.ID, "dry_run")
+    assert not dry_run.is_selected()  # an upload is real unless the observer asks for a trial
+    dry_run.click()
     browser.find_element(By.ID, "token").send_keys(system.other_token)
     browser.find_element(By.ID, "file").send_keys(str(web_data.catalogue_path))
     browser.find_element(By.ID, "mjd").send_keys("57750.5")
@@ -364,6 +366,11 @@ def test_observation_page_of_an_image(embedded: System, tmp_path: Path) -> None:
     assert observation["status"] == "calibrated", observation
     page = client.get(f"/observations/{observation['id']}")
     assert page.status_code == 200
+    quality = re.search(r'id="image-quality">(.*?)</table>', page.text, re.S)
+    assert quality is not None, page.text
+    fwhm = re.search(r"<th>FWHM</th><td class=\"num\">([0-9.]+) px", quality.group(1))
+    assert fwhm is not None and abs(float(fwhm.group(1)) - 3.5) < 0.5, quality.group(1)
+    assert "Astrometric rms" in quality.group(1) and "Airmass" in quality.group(1)
     embedded_json = re.search(r'id="calibration-data">(.*?)</script>', page.text, re.S)
     assert embedded_json is not None, page.text
     data = json.loads(embedded_json.group(1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,6 +132,11 @@ def test_dry_run_then_real_run_moves_the_point(system: System, field: SimulatedF
     ).json()
     assert [c["version"] for c in history] == [1, 2, 3]
     assert [c["params"]["dry_run"] for c in history] == [False, True, False]
+    assert [c["dry_run"] for c in history] == [False, True, False]
+    assert [c["current"] for c in history] == [False, False, True]
+    page = system.client.get(f"/observations/{observation['id']}").text
+    states = re.findall(r'<td class="num">(\d)</td>\s*<td>(current|dry run|superseded)</td>', page)
+    assert states == [("1", "superseded"), ("2", "dry run"), ("3", "current")], page
     assert [c["band"] for c in history] == [first["band"], band, band]
 
     # Parameters left out keep the current ones: a plain re-run stays on the forced band.

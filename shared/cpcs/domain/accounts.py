@@ -111,10 +111,16 @@ def list_observatories(session: Session) -> list[ObservatoryOut]:
             .group_by(User.observatory_id)
         ).all()
     )
+    observed_from = set(
+        session.scalars(select(User.observatory_id).where(User.role != "admin").distinct()).all()
+    )
     sites = session.scalars(select(Observatory).order_by(Observatory.name)).all()
+    # An observatory is listed once it has an observer or a point: the one the first admin is
+    # created at (a placeholder named "admin", with no location) is not a telescope.
     return [
         ObservatoryOut.model_validate(site).model_copy(update={"n_points": counts.get(site.id, 0)})
         for site in sites
+        if site.id in observed_from or counts.get(site.id, 0) > 0
     ]
 
 

@@ -235,6 +235,23 @@ def get_request(session: Session, request_id: int) -> CalibrationRequest:
     return request
 
 
+def _current_calibration(
+    session: Session, observation: Observation, point: Point | None
+) -> Calibration | None:
+    """The version its point shows; without a point, the newest that is not a dry-run recalibration."""
+    versions = session.scalars(
+        select(Calibration)
+        .where(Calibration.observation_id == observation.id)
+        .order_by(Calibration.version.desc())
+    ).all()
+    current = next((c for c in versions if point is not None and c.id == point.calibration_id), None)
+    if current is None:
+        current = next(
+            (c for c in versions if observation.dry_run or not c.params.get("dry_run", False)), None
+        )
+    return current
+
+
 def observation_view(session: Session, observation: Observation) -> ObservationOut:
     """The observation with its current calibration and its point, if any.
 
@@ -242,16 +259,7 @@ def observation_view(session: Session, observation: Observation) -> ObservationO
     recalibration of a stored observation is never current (it is in the history only).
     """
     point = session.scalar(select(Point).where(Point.observation_id == observation.id))
-    versions = session.scalars(
-        select(Calibration)
-        .where(Calibration.observation_id == observation.id)
-        .order_by(Calibration.version.desc())
-    ).all()
-    calibration = next((c for c in versions if point is not None and c.id == point.calibration_id), None)
-    if calibration is None:
-        calibration = next(
-            (c for c in versions if observation.dry_run or not c.params.get("dry_run", False)), None
-        )
+    calibration = _current_calibration(session, observation, point)
     return ObservationOut(
         id=observation.id,
         alert_id=observation.alert_id,
@@ -288,7 +296,19 @@ def get_reduction(session: Session, observation_id: int) -> ImageReduction:
 
 
 def calibration_history(session: Session, observation_id: int) -> list[CalibrationOut]:
+    """Every calibration version, oldest first, with the current one and the dry runs marked."""
+    observation = get_observation(session, observation_id)
+    point = session.scalar(select(Point).where(Point.observation_id == observation_id))
+    current = _current_calibration(session, observation, point)
     rows = session.scalars(
         select(Calibration).where(Calibration.observation_id == observation_id).order_by(Calibration.version)
     ).all()
-    return [calibration_view(row) for row in rows]
+    return [
+        calibration_view(row).model_copy(
+            update={
+                "current": current is not None and row.id == current.id,
+                "dry_run": bool(observation.dry_run or row.params.get("dry_run", False)),
+            }
+        )
+        for row in rows
+    ]

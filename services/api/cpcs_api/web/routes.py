@@ -218,9 +218,14 @@ def router() -> APIRouter:
                     row = observation_store.get_observation(session, observation_id)
                 except NotFoundError:
                     return None
+                try:
+                    quality = observation_store.get_reduction(session, observation_id).quality
+                except NotFoundError:
+                    quality = None  # a catalogue, or an image not measured yet
                 return {
                     "observation": observation_store.observation_view(session, row),
                     "history": observation_store.calibration_history(session, observation_id),
+                    "quality": quality,
                 }
 
         found = await run_in_threadpool(read) if 1 <= observation_id <= MAX_RECORD_ID else None
@@ -244,6 +249,7 @@ def router() -> APIRouter:
             observation=observation,
             calibration=calibration,
             history=found["history"],
+            quality=found["quality"],
             plot_data=plot_data,
             problem=problem,
             in_progress=observation.status not in FINAL_STATUSES,
