@@ -340,9 +340,21 @@ def catalogue_cases() -> list[FileCase]:
         case("a PNG picture", b"\x89PNG\r\n\x1a\n" + bytes(64), "unreadable_catalogue", filename="frame.png"),
         case("a PDF", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "unreadable_catalogue"),
         case(
-            "gzip bomb (201 MB of spaces)",
-            _gzip_stream(header + b" " * spaces_bomb),
+            "gzip bomb (201 MB of blank lines)",
+            _gzip_stream(header, *[(b" " * 60_000 + b"\n") * 100] * (spaces_bomb // 6_000_100 + 1)),
             "catalogue_too_large",
+            filename="frame.cat.gz",
+        ),
+        case(
+            "gzip bomb (one line of 201 MB)",
+            _gzip_stream(header, *[b" " * (1 << 20)] * (spaces_bomb >> 20)),
+            "line_too_long",
+            filename="frame.cat.gz",
+        ),
+        case(
+            "gzip of 5 million identical rows",
+            _gzip_stream(header, *[rows[0] * 100_000] * 50),
+            "too_many_rows",
             filename="frame.cat.gz",
         ),
         case(
@@ -385,7 +397,7 @@ def catalogue_cases() -> list[FileCase]:
             b"# padding\n" * 200_000 + good,
             "malformed_header",
         ),
-        case("one line of 2 MB", b"1" * (2 * 1024 * 1024), "missing_columns"),
+        case("one line of 2 MB", b"1" * (2 * 1024 * 1024), "line_too_long"),
         case(
             "more rows than allowed",
             header + rows[0] * 200_001,
