@@ -22,6 +22,7 @@ def main(data_dir: Path) -> None:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     port = int(listener.getsockname()[1])
+    assert system.assembly.app is not None
     server = uvicorn.Server(uvicorn.Config(system.assembly.app, log_level="warning", lifespan="off"))
     print(json.dumps({"port": port, "token": system.observer_token}), flush=True)
     server.run(sockets=[listener])
