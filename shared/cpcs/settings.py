@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import urllib.parse
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,6 +24,12 @@ class Settings(BaseSettings):
     exchange: str = "cpcs"
     port: int = 8000
     host: str = "127.0.0.1"
+    public_url: str = Field(
+        default="",
+        description="The public base URL clients reach CPCS at (e.g. https://cpcs.example.org/): status_url, "
+        "Location and the links CPCS writes start with it; empty = http://HOST:PORT/. The request's Host "
+        "header is never used.",
+    )
 
     catalog_cache_url: str | None = Field(
         default=None, description="Base URL of the catalog-cache service; unset = read the local tile store."
@@ -112,6 +119,29 @@ class Settings(BaseSettings):
                     "forwards the client's address, e.g. 10.0.0.5 or 10.0.0.0/24; '*' is not accepted)"
                 ) from None
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(
+                f"public_url: {value!r} is not an http(s) base URL such as https://cpcs.example.org/ "
+                "(no query, no fragment)"
+            )
+        return value
+
+    @property
+    def public_base_url(self) -> str:
+        """The base of every absolute link CPCS gives out, ending with ``/``."""
+        if self.public_url:
+            return self.public_url.rstrip("/") + "/"
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}/"
 
     @property
     def trusted_proxy_list(self) -> tuple[str, ...]:
