@@ -695,7 +695,7 @@ def test_endpoints_check_who_asks_and_what_is_sent(cpcs: OutboundSystem) -> None
     destination = {
         "name": "Fritz",
         "base_url": "https://fritz.example",
-        "token": "abcdefgh1234",
+        "token": "abcdefgh-ijkl-1234",
         "instrument_id": 3,
     }
     assert (
@@ -705,7 +705,7 @@ def test_endpoints_check_who_asks_and_what_is_sent(cpcs: OutboundSystem) -> None
     assert client.get("/api/v1/skyportal/destinations", headers=_auth(observer)).status_code == 403
     created = client.post("/api/v1/skyportal/destinations", json=destination, headers=_auth(admin))
     assert created.status_code == 201
-    assert "abcdefgh1234" not in created.text and created.json()["token_hint"] == "…1234"
+    assert "abcdefgh-ijkl-1234" not in created.text and created.json()["token_hint"] == "…1234"
     duplicate = client.post("/api/v1/skyportal/destinations", json=destination, headers=_auth(admin))
     assert duplicate.status_code == 409
     bad = client.post(
@@ -715,16 +715,20 @@ def test_endpoints_check_who_asks_and_what_is_sent(cpcs: OutboundSystem) -> None
     )
     assert bad.status_code == 422 and "base_url" in bad.json()["message"]
     listed = client.get("/api/v1/skyportal/destinations", headers=_auth(admin))
-    assert [d["name"] for d in listed.json()] == ["Fritz"] and "abcdefgh1234" not in listed.text
+    assert [d["name"] for d in listed.json()] == ["Fritz"] and "abcdefgh-ijkl-1234" not in listed.text
     destination_id = created.json()["id"]
     patched = client.patch(
         f"/api/v1/skyportal/destinations/{destination_id}",
-        json={"active": False, "alert_filter": "ZTF*", "token": "new-token-9876"},
+        json={"active": False, "alert_filter": "ZTF*", "token": "new-token-xyz-9876"},
         headers=_auth(admin),
     )
     assert patched.status_code == 200
     assert patched.json()["active"] is False and patched.json()["alert_filter"] == "ZTF*"
     assert patched.json()["token_hint"] == "…9876"
+    short = client.patch(
+        f"/api/v1/skyportal/destinations/{destination_id}", json={"token": "abc123"}, headers=_auth(admin)
+    )
+    assert short.status_code == 200 and short.json()["token_hint"] == "…"  # nothing of a short token
     assert (
         client.get("/api/v1/skyportal/destinations/999/deliveries", headers=_auth(admin)).status_code == 404
     )
