@@ -10,6 +10,8 @@ also fail its first calls with 500. The webhook receiver checks each HMAC signat
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import math
 import socket
@@ -55,6 +57,7 @@ from cpcs_api.outbound.webhooks import (
     TargetNotAllowed,
     check_literal_host,
     check_resolved_host,
+    request_headers,
     sign,
     verify_signature,
 )
@@ -269,7 +272,12 @@ class WebhookReceiver:
     async def hook(self, request: Request) -> Response:
         name = request.path_params["name"]
         raw = await request.body()
-        verified = verify_signature(self.secrets.get(name, ""), raw, request.headers.get(SIGNATURE_HEADER))
+        verified = verify_signature(
+            self.secrets.get(name, ""),
+            raw,
+            request.headers.get(SIGNATURE_HEADER),
+            request.headers.get(TIMESTAMP_HEADER),
+        )
         with self.lock:
             calls = self.calls.setdefault(name, [])
             calls.append({"raw": raw, "headers": dict(request.headers), "verified": verified})
@@ -788,17 +796,32 @@ def test_private_targets_are_refused_unless_allowed(tmp_path: Path) -> None:
 # Pure parts.
 
 
-def test_signature_is_hmac_sha256_of_the_raw_body() -> None:
-    # RFC 4231, test case 2.
-    vector = sign("Jefe", b"what do ya want for nothing?")
-    assert vector == "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-    body = b'{"a":1}'
-    signature = sign("s3cret", body)
-    assert verify_signature("s3cret", body, signature)
-    assert not verify_signature("s3cret", body + b" ", signature)
-    assert not verify_signature("other", body, signature)
-    assert not verify_signature("s3cret", body, signature.removeprefix("sha256="))
-    assert not verify_signature("s3cret", body, None)
+def test_signature_is_hmac_sha256_of_the_timestamp_and_the_raw_body() -> None:
+    # The documented recipe, computed independently: HMAC-SHA256(secret, "<timestamp>.<body>").
+    expected = hmac.new(b"Jefe", b"1700000000.what do ya want for nothing?", hashlib.sha256).hexdigest()
+    assert sign("Jefe", b"what do ya want for nothing?", "1700000000") == "sha256=" + expected
+    body, sent = b'{"a":1}', 1_700_000_000
+    signature = sign("s3cret", body, str(sent))
+    assert verify_signature("s3cret", body, signature, str(sent), now=sent + 10)
+    assert not verify_signature("s3cret", body + b" ", signature, str(sent), now=sent)
+    assert not verify_signature("other", body, signature, str(sent), now=sent)
+    assert not verify_signature("s3cret", body, signature.removeprefix("sha256="), str(sent), now=sent)
+    assert not verify_signature("s3cret", body, None, str(sent), now=sent)
+    assert not verify_signature("s3cret", body, signature, None, now=sent)
+    # A captured request replayed later: its old timestamp is too old, a new one breaks the signature.
+    assert not verify_signature("s3cret", body, signature, str(sent), now=sent + 301)
+    assert not verify_signature("s3cret", body, signature, str(sent + 3600), now=sent + 3600)
+    assert not verify_signature("s3cret", body, signature, "-1", now=sent)
+
+
+def test_request_headers_sign_the_timestamp_they_send() -> None:
+    sent_at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    headers = request_headers("s3cret", b"{}", 7, sent_at)
+    assert headers[TIMESTAMP_HEADER] == str(int(sent_at.timestamp()))
+    assert headers[SIGNATURE_HEADER] == sign("s3cret", b"{}", headers[TIMESTAMP_HEADER])
+    assert verify_signature(
+        "s3cret", b"{}", headers[SIGNATURE_HEADER], headers[TIMESTAMP_HEADER], now=sent_at.timestamp()
+    )
 
 
 def test_every_band_of_the_known_surveys_has_its_sncosmo_name() -> None:
