@@ -19,8 +19,8 @@ Every problem with the upload raises :class:`cpcs.errors.InputError` with a mess
 fix and one of these codes: ``empty_catalogue``, ``unreadable_catalogue``, ``catalogue_too_large``,
 ``missing_columns``, ``duplicate_columns``, ``malformed_header``, ``malformed_rows``,
 ``invalid_aperture_index``, ``coordinates_out_of_range``, ``too_few_stars``, ``too_many_rows``,
-``line_too_long``, ``no_table_in_fits``, ``corrupt_fits`` and, from :func:`check_near_position`,
-``catalogue_not_near_target``.
+``line_too_long``, ``too_many_columns``, ``no_table_in_fits``, ``corrupt_fits`` and, from
+:func:`check_near_position`, ``catalogue_not_near_target``.
 """
 
 from __future__ import annotations
