@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 from cpcs.errors import InputError
 from cpcs.formats._sextractor_ascii import MAX_HEADER_LINES
@@ -24,6 +25,7 @@ __all__ = [
     "MAX_DECOMPRESSED_BYTES",
     "MAX_LINE_BYTES",
     "MAX_VALUES",
+    "is_gzip",
     "read_within_limits",
     "too_large",
     "too_many_rows",
@@ -63,8 +65,11 @@ def too_many_rows(what: str, max_rows: int) -> InputError:
     )
 
 
-def read_within_limits(data: bytes, *, max_rows: int) -> bytes:
+def read_within_limits(source: bytes | Path, *, max_rows: int) -> bytes:
     """The upload's content (inflated if gzip-compressed), refused as soon as a limit is passed.
+
+    ``source`` is the upload itself or the file holding it; a file is read in chunks, so neither
+    its compressed nor its inflated bytes are held beyond what the limits allow.
 
     Raises
     ------
@@ -72,10 +77,11 @@ def read_within_limits(data: bytes, *, max_rows: int) -> bytes:
         ``catalogue_too_large``, ``too_many_rows``, ``line_too_long``, ``unreadable_catalogue``
         (corrupt, truncated or doubly compressed gzip).
     """
-    if len(data) > MAX_DECOMPRESSED_BYTES:
-        raise too_large(len(data))
-    compressed = data.startswith(GZIP_MAGIC)
-    chunks = _inflate(data) if compressed else _slices(data)
+    size = len(source) if isinstance(source, bytes) else source.stat().st_size
+    if size > MAX_DECOMPRESSED_BYTES:
+        raise too_large(size)
+    compressed = is_gzip(source)
+    chunks = _inflate(_raw_chunks(source)) if compressed else _raw_chunks(source)
     first = next(chunks, b"")
     if compressed and first.startswith(GZIP_MAGIC):
         raise InputError(
@@ -89,47 +95,72 @@ def read_within_limits(data: bytes, *, max_rows: int) -> bytes:
     limits.feed(first)
     for chunk in chunks:
         limits.feed(chunk)
-        if compressed:
-            parts.append(chunk)
+        parts.append(chunk)
     limits.finish()
-    return b"".join(parts) if compressed else data
+    if isinstance(source, bytes) and not compressed:
+        return source
+    return b"".join(parts)
 
 
-def _slices(data: bytes) -> Iterator[bytes]:
-    view = memoryview(data)
-    for start in range(0, len(data), CHUNK_BYTES):
-        yield bytes(view[start : start + CHUNK_BYTES])
+def is_gzip(source: bytes | Path) -> bool:
+    if isinstance(source, bytes):
+        return source.startswith(GZIP_MAGIC)
+    with source.open("rb") as handle:
+        return handle.read(len(GZIP_MAGIC)) == GZIP_MAGIC
 
 
-def _inflate(data: bytes) -> Iterator[bytes]:
-    """Inflate one or more concatenated gzip members chunk by chunk, refusing output beyond the cap."""
+def _raw_chunks(source: bytes | Path) -> Iterator[bytes]:
+    if isinstance(source, bytes):
+        view = memoryview(source)
+        for start in range(0, len(source), CHUNK_BYTES):
+            yield bytes(view[start : start + CHUNK_BYTES])
+        return
+    with source.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            yield chunk
+
+
+def _inflate(raw: Iterator[bytes]) -> Iterator[bytes]:
+    """Inflate one or more concatenated gzip members chunk by chunk, refusing output beyond the cap.
+
+    Padding or junk after the last member is ignored, as gzip does.
+    """
     total = 0
-    rest = data
-    while rest.startswith(GZIP_MAGIC):  # trailing padding or junk after the last member is ignored
-        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        pending = rest
-        while not inflater.eof:
-            try:
-                chunk = inflater.decompress(pending, CHUNK_BYTES)
-            except zlib.error as exc:
-                raise InputError(
-                    f"The gzip-compressed file is corrupt ({exc}). Compress the catalogue again and "
-                    "re-upload.",
-                    code="unreadable_catalogue",
-                ) from exc
-            pending = inflater.unconsumed_tail
-            if not chunk and not pending and not inflater.eof:
-                raise InputError(
-                    "The gzip-compressed file is truncated (it ends before the compressed data does). "
-                    "Upload the complete file.",
-                    code="unreadable_catalogue",
-                )
-            total += len(chunk)
-            if total > MAX_DECOMPRESSED_BYTES:
-                raise too_large(total)
-            if chunk:
-                yield chunk
-        rest = inflater.unused_data
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    pending = b""
+    while True:
+        exhausted = False
+        if not pending:
+            more = next(raw, None)
+            exhausted = more is None
+            pending = more or b""
+        try:
+            chunk = inflater.decompress(pending, CHUNK_BYTES)
+        except zlib.error as exc:
+            raise InputError(
+                f"The gzip-compressed file is corrupt ({exc}). Compress the catalogue again and re-upload.",
+                code="unreadable_catalogue",
+            ) from exc
+        pending = inflater.unconsumed_tail
+        total += len(chunk)
+        if total > MAX_DECOMPRESSED_BYTES:
+            raise too_large(total)
+        if chunk:
+            yield chunk
+        if inflater.eof:
+            rest = inflater.unused_data
+            while len(rest) < len(GZIP_MAGIC) and (more := next(raw, None)):
+                rest += more
+            if not rest.startswith(GZIP_MAGIC):
+                return
+            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            pending = rest
+        elif exhausted and not chunk:
+            raise InputError(
+                "The gzip-compressed file is truncated (it ends before the compressed data does). "
+                "Upload the complete file.",
+                code="unreadable_catalogue",
+            )
 
 
 class _TextLimits:

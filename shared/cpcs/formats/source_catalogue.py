@@ -30,6 +30,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -45,7 +46,7 @@ from cpcs.formats._column_names import (
 from cpcs.formats._fits_tables import read_fits_catalogue
 from cpcs.formats._raw_table import BoolArray, FloatArray, RawColumn, RawTable
 from cpcs.formats._sextractor_ascii import read_sextractor_ascii
-from cpcs.formats._upload_limits import MAX_DECOMPRESSED_BYTES, read_within_limits
+from cpcs.formats._upload_limits import MAX_DECOMPRESSED_BYTES, is_gzip, read_within_limits
 
 __all__ = ["MAX_DECOMPRESSED_BYTES", "SourceCatalogue", "check_near_position", "read_source_catalogue"]
 
@@ -60,7 +61,6 @@ _ACCEPTED_FORMATS = (
     "FITS_LDAC, optionally gzip-compressed"
 )
 _FITS_MAGIC = b"SIMPLE  ="
-_GZIP_MAGIC = b"\x1f\x8b"
 _FOREIGN_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"PK\x03\x04", "a ZIP archive; upload the catalogue file itself (gzip compression is fine)"),
     (b"BZh", "a bzip2 archive; upload the catalogue uncompressed or gzip-compressed"),
@@ -124,7 +124,7 @@ class SourceCatalogue:
 
 
 def read_source_catalogue(
-    data: bytes,
+    data: bytes | Path,
     *,
     filename: str | None = None,
     magnitude_column: str | None = None,
@@ -136,8 +136,9 @@ def read_source_catalogue(
 
     Parameters
     ----------
-    data : bytes
-        The uploaded file, possibly gzip-compressed. The format is recognised from the content.
+    data : bytes or Path
+        The uploaded file (or the path of the file holding it), possibly gzip-compressed. The
+        format is recognised from the content. A file is read in chunks as the limits are checked.
     filename : str, optional
         The name the file was uploaded under; only used to make error messages more helpful.
     magnitude_column : str, optional
@@ -164,7 +165,7 @@ def read_source_catalogue(
     """
     try:
         return _read(
-            bytes(data),
+            data if isinstance(data, Path) else bytes(data),
             filename=filename,
             magnitude_column=magnitude_column,
             aperture_index=aperture_index,
@@ -253,7 +254,7 @@ def _named(filename: str | None) -> str:
 
 
 def _read(
-    data: bytes,
+    data: bytes | Path,
     *,
     filename: str | None,
     magnitude_column: str | None,
@@ -261,17 +262,14 @@ def _read(
     min_stars: int,
     max_rows: int,
 ) -> SourceCatalogue:
+    compressed = is_gzip(data)
+    data = read_within_limits(data, max_rows=max_rows)
     if not data or data.isspace():
         raise InputError(
-            f"The uploaded catalogue{_named(filename)} is empty. Upload the catalogue file written by "
+            "The gzip file decompresses to nothing. Compress the catalogue file itself and upload again."
+            if compressed
+            else f"The uploaded catalogue{_named(filename)} is empty. Upload the catalogue file written by "
             f"SExtractor (or another tool): {_ACCEPTED_FORMATS}.",
-            code="empty_catalogue",
-        )
-    compressed = data.startswith(_GZIP_MAGIC)
-    data = read_within_limits(data, max_rows=max_rows)
-    if compressed and (not data or data.isspace()):
-        raise InputError(
-            "The gzip file decompresses to nothing. Compress the catalogue file itself and upload again.",
             code="empty_catalogue",
         )
 

@@ -34,7 +34,7 @@ def gzip_of_repeats(head: bytes, unit: bytes, count: int) -> bytes:
     return b"".join(parts)
 
 
-def refuse(data: bytes, **kwargs: object) -> tuple[InputError, float, int]:
+def refuse(data: bytes | Path, **kwargs: object) -> tuple[InputError, float, int]:
     """The error, the seconds it took and (in a second, traced run) the peak bytes allocated."""
     started = time.perf_counter()
     with pytest.raises(InputError) as info:
@@ -148,3 +148,30 @@ def test_too_many_columns() -> None:
     error, _, _ = refuse(HEADER + row * 10)
     assert error.code == "too_many_columns"
     assert "2104 values" in error.message and "at most 2000" in error.message
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_file_reads_as_its_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compress: bool) -> None:
+    text = (DATA / "sextractor_auto.cat").read_bytes()
+    data = gzip.compress(text[:300]) + gzip.compress(text[300:]) + b"\0" * 10 if compress else text
+    path = tmp_path / "frame.cat"
+    path.write_bytes(data)
+    monkeypatch.setattr(_upload_limits, "CHUNK_BYTES", 5)
+    from_file, from_bytes = read_source_catalogue(path), read_source_catalogue(data)
+    assert np.array_equal(from_file.mag, from_bytes.mag) and from_file.n_rows == from_bytes.n_rows
+
+
+def test_a_file_beyond_the_cap_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "huge.cat"
+    with path.open("wb") as handle:
+        handle.truncate(_upload_limits.MAX_DECOMPRESSED_BYTES + 1)  # sparse: nothing to read
+    monkeypatch.setattr(_upload_limits, "_raw_chunks", lambda source: pytest.fail("the file was read"))
+    error, _, _ = refuse(path)
+    assert error.code == "catalogue_too_large"
+
+
+def test_a_truncated_gzip_file(tmp_path: Path) -> None:
+    path = tmp_path / "frame.cat.gz"
+    path.write_bytes(gzip.compress((DATA / "sextractor_auto.cat").read_bytes())[:-20])
+    error, _, _ = refuse(path)
+    assert error.code == "unreadable_catalogue" and "truncated" in error.message
