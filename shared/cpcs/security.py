@@ -22,6 +22,12 @@ body size                 ``BodyLimitMiddleware``: Content-Length checked before
                           ``max_request_bytes`` (1 MiB). The file store's own check
                           (``FileStore.stage``) stays as the exact limit of the file itself.
 form fields               ``upload_form_limits`` on the upload routes (FastAPI form limits).
+catalogue content         ``cpcs.formats._upload_limits`` while the staged file streams in: rows,
+                          line length (64 KiB), values (5 M), columns (2000), inflated size
+                          (200 MB), FITS table rows from each header; images:
+                          ``cpcs.formats.fits_image`` (pixels, header blocks, inflated size).
+links                     ``status_url``, ``Location`` and every link CPCS writes start with
+                          ``public_url`` (``Settings.public_base_url``), never the Host header.
 time                      ``TimeLimitMiddleware``: ``request_timeout_s`` (60 s); upload routes
                           ``upload_timeout_s`` + ``legacy_wait_s`` (600 + 120 s). 408 if the body
                           is still arriving, else 503 + Retry-After. A handler's thread cannot be
@@ -41,7 +47,9 @@ database down             ``cpcs.web`` error handlers: every connection failure 
                           OperationalError, InterfaceError, pool timeouts, psycopg's own, in an
                           exception group or a middleware) is 503 + Retry-After; a 500 never carries
                           a stack trace. The session dependency commits before the answer is sent.
-secrets in logs           ``cpcs.logs`` redacts tokens in every formatted log line.
+secrets in logs           ``cpcs.logs`` redacts tokens in every formatted log line; the text
+                          format escapes control, bidi and zero-width characters, so a value
+                          cannot forge a line.
 ========================  =====================================================================
 """
 
