@@ -194,7 +194,9 @@ class _TextLimits:
         self.lines += len(lines) - 1
         if self.lines > self.max_lines:
             raise too_many_rows(
-                f"more than {self.max_rows} rows (reading stopped at line {self.lines})", self.max_rows
+                f"more than {self.max_lines} lines (rows, comments and blank lines; reading stopped at "
+                f"line {self.lines})",
+                self.max_rows,
             )
         self.values += len(text.split())
         if self.values > MAX_VALUES:
