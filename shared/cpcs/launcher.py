@@ -10,7 +10,7 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cpcs.context import Context
 from cpcs.housekeeping import Housekeeper
@@ -137,6 +137,26 @@ def assemble_embedded(context: Context) -> Assembly:
     return Assembly(context, app=app, consumers=[*consumers, *api_consumers], background=background)
 
 
+def http_server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for every service (what each layer enforces: ``cpcs.security``).
+
+    Slow clients are cut off; X-Forwarded-For is read only from the configured proxies (uvicorn
+    would otherwise trust 127.0.0.1, and anyone on the machine could name any client).
+    """
+    from cpcs.security import header_timeout_protocol
+
+    proxies = settings.trusted_proxy_list
+    return {
+        "log_config": None,
+        "http": header_timeout_protocol(settings.http_header_timeout_s),
+        "h11_max_incomplete_event_size": settings.http_max_header_bytes,
+        "timeout_keep_alive": settings.http_keep_alive_s,
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": list(proxies),
+        "server_header": False,
+    }
+
+
 def serve(assembly: Assembly, settings: Settings) -> None:
     """Run until SIGINT/SIGTERM: the consumers in the background and, if any, the HTTP app."""
     assembly.start_background()
@@ -144,20 +164,7 @@ def serve(assembly: Assembly, settings: Settings) -> None:
         if assembly.app is not None:
             import uvicorn
 
-            from cpcs.security import header_timeout_protocol
-
-            # Slow clients (what each layer enforces: cpcs.security).
-            uvicorn.run(
-                assembly.app,
-                host=settings.host,
-                port=settings.port,
-                log_config=None,
-                http=header_timeout_protocol(settings.http_header_timeout_s),
-                h11_max_incomplete_event_size=settings.http_max_header_bytes,
-                timeout_keep_alive=settings.http_keep_alive_s,
-                forwarded_allow_ips=settings.trusted_proxies,
-                server_header=False,
-            )
+            uvicorn.run(assembly.app, host=settings.host, port=settings.port, **http_server_options(settings))
         else:
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())

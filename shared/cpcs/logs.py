@@ -65,8 +65,25 @@ def redact(text: str) -> str:
     return _BARE_TOKEN.sub(REDACTED, text)
 
 
+# What could start a forged line or hide text in a terminal: C0/C1 controls (line breaks
+# included), the Unicode line and paragraph separators, bidi controls and zero-width characters.
+_UNSAFE_IN_A_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+
+
+def escape_line(text: str) -> str:
+    """``text`` as one visible line: unsafe characters become ``\\n``, ``\\t`` or ``\\uXXXX``."""
+    return _UNSAFE_IN_A_LINE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 class RedactingFormatter(logging.Formatter):
-    """The text format (``cpcs up``), with secrets redacted."""
+    """The text format (``cpcs up``): secrets redacted, one line per record.
+
+    The message and its fields are escaped (a value holding a line break cannot forge a record);
+    a traceback that follows keeps its own lines.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_line(super().formatMessage(record))
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))

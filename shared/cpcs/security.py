@@ -6,8 +6,15 @@ What is enforced where (defaults from ``cpcs.settings``):
 failed tokens             ``AuthThrottle``, consulted by ``cpcs.domain.accounts.authenticate``
                           for the client of the request (``CallerMiddleware`` names it), so the
                           Bearer header, ``?hashtag=`` and the legacy ``hashtag`` form field all
-                          count: 10 failures of one address with one token prefix, or 30 of one
-                          address, in 60 s answer 429 + Retry-After without asking the database.
+                          count: past 10 failures of one address with one token, that token gets
+                          429 + Retry-After without asking the database; past 30 failures of one
+                          address in 60 s, its wrong tokens get 429 instead of 401. A valid token
+                          is never refused.
+client address            The peer of the connection, or the client its X-Forwarded-For names
+                          when the peer is one of ``trusted_proxies`` (addresses or CIDR networks;
+                          none by default): uvicorn's proxy headers are switched on only then
+                          (``cpcs.launcher.http_server_options``), so nobody else can rotate
+                          X-Forwarded-For to escape the counters.
 body size                 ``BodyLimitMiddleware``: Content-Length checked before the app runs, then
                           the bytes counted as they arrive; 413 JSON as soon as the limit passes.
                           Upload routes (those with a file field): ``max_upload_bytes`` +
@@ -15,6 +22,12 @@ body size                 ``BodyLimitMiddleware``: Content-Length checked before
                           ``max_request_bytes`` (1 MiB). The file store's own check
                           (``FileStore.stage``) stays as the exact limit of the file itself.
 form fields               ``upload_form_limits`` on the upload routes (FastAPI form limits).
+catalogue content         ``cpcs.formats._upload_limits`` while the staged file streams in: rows,
+                          line length (64 KiB), values (5 M), columns (2000), inflated size
+                          (200 MB), FITS table rows from each header; images:
+                          ``cpcs.formats.fits_image`` (pixels, header blocks, inflated size).
+links                     ``status_url``, ``Location`` and every link CPCS writes start with
+                          ``public_url`` (``Settings.public_base_url``), never the Host header.
 time                      ``TimeLimitMiddleware``: ``request_timeout_s`` (60 s); upload routes
                           ``upload_timeout_s`` + ``legacy_wait_s`` (600 + 120 s). 408 if the body
                           is still arriving, else 503 + Retry-After. A handler's thread cannot be
@@ -34,7 +47,9 @@ database down             ``cpcs.web`` error handlers: every connection failure 
                           OperationalError, InterfaceError, pool timeouts, psycopg's own, in an
                           exception group or a middleware) is 503 + Retry-After; a 500 never carries
                           a stack trace. The session dependency commits before the answer is sent.
-secrets in logs           ``cpcs.logs`` redacts tokens in every formatted log line.
+secrets in logs           ``cpcs.logs`` redacts tokens in every formatted log line; the text
+                          format escapes control, bidi and zero-width characters, so a value
+                          cannot forge a line.
 ========================  =====================================================================
 """
 
@@ -90,8 +105,6 @@ def upload_form_limits(max_files: int) -> FormLimits:
 
 # --------------------------------------------------------------------------- failed tokens
 
-PREFIX_CHARS = 8
-
 
 class TooManyAttempts(CpcsError):
     """Too many failed token checks from one client: 429 with Retry-After."""
@@ -117,15 +130,17 @@ def _key(*parts: str) -> bytes:
 
 
 class AuthThrottle:
-    """Sliding-window counters of failed token checks, per client.
+    """Sliding-window counters of failed token checks, per client; a valid token is never refused.
 
-    Two limits. *Per client and token prefix* (its first ``PREFIX_CHARS`` characters): someone
-    retrying one wrong or revoked token. *Per client*: someone trying many tokens. Past the first,
-    that prefix answers 429 until enough of its failures leave the window; past the second, every
-    token from the client does, except a prefix that authenticated from that client within the
-    window. Correct tokens in use are never slowed (nothing is delayed, successes are not
-    counted), and refused attempts do not reach the database. A success forgets its prefix's
-    failures (a mistyped token, then the right one).
+    Two limits. *Per client and token* (keyed by a digest of the whole token): someone retrying
+    one wrong or revoked token; past ``per_token`` failures that token gets 429 before the
+    database is asked, which cannot refuse a valid token since this one was proven wrong.
+    *Per client*: someone trying many tokens; past ``per_client`` failures, a token that turns out
+    wrong is answered 429 + Retry-After instead of 401 (and one warning is logged), while a token
+    that turns out valid is answered as usual. Guessing a token (256 random bits) is hopeless
+    either way; the limits tell a misconfigured or hostile client to back off and keep repeats off
+    the database, without letting one client lock out another user's token behind a shared
+    address (a gateway, a campus NAT). A success forgets that token's failures.
     """
 
     def __init__(
@@ -143,7 +158,6 @@ class AuthThrottle:
         self.max_tracked = max_tracked
         self.clock = clock
         self._failures: dict[bytes, deque[float]] = {}
-        self._proven: dict[bytes, float] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -160,7 +174,7 @@ class AuthThrottle:
 
     @staticmethod
     def _keys(client: str, token: str) -> tuple[bytes, bytes]:
-        return _key("token", client, token.strip()[:PREFIX_CHARS]), _key("client", client)
+        return _key("token", client, token.strip()), _key("client", client)
 
     def _wait_s(self, key: bytes, limit: int, now: float) -> float:
         """Seconds until ``key`` has fewer than ``limit`` failures in the window (0: not blocked)."""
@@ -174,31 +188,32 @@ class AuthThrottle:
         return failures[len(failures) - limit] + self.window_s - now
 
     def check(self, client: str, token: str) -> None:
-        """Raise ``TooManyAttempts`` if this client may not try this token now."""
+        """Raise ``TooManyAttempts`` if this client has failed with this very token too often."""
         if not self.enabled:
             return
-        token_key, client_key = self._keys(client, token)
-        now = self.clock()
+        token_key, _ = self._keys(client, token)
         with self._lock:
-            wait = self._wait_s(token_key, self.per_token, now)
-            proven = self._proven.get(token_key)
-            if not wait and (proven is None or now - proven >= self.window_s):
-                wait = self._wait_s(client_key, self.per_client, now)
+            wait = self._wait_s(token_key, self.per_token, self.clock())
         if wait > 0:
             raise TooManyAttempts(max(1, math.ceil(wait)))
 
     def failed(self, client: str, token: str) -> None:
+        """Count a wrong token; raise ``TooManyAttempts`` if the client is past its limit."""
         if not self.enabled:
             return
         now = self.clock()
+        token_key, client_key = self._keys(client, token)
         with self._lock:
-            for key, limit in zip(self._keys(client, token), (self.per_token, self.per_client), strict=True):
-                failures = self._failures.setdefault(key, deque())
-                failures.append(now)
-                if len(failures) == limit:
-                    log.warning("failed token checks from %s: further attempts get 429 for a while", client)
+            for key in (token_key, client_key):
+                self._failures.setdefault(key, deque()).append(now)
+            # The first per_client failures in the window get 401, those beyond 429.
+            wait = self._wait_s(client_key, self.per_client + 1, now) if self.per_client > 0 else 0.0
+            if wait and len(self._failures[client_key]) == self.per_client + 1:
+                log.warning("failed token checks from %s: further failures get 429 for a while", client)
             if len(self._failures) > self.max_tracked:
                 self._forget(now)
+        if wait > 0:
+            raise TooManyAttempts(max(1, math.ceil(wait)))
 
     def succeeded(self, client: str, token: str) -> None:
         if not self.enabled:
@@ -206,21 +221,15 @@ class AuthThrottle:
         token_key, _ = self._keys(client, token)
         with self._lock:
             self._failures.pop(token_key, None)
-            self._proven[token_key] = self.clock()
-            if len(self._proven) > self.max_tracked:
-                self._forget(self.clock())
 
     def _forget(self, now: float) -> None:
         """Bound the memory: drop what left the window, then the oldest entries."""
         horizon = now - self.window_s
         for key in [k for k, q in self._failures.items() if not q or q[-1] <= horizon]:
             del self._failures[key]
-        for key in [k for k, t in self._proven.items() if t <= horizon]:
-            del self._proven[key]
-        for table in (self._failures, self._proven):
-            excess = len(table) - int(0.9 * self.max_tracked)
-            for key in list(table)[: max(0, excess)]:
-                del table[key]
+        excess = len(self._failures) - int(0.9 * self.max_tracked)
+        for key in list(self._failures)[: max(0, excess)]:
+            del self._failures[key]
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+import urllib.parse
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,6 +24,12 @@ class Settings(BaseSettings):
     exchange: str = "cpcs"
     port: int = 8000
     host: str = "127.0.0.1"
+    public_url: str = Field(
+        default="",
+        description="The public base URL clients reach CPCS at (e.g. https://cpcs.example.org/): status_url, "
+        "Location and the links CPCS writes start with it; empty = http://HOST:PORT/. The request's Host "
+        "header is never used.",
+    )
 
     catalog_cache_url: str | None = Field(
         default=None, description="Base URL of the catalog-cache service; unset = read the local tile store."
@@ -54,17 +62,20 @@ class Settings(BaseSettings):
     )
     http_max_header_bytes: int = Field(default=16 * 1024, description="Request line and headers, at most.")
     trusted_proxies: str = Field(
-        default="127.0.0.1", description="Proxies whose X-Forwarded-For names the client (comma-separated)."
+        default="",
+        description="Reverse proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For "
+        "names the client; empty = none, the connection's peer is the client.",
     )
     cors_origins: str = Field(
         default="", description="Origins allowed to write from a browser (comma-separated); GET is open."
     )
     auth_failure_window_s: float = Field(default=60.0, description="Window of the failed-token counters.")
     auth_failures_per_token: int = Field(
-        default=10, description="Failures of one client with one token prefix before 429; 0 = off."
+        default=10, description="Failures of one client with one token before that token gets 429; 0 = off."
     )
     auth_failures_per_client: int = Field(
-        default=30, description="Failures of one client before its unproven tokens get 429; 0 = off."
+        default=30,
+        description="Failures of one client before its wrong tokens get 429 (valid ones never); 0 = off.",
     )
 
     admin_token: SecretStr | None = Field(
@@ -93,6 +104,48 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> tuple[str, ...]:
         return tuple(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses_or_networks(cls, value: str) -> str:
+        for entry in (e.strip() for e in value.split(",")):
+            if not entry:
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {entry!r} is not an IP address or CIDR network (a proxy that "
+                    "forwards the client's address, e.g. 10.0.0.5 or 10.0.0.0/24; '*' is not accepted)"
+                ) from None
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(
+                f"public_url: {value!r} is not an http(s) base URL such as https://cpcs.example.org/ "
+                "(no query, no fragment)"
+            )
+        return value
+
+    @property
+    def public_base_url(self) -> str:
+        """The base of every absolute link CPCS gives out, ending with ``/``."""
+        if self.public_url:
+            return self.public_url.rstrip("/") + "/"
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def trusted_proxy_list(self) -> tuple[str, ...]:
+        return tuple(e.strip() for e in self.trusted_proxies.split(",") if e.strip())
 
     @property
     def embedded(self) -> bool:

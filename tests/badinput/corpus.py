@@ -340,9 +340,21 @@ def catalogue_cases() -> list[FileCase]:
         case("a PNG picture", b"\x89PNG\r\n\x1a\n" + bytes(64), "unreadable_catalogue", filename="frame.png"),
         case("a PDF", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "unreadable_catalogue"),
         case(
-            "gzip bomb (201 MB of spaces)",
-            _gzip_stream(header + b" " * spaces_bomb),
+            "gzip bomb (201 MB of blank lines)",
+            _gzip_stream(header, *[(b" " * 60_000 + b"\n") * 100] * (spaces_bomb // 6_000_100 + 1)),
             "catalogue_too_large",
+            filename="frame.cat.gz",
+        ),
+        case(
+            "gzip bomb (one line of 201 MB)",
+            _gzip_stream(header, *[b" " * (1 << 20)] * (spaces_bomb >> 20)),
+            "line_too_long",
+            filename="frame.cat.gz",
+        ),
+        case(
+            "gzip of 5 million identical rows",
+            _gzip_stream(header, *[rows[0] * 100_000] * 50),
+            "too_many_rows",
             filename="frame.cat.gz",
         ),
         case(
@@ -385,7 +397,7 @@ def catalogue_cases() -> list[FileCase]:
             b"# padding\n" * 200_000 + good,
             "malformed_header",
         ),
-        case("one line of 2 MB", b"1" * (2 * 1024 * 1024), "missing_columns"),
+        case("one line of 2 MB", b"1" * (2 * 1024 * 1024), "line_too_long"),
         case(
             "more rows than allowed",
             header + rows[0] * 200_001,
@@ -545,6 +557,26 @@ def file_cases() -> list[FileCase]:
 # Form fields.
 
 
+#: Alert names that must be refused (``invalid_alert_name``) wherever a name is given.
+BAD_ALERT_NAMES: tuple[tuple[str, str], ...] = (
+    ("a line break forging a log line", "ivo://Gaia16aye\n2026-01-01 00:00:00 INFO cpcs: admin logged in"),
+    ("a carriage return", "ivo://Gaia16aye\rX"),
+    ("NUL", "Gaia16\x00aye"),
+    ("a tab", "Gaia16\taye"),
+    ("an escape sequence", "Gaia16aye\x1b[2J"),
+    ("a right-to-left override", "ivo://Gaia\u202eeya61"),
+    ("a zero-width space", "ivo://Gaia16\u200baye"),
+    ("a zero-width joiner", "Gaia16\u200daye"),
+    ("a byte-order mark inside", "Gaia\ufeff16aye"),
+    ("a line separator", "Gaia16aye\u2028INFO forged"),
+    ("the scheme alone", "ivo://"),
+    ("the scheme and slashes", "ivo:////"),
+    ("the full-width scheme alone", "\uff49\uff56\uff4f://"),
+)
+#: A full-width look-alike of ``ALERT``: NFKC makes it the same name.
+FULL_WIDTH_ALERT = "\uff49\uff56\uff4f://\uff27\uff41\uff49\uff41\uff11\uff16aye"
+
+
 def legacy_form_cases() -> list[FormCase]:
     """Fields of ``/followup/cgi/upload`` (the good form is in the test) made wrong one at a time."""
     too_many = [(f"extra{i}", "1") for i in range(60)]
@@ -567,6 +599,10 @@ def legacy_form_cases() -> list[FormCase]:
         FormCase("no EventID", {"EventID": None}, 422, "invalid_request"),
         FormCase("empty EventID", {"EventID": ""}, 422, "invalid_request"),
         FormCase("unknown EventID", {"EventID": "ivo://Gaia99zzz"}, 404, "unknown_alert"),
+        *(
+            FormCase(f"EventID with {what}", {"EventID": name}, 422, "invalid_alert_name")
+            for what, name in BAD_ALERT_NAMES
+        ),
         FormCase("comment of 10 000 characters", {"comment": "x" * 10_000}, 422, "invalid_request"),
         FormCase("dryRun neither yes nor no", {"dryRun": "maybe"}, 422, "invalid_flag"),
         FormCase("outputFormat xml", {"outputFormat": "xml"}, 422, "invalid_output_format"),
@@ -601,6 +637,10 @@ def v1_form_cases() -> list[FormCase]:
         FormCase("match radius as words", {"match_radius_arcsec": "near"}, 422, "invalid_request"),
         FormCase("no alert", {"alert": None}, 422, "invalid_request"),
         FormCase("unknown alert", {"alert": "ivo://Gaia99zzz"}, 404, "unknown_alert"),
+        *(
+            FormCase(f"alert with {what}", {"alert": name}, 422, "invalid_alert_name")
+            for what, name in BAD_ALERT_NAMES
+        ),
         FormCase("comment of 10 000 characters", {"comment": "x" * 10_000}, 422, "invalid_request"),
         FormCase("filter of 100 characters", {"filter": "V" * 100}, 422, "invalid_request"),
         FormCase("dry_run neither yes nor no", {"dry_run": "maybe"}, 422, "invalid_request"),

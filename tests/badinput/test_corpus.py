@@ -27,13 +27,15 @@ from sqlalchemy import func, select
 
 from cpcs.catalogs.importer import import_catalogue_file
 from cpcs.catalogs.tiles import TileStore
-from cpcs.db.models import CalibrationRequest, Observation, Upload
+from cpcs.db.models import Alert, CalibrationRequest, Observation, Upload
 from cpcs.settings import Settings
 from cpcs.testing.image_simulator import image_to_fits_bytes, simulate_image
 from cpcs.testing.reference_files import write_reference_tables
 from tests.badinput.corpus import (
     ALERT,
+    BAD_ALERT_NAMES,
     ESCAPE_NAME,
+    FULL_WIDTH_ALERT,
     MAX_IMAGE_PIXELS,
     MAX_UPLOAD_BYTES,
     FileCase,
@@ -253,6 +255,40 @@ def test_bad_form_fields_through_both_doors(door: System) -> None:
     sent = len(legacy) + len(v1)
     assert not failures, f"{len(failures)} of {sent} answers were wrong:\n" + "\n".join(failures)
     _assert_nothing_left(system, before)
+
+
+def test_bad_alert_names_are_refused_where_alerts_are_made(
+    door: System, caplog: pytest.LogCaptureFixture
+) -> None:
+    system = door
+    failures: list[str] = []
+    for what, name in BAD_ALERT_NAMES:
+        legacy = system.client.post(
+            "/followup/newevent",
+            data={"ivorn": name, "ra": "1.5", "dec": "2.5", "hashtag": system.observer_token},
+        )
+        v1 = system.client.post(
+            "/api/v1/alerts",
+            json={"name": name, "ra_deg": 1.5, "dec_deg": 2.5},
+            headers=_bearer(system.observer_token),
+        )
+        for door_name, response in (("newevent", legacy), ("v1", v1)):
+            problems = _problems(response, 422, "invalid_alert_name")
+            failures += [f"{door_name} / {what}: {'; '.join(problems)}"] if problems else []
+    assert not failures, "\n".join(failures)
+    with system.context.db.transaction() as session:
+        names = session.scalars(select(Alert.name)).all()
+    assert names == [ALERT]  # nothing was made
+
+    # A full-width look-alike is the same alert: refused as a copy, found for an upload.
+    copy = system.client.post(
+        "/api/v1/alerts",
+        json={"name": FULL_WIDTH_ALERT, "ra_deg": 1.5, "dec_deg": 2.5},
+        headers=_bearer(system.observer_token),
+    )
+    assert copy.status_code == 409 and copy.json()["error"] == "alert_exists"
+    found = system.client.get("/api/v1/alerts", params={"search": "Gaia16aye"})
+    assert found.status_code == 200 and [a["name"] for a in found.json()["items"]] == [ALERT]
 
 
 def test_a_path_in_a_filename_is_never_used_as_one(door: System) -> None:

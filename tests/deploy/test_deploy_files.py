@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from cpcs.launcher import SERVICE_NAMES
+from cpcs.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,3 +80,16 @@ def test_rabbitmq_definitions_declare_dead_lettering() -> None:
     from cpcs.messaging.topology import CPCS_TOPOLOGY
 
     assert {q for q in queues if "." not in q} == {spec.name for spec in CPCS_TOPOLOGY.queues}
+
+
+def test_services_trust_forwarded_addresses_from_the_gateway_only() -> None:
+    compose = _compose()
+    gateway = compose["services"]["gateway"]["networks"]["default"]["ipv4_address"]
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(gateway) in ipaddress.ip_network(subnet)
+    for name in ("ingest", "api", "catalog-cache", "calibrate", "reduce"):
+        trusted = compose["services"][name]["environment"]["CPCS_TRUSTED_PROXIES"]
+        assert Settings(trusted_proxies=trusted).trusted_proxy_list == (gateway,)
+    assert (
+        "X-Forwarded-For $proxy_add_x_forwarded_for" in (ROOT / "deploy" / "nginx" / "cpcs.conf").read_text()
+    )

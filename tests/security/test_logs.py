@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 
@@ -70,3 +71,25 @@ def test_a_failed_uploads_logs_do_not_contain_the_token(
     assert any("Traceback" in line for line in json_lines)
     for line in json_lines + text_lines:
         assert token not in line
+
+
+@pytest.mark.parametrize(
+    "value", ["x\n2026-01-01 INFO cpcs: forged", "x\r\nforged", "x\u2028forged", "\u202eeya61aiaG"]
+)
+def test_a_value_cannot_forge_a_text_log_line(value: str) -> None:
+    formatter = RedactingFormatter("%(levelname)s %(name)s: %(message)s")
+    record = logging.LogRecord("cpcs", logging.INFO, __file__, 1, "accepted catalogue for %s", (value,), None)
+    line = formatter.format(record)
+    assert "\n" not in line and "\r" not in line and "\u2028" not in line and "\u202e" not in line
+    assert line.startswith("INFO cpcs: accepted catalogue for x") or "\\u202e" in line
+
+
+def test_a_traceback_keeps_its_lines_but_its_message_is_escaped() -> None:
+    formatter = RedactingFormatter("%(levelname)s %(message)s")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("cpcs", logging.ERROR, __file__, 1, "failed %s", ("a\nb",), sys.exc_info())
+    first, *rest = formatter.format(record).split("\n")
+    assert first == "ERROR failed a\\nb"
+    assert rest[0].startswith("Traceback") and rest[-1] == "ValueError: boom"

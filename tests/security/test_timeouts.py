@@ -136,4 +136,4 @@ def test_serve_configures_uvicorn_for_slow_clients(monkeypatch: pytest.MonkeyPat
     launcher.serve(cast(launcher.Assembly, Stub()), settings)
     assert seen["h11_max_incomplete_event_size"] == 8192 and seen["timeout_keep_alive"] == 3
     assert seen["http"].__name__ == "HeaderTimeoutH11Protocol"
-    assert seen["forwarded_allow_ips"] == settings.trusted_proxies
+    assert seen["proxy_headers"] is False  # no proxy configured: X-Forwarded-For is never read

@@ -266,6 +266,7 @@ def test_upload_form_dry_run(web_data: WebData, browser: Any) -> None:
     browser.find_element(By.ID, "exptime_s").send_keys("90")
     browser.find_element(By.ID, "filter").send_keys("V")
     browser.find_element(By.ID, "force_filter").send_keys("GaiaSP/V")
+    browser.find_element(By.ID, "remember").click()
     browser.find_element(By.ID, "submit").click()
     state = wait_until(
         lambda: browser.execute_script(
@@ -278,6 +279,11 @@ def test_upload_form_dry_run(web_data: WebData, browser: Any) -> None:
     status = browser.find_element(By.ID, "upload-status").text
     assert state == "calibrated", status
     assert re.match(r"V = \d+\.\d{3} ± \d\.\d{3} — dry run", status), status
+    # "Remember" keeps the token for this tab only, never in the browser's lasting storage.
+    kept = browser.execute_script(
+        "return [window.sessionStorage.getItem('cpcs-token'), window.localStorage.getItem('cpcs-token')];"
+    )
+    assert kept == [system.other_token, None]
     link = browser.find_element(By.ID, "observation-link").get_attribute("href")
     observation_id = int(link.rsplit("/", 1)[-1])
     assert observation_id not in web_data.observation_ids

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -33,7 +33,7 @@ from cpcs.science.bands import (
     filter_aliases,
     standard_band,
 )
-from cpcs.web import ERROR_RESPONSES, SessionDep, UserDep
+from cpcs.web import ERROR_RESPONSES, ContextDep, SessionDep, UserDep
 
 ExportFormatName = Literal["json", "csv", "ecsv", "votable", "legacy", "skyportal-mag", "skyportal-flux"]
 
@@ -96,7 +96,7 @@ def router() -> APIRouter:
         },
     )
     def export(
-        request: Request,
+        context: ContextDep,
         session: SessionDep,
         alert_id: RecordId,
         user: UserDep,
@@ -143,7 +143,7 @@ def router() -> APIRouter:
             alert,
             points,
             details,
-            base_url=str(request.base_url),
+            base_url=context.settings.public_base_url,
             skyportal=skyportal,
         )
         disposition = f'attachment; filename="{rendered.filename}"'

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from typing import Annotated, Literal
 
 from astropy.table import Table
@@ -12,6 +11,7 @@ from fastapi.responses import FileResponse
 from cpcs.domain import observations as observation_store
 from cpcs.domain import points as point_store
 from cpcs.errors import NotFoundError
+from cpcs.lightcurve.exports import to_csv, to_ecsv
 from cpcs.schemas import CalibrationOut, ObservationOut, Page, PageOffset, PointOut, RecordId, ReductionOut
 from cpcs.web import ERROR_RESPONSES, ContextDep, SessionDep, UserDep
 
@@ -81,9 +81,8 @@ def router() -> APIRouter:
             return FileResponse(
                 path, media_type="application/fits", filename=f"cpcs-{observation_id}-sources.fits"
             )
-        buffer = io.StringIO()
-        Table.read(path).write(buffer, format="ascii.ecsv" if format == "ecsv" else "ascii.csv")
-        return Response(buffer.getvalue(), media_type="text/plain")
+        table = Table.read(path)
+        return Response(to_ecsv(table) if format == "ecsv" else to_csv(table), media_type="text/plain")
 
     @api.get("/points", response_model=Page[PointOut], tags=["points"], summary="List points with filters")
     def list_points(

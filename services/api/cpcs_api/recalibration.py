@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from cpcs.domain import recalibration as store
@@ -64,8 +64,8 @@ class BulkRecalibrationAccepted(Schema):
     skipped: list[SkippedObservation]
 
 
-def _accepted(request: Request, queued: Queued) -> RecalibrationAccepted:
-    base = f"{request.base_url}api/v1"
+def _accepted(base_url: str, queued: Queued) -> RecalibrationAccepted:
+    base = f"{base_url}api/v1"
     return RecalibrationAccepted(
         request_id=queued.request_id,
         observation_id=queued.observation_id,
@@ -76,11 +76,11 @@ def _accepted(request: Request, queued: Queued) -> RecalibrationAccepted:
     )
 
 
-def _bulk(request: Request, result: store.BulkResult, dry_run: bool) -> BulkRecalibrationAccepted:
+def _bulk(base_url: str, result: store.BulkResult, dry_run: bool) -> BulkRecalibrationAccepted:
     return BulkRecalibrationAccepted(
         queued=len(result.queued),
         dry_run=dry_run,
-        requests=[_accepted(request, q) for q in result.queued],
+        requests=[_accepted(base_url, q) for q in result.queued],
         skipped=[
             SkippedObservation(observation_id=s.observation_id, reason=s.reason) for s in result.skipped
         ],
@@ -101,7 +101,6 @@ def router() -> APIRouter:
     )
     def recalibrate_observation(
         observation_id: RecordId,
-        request: Request,
         response: Response,
         context: ContextDep,
         user: UserDep,
@@ -111,7 +110,7 @@ def router() -> APIRouter:
         with context.db.transaction() as session:
             queued = store.recalibrate_observation(session, user, observation_id, options)
         context.committed()
-        accepted = _accepted(request, queued)
+        accepted = _accepted(context.settings.public_base_url, queued)
         response.headers["Location"] = accepted.status_url
         return accepted
 
@@ -123,7 +122,6 @@ def router() -> APIRouter:
     )
     def recalibrate_alert(
         alert_id: RecordId,
-        request: Request,
         context: ContextDep,
         admin: AdminDep,
         body: RecalibrateIn | None = None,
@@ -133,7 +131,7 @@ def router() -> APIRouter:
         with context.db.transaction() as session:
             result = store.recalibrate_alert(session, alert_id, options)
         context.committed()
-        return _bulk(request, result, options.dry_run)
+        return _bulk(context.settings.public_base_url, result, options.dry_run)
 
     @api.post(
         "/observatories/{observatory_id}/recalibrate",
@@ -143,7 +141,6 @@ def router() -> APIRouter:
     )
     def recalibrate_observatory(
         observatory_id: RecordId,
-        request: Request,
         context: ContextDep,
         admin: AdminDep,
         body: RecalibrateIn | None = None,
@@ -153,7 +150,7 @@ def router() -> APIRouter:
         with context.db.transaction() as session:
             result = store.recalibrate_observatory(session, observatory_id, options)
         context.committed()
-        return _bulk(request, result, options.dry_run)
+        return _bulk(context.settings.public_base_url, result, options.dry_run)
 
     @api.get(
         "/calibration-requests/{request_id}",

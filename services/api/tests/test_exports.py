@@ -277,3 +277,48 @@ def test_the_openapi_document_lists_every_media_type(curve: Curve) -> None:
     parameters = {parameter["name"]: parameter for parameter in operation["parameters"]}
     assert set(parameters["format"]["schema"]["enum"]) == set(FORMAT_TYPES)
     assert parameters["instrument_id"]["required"] is False
+
+
+def test_csv_cells_that_would_run_as_formulas_are_neutralised(curve: Curve) -> None:
+    """An observer named like a formula uploads with a formula for a filter: the CSV defuses both."""
+    system = curve.system
+    added = system.client.post(
+        "/api/v1/users",
+        json={
+            "name": '=HYPERLINK("http://evil.example")',
+            "observatory": "@SUM(1+1)",
+            "lon_deg": 1,
+            "lat_deg": 2,
+        },
+        headers=_auth(system.admin_token),
+    )
+    assert added.status_code == 201, added.text
+    field = simulate_field(7, n_stars=400, ra_deg=FIELD_RA_DEG, dec_deg=FIELD_DEC_DEG, target="bright")
+    # (a comment makes these bytes a new file, not a copy of the first upload)
+    catalogue = to_sextractor_ascii(field.ra_deg, field.dec_deg, field.mag, field.magerr) + "# frame 4\n"
+    accepted = system.client.post(
+        "/api/v1/uploads",
+        data={"alert": ALERT, "exptime_s": "60", "mjd": "57740.5", "filter": "-2+3", "force_filter": "PS1/r"},
+        files={"file": ("frame.cat", catalogue.encode())},
+        headers=_auth(added.json()["token"]),
+    )
+    assert accepted.status_code == 202, accepted.text
+    deadline = time.monotonic() + 60
+    while system.client.get(accepted.json()["status_url"], headers=_auth(system.observer_token)).json()[
+        "status"
+    ] not in ("calibrated", "failed", "error"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    final = system.client.get(accepted.json()["status_url"], headers=_auth(system.observer_token)).json()
+    assert final["status"] == "calibrated", final
+    table = Table.read(curve.export("csv").text, format="ascii.csv")
+    row = table[list(table["mjd"]).index(57740.5)]
+    assert str(row["observer"]) == '\'=HYPERLINK("http://evil.example")'
+    assert str(row["observatory"]) == "'@SUM(1+1)"
+    assert str(row["filter_declared"]) == "'-2+3"
+    assert str(row["filter_note"]).startswith("'-2+3")
+    assert float(row["mag"]) > 0 and table["mag"].dtype.kind == "f"  # numbers stay numbers
+    # ECSV and JSON carry the values as sent.
+    ecsv = Table.read(curve.export("ecsv").text, format="ascii.ecsv")
+    assert str(ecsv[list(ecsv["mjd"]).index(57740.5)]["filter_declared"]) == "-2+3"

@@ -10,6 +10,8 @@ also fail its first calls with 500. The webhook receiver checks each HMAC signat
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import math
 import socket
@@ -55,6 +57,7 @@ from cpcs_api.outbound.webhooks import (
     TargetNotAllowed,
     check_literal_host,
     check_resolved_host,
+    request_headers,
     sign,
     verify_signature,
 )
@@ -269,7 +272,12 @@ class WebhookReceiver:
     async def hook(self, request: Request) -> Response:
         name = request.path_params["name"]
         raw = await request.body()
-        verified = verify_signature(self.secrets.get(name, ""), raw, request.headers.get(SIGNATURE_HEADER))
+        verified = verify_signature(
+            self.secrets.get(name, ""),
+            raw,
+            request.headers.get(SIGNATURE_HEADER),
+            request.headers.get(TIMESTAMP_HEADER),
+        )
         with self.lock:
             calls = self.calls.setdefault(name, [])
             calls.append({"raw": raw, "headers": dict(request.headers), "verified": verified})
@@ -695,7 +703,7 @@ def test_endpoints_check_who_asks_and_what_is_sent(cpcs: OutboundSystem) -> None
     destination = {
         "name": "Fritz",
         "base_url": "https://fritz.example",
-        "token": "abcdefgh1234",
+        "token": "abcdefgh-ijkl-1234",
         "instrument_id": 3,
     }
     assert (
@@ -705,7 +713,7 @@ def test_endpoints_check_who_asks_and_what_is_sent(cpcs: OutboundSystem) -> None
     assert client.get("/api/v1/skyportal/destinations", headers=_auth(observer)).status_code == 403
     created = client.post("/api/v1/skyportal/destinations", json=destination, headers=_auth(admin))
     assert created.status_code == 201
-    assert "abcdefgh1234" not in created.text and created.json()["token_hint"] == "…1234"
+    assert "abcdefgh-ijkl-1234" not in created.text and created.json()["token_hint"] == "…1234"
     duplicate = client.post("/api/v1/skyportal/destinations", json=destination, headers=_auth(admin))
     assert duplicate.status_code == 409
     bad = client.post(
@@ -715,11 +723,11 @@ def test_endpoints_check_who_asks_and_what_is_sent(cpcs: OutboundSystem) -> None
     )
     assert bad.status_code == 422 and "base_url" in bad.json()["message"]
     listed = client.get("/api/v1/skyportal/destinations", headers=_auth(admin))
-    assert [d["name"] for d in listed.json()] == ["Fritz"] and "abcdefgh1234" not in listed.text
+    assert [d["name"] for d in listed.json()] == ["Fritz"] and "abcdefgh-ijkl-1234" not in listed.text
     destination_id = created.json()["id"]
     patched = client.patch(
         f"/api/v1/skyportal/destinations/{destination_id}",
-        json={"active": False, "alert_filter": "ZTF*", "token": "new-token-9876"},
+        json={"active": False, "alert_filter": "ZTF*", "token": "new-token-xyz-9876"},
         headers=_auth(admin),
     )
     assert patched.status_code == 200
@@ -735,10 +743,16 @@ def test_endpoints_check_who_asks_and_what_is_sent(cpcs: OutboundSystem) -> None
     same_host = client.patch(moved, json={"base_url": "https://fritz.example"}, headers=_auth(admin))
     assert same_host.status_code == 200
     with_token = client.patch(
-        moved, json={"base_url": "https://elsewhere.example", "token": "other-5555"}, headers=_auth(admin)
+        moved,
+        json={"base_url": "https://elsewhere.example", "token": "other-token-abcdef-5555"},
+        headers=_auth(admin),
     )
     assert with_token.status_code == 200 and with_token.json()["base_url"] == "https://elsewhere.example"
     assert with_token.json()["token_hint"] == "…5555"
+    short = client.patch(
+        f"/api/v1/skyportal/destinations/{destination_id}", json={"token": "abc123"}, headers=_auth(admin)
+    )
+    assert short.status_code == 200 and short.json()["token_hint"] == "…"  # nothing of a short token
     assert (
         client.get("/api/v1/skyportal/destinations/999/deliveries", headers=_auth(admin)).status_code == 404
     )
@@ -820,17 +834,32 @@ def test_private_targets_are_refused_unless_allowed(tmp_path: Path) -> None:
 # Pure parts.
 
 
-def test_signature_is_hmac_sha256_of_the_raw_body() -> None:
-    # RFC 4231, test case 2.
-    vector = sign("Jefe", b"what do ya want for nothing?")
-    assert vector == "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-    body = b'{"a":1}'
-    signature = sign("s3cret", body)
-    assert verify_signature("s3cret", body, signature)
-    assert not verify_signature("s3cret", body + b" ", signature)
-    assert not verify_signature("other", body, signature)
-    assert not verify_signature("s3cret", body, signature.removeprefix("sha256="))
-    assert not verify_signature("s3cret", body, None)
+def test_signature_is_hmac_sha256_of_the_timestamp_and_the_raw_body() -> None:
+    # The documented recipe, computed independently: HMAC-SHA256(secret, "<timestamp>.<body>").
+    expected = hmac.new(b"Jefe", b"1700000000.what do ya want for nothing?", hashlib.sha256).hexdigest()
+    assert sign("Jefe", b"what do ya want for nothing?", "1700000000") == "sha256=" + expected
+    body, sent = b'{"a":1}', 1_700_000_000
+    signature = sign("s3cret", body, str(sent))
+    assert verify_signature("s3cret", body, signature, str(sent), now=sent + 10)
+    assert not verify_signature("s3cret", body + b" ", signature, str(sent), now=sent)
+    assert not verify_signature("other", body, signature, str(sent), now=sent)
+    assert not verify_signature("s3cret", body, signature.removeprefix("sha256="), str(sent), now=sent)
+    assert not verify_signature("s3cret", body, None, str(sent), now=sent)
+    assert not verify_signature("s3cret", body, signature, None, now=sent)
+    # A captured request replayed later: its old timestamp is too old, a new one breaks the signature.
+    assert not verify_signature("s3cret", body, signature, str(sent), now=sent + 301)
+    assert not verify_signature("s3cret", body, signature, str(sent + 3600), now=sent + 3600)
+    assert not verify_signature("s3cret", body, signature, "-1", now=sent)
+
+
+def test_request_headers_sign_the_timestamp_they_send() -> None:
+    sent_at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    headers = request_headers("s3cret", b"{}", 7, sent_at)
+    assert headers[TIMESTAMP_HEADER] == str(int(sent_at.timestamp()))
+    assert headers[SIGNATURE_HEADER] == sign("s3cret", b"{}", headers[TIMESTAMP_HEADER])
+    assert verify_signature(
+        "s3cret", b"{}", headers[SIGNATURE_HEADER], headers[TIMESTAMP_HEADER], now=sent_at.timestamp()
+    )
 
 
 def test_every_band_of_the_known_surveys_has_its_sncosmo_name() -> None:

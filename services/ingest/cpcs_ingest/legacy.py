@@ -173,9 +173,10 @@ def router() -> APIRouter:
             ),
         )
         final = service.wait_for(registered.request_id, context.settings.legacy_wait_s)
-        status_url = f"{request.base_url}api/v1/observations/{registered.observation_id}"
+        base_url = context.settings.public_base_url
+        status_url = f"{base_url}api/v1/observations/{registered.observation_id}"
         if final.status == "calibrated":
-            result = legacy_result(context, final, str(request.base_url))
+            result = legacy_result(context, final, base_url)
             if output == "json":
                 return JSONResponse(result)
             return HTMLResponse(_html_page(result, params.dry_run))

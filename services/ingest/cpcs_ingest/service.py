@@ -156,7 +156,7 @@ class IngestService:
         self, staged: StagedFile, upload: Upload, alert: Alert, mjd: float | None, exptime_s: float | None
     ) -> UploadFacts:
         catalogue = read_source_catalogue(
-            staged.path.read_bytes(),
+            staged.path,  # read in chunks while the limits are checked
             filename=upload.filename,
             magnitude_column=upload.params.magnitude_column,
             aperture_index=upload.params.aperture_index,

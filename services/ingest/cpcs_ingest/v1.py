@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from cpcs.messages import CalibrationParamsV1
 from cpcs.schemas import UploadAccepted
@@ -26,7 +26,6 @@ def router() -> APIRouter:
         form_limits=upload_form_limits(max_files=1),
     )
     def upload(
-        request: Request,
         response: Response,
         context: ContextDep,
         user: UserDep,
@@ -72,7 +71,7 @@ def router() -> APIRouter:
                 instrument=instrument or None,
             ),
         )
-        status_url = f"{request.base_url}api/v1/observations/{registered.observation_id}"
+        status_url = f"{context.settings.public_base_url}api/v1/observations/{registered.observation_id}"
         response.headers["Location"] = status_url
         return UploadAccepted(
             observation_id=registered.observation_id,

@@ -68,9 +68,10 @@ def authenticate(session: Session, token: str | None) -> User:
     """The user owning an unrevoked token, or ``AuthenticationError``.
 
     Every token check of every interface comes here. Within an HTTP request the client's failures
-    are counted (``cpcs.security.AuthThrottle``): past the limit this raises ``TooManyAttempts``
-    (429) before the database is asked. The lookup by digest is safe against timing: see
-    ``cpcs.auth``.
+    are counted (``cpcs.security.AuthThrottle``): a token that failed too often from this client
+    raises ``TooManyAttempts`` (429) before the database is asked, and past the client's limit a
+    wrong token raises it instead of ``AuthenticationError``; a valid token is always accepted.
+    The lookup by digest is safe against timing: see ``cpcs.auth``.
     """
     if not token or not token.strip():
         raise AuthenticationError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 
 import numpy as np
 from sqlalchemy import func, select
@@ -16,13 +17,42 @@ IVORN_PREFIX = "ivo://"
 
 
 def normalise_name(name: str) -> str:
-    """``Gaia16aye`` and ``ivo://Gaia16aye`` name the same alert."""
-    name = (name or "").strip()
+    """The stored form of an alert name: ``Gaia16aye`` and ``ivo://Gaia16aye`` name the same alert.
+
+    The name is NFKC-normalised (full-width ``ｉｖｏ://Ｇａｉａ16aye`` is ``ivo://Gaia16aye``, a
+    no-break space a space) and must then be printable: line breaks, tabs, NUL and other control
+    characters, bidirectional overrides and zero-width characters are refused with
+    ``invalid_alert_name``, as is a scheme with no name after it.
+    """
+    name = unicodedata.normalize("NFKC", name or "").strip()
     if not name:
         raise InputError("The alert needs a name such as ivo://Gaia16aye.", code="missing_alert_name")
     if len(name) > 300:
         raise InputError("Alert names are at most 300 characters.", code="invalid_alert_name")
-    return name if name.startswith(IVORN_PREFIX) else IVORN_PREFIX + name
+    for position, char in enumerate(name, start=1):
+        if unicodedata.category(char)[0] in "CZ" and char != " ":
+            raise InputError(
+                f"The alert name holds {_describe(char)} at character {position}. Alert names are "
+                "printable text such as ivo://Gaia16aye or AT 2024abc: no line breaks, tabs, control, "
+                "invisible or text-direction characters.",
+                code="invalid_alert_name",
+            )
+    if name.casefold().startswith(IVORN_PREFIX):
+        name = IVORN_PREFIX + name[len(IVORN_PREFIX) :]
+    else:
+        name = IVORN_PREFIX + name
+    if not any(char.isalnum() for char in name[len(IVORN_PREFIX) :]):
+        raise InputError(
+            f"The alert name {name!r} has no name after the scheme: send e.g. ivo://Gaia16aye or Gaia16aye.",
+            code="invalid_alert_name",
+        )
+    return name
+
+
+def _describe(char: str) -> str:
+    code = f"U+{ord(char):04X}"
+    label = unicodedata.name(char, "")
+    return f"{code} ({label})" if label else f"the control character {code}"
 
 
 def check_coordinates(ra_deg: float, dec_deg: float) -> None:

@@ -43,6 +43,8 @@ _VECTOR_ELEMENT = re.compile(
 _QUOTE_LIMIT = 60
 #: Most header lines read before the data: SExtractor writes one per column.
 MAX_HEADER_LINES = 10_000
+#: Most values a row may hold (SExtractor with every aperture of several vectors writes a few hundred).
+MAX_COLUMNS = 2_000
 
 
 @dataclass
@@ -98,7 +100,8 @@ def read_sextractor_ascii(text: str, *, max_rows: int) -> RawTable:
     Raises
     ------
     InputError
-        ``empty_catalogue``, ``too_many_rows``, ``missing_columns`` (no header), ``malformed_header``
+        ``empty_catalogue``, ``too_many_rows``, ``too_many_columns``, ``missing_columns`` (no header),
+        ``malformed_header``
         (also for more than ``MAX_HEADER_LINES`` header lines),
         ``malformed_rows`` (header and rows disagree), ``duplicate_columns``, ``unreadable_catalogue``
         (comma-separated values).
@@ -130,28 +133,23 @@ def read_sextractor_ascii(text: str, *, max_rows: int) -> RawTable:
         else:
             comments.append((index + 1, stripped[1:]))
 
-    # Body: split every line once; drop blank lines and whole-line comments.
-    split_lines = [line.split() for line in lines[start:]]
-    body_lines = [n for n, tokens in enumerate(split_lines, start + 1) if tokens and tokens[0][0] != "#"]
-    rows = (
-        split_lines
-        if len(body_lines) == len(split_lines)
-        else [split_lines[n - start - 1] for n in body_lines]
-    )
-
-    # Cut trailing "# comments" off rows (rare, so look for them line by line only where present).
-    commented = [i for i, n in enumerate(body_lines) if "#" in lines[n - 1]]
-    if commented:
-        rows = list(rows)
-        for i in commented:
-            cut = next(k for k, token in enumerate(rows[i]) if "#" in token)
-            head = rows[i][cut].split("#", 1)[0]
-            rows[i] = rows[i][:cut] + ([head] if head else [])
+    # Body: each row is kept as its text before any "#" (blank lines and whole-line comments
+    # drop out); values are split out of it again only for the columns loaded, which keeps the
+    # memory of a catalogue close to its text's instead of one string object per value.
+    rows: list[str] = []
+    body_lines: list[int] = []
+    for number, line in enumerate(lines[start:], start + 1):
+        if "#" in line:
+            line = line.split("#", 1)[0]
+        if line and not line.isspace():
+            rows.append(line)
+            body_lines.append(number)
 
     # A leading line of names without "#" is a header, not a row.
     names_row: tuple[int, list[str]] | None = None
-    if rows and len(rows[0]) >= 2 and all(_is_name(t) for t in rows[0]):
-        names_row = (body_lines[0], rows[0])
+    first_tokens = rows[0].split() if rows else []
+    if len(first_tokens) >= 2 and all(_is_name(t) for t in first_tokens):
+        names_row = (body_lines[0], first_tokens)
         rows, body_lines = rows[1:], body_lines[1:]
 
     if not rows:
@@ -169,9 +167,16 @@ def read_sextractor_ascii(text: str, *, max_rows: int) -> RawTable:
             code="too_many_rows",
         )
 
-    counts = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    counts = np.fromiter((len(row.split()) for row in rows), dtype=np.int64, count=len(rows))
     n_values = int(np.bincount(counts).argmax())
-    first = rows[0]
+    if n_values > MAX_COLUMNS:
+        raise InputError(
+            f"The catalogue's rows hold {n_values} values each; at most {MAX_COLUMNS} columns are accepted. "
+            "Write only the parameters needed (position, magnitude and its error) to the SExtractor "
+            ".param file.",
+            code="too_many_columns",
+        )
+    first = rows[0].split()
     if any(
         (n_values == 1 and sep in first[0]) or (len(first) > 1 and all(t.endswith(sep) for t in first[:-1]))
         for sep in ",;|"
@@ -226,10 +231,10 @@ def read_sextractor_ascii(text: str, *, max_rows: int) -> RawTable:
     )
 
 
-def _loader(rows: list[list[str]], positions: list[int]) -> Loader:
+def _loader(rows: list[str], positions: list[int]) -> Loader:
     def load(element: int, kind: ValueKind) -> tuple[FloatArray, BoolArray]:
         position = positions[element]
-        return parse_tokens([row[position] for row in rows], kind)
+        return parse_tokens([row.split()[position] for row in rows], kind)
 
     return load
 

@@ -9,16 +9,18 @@ An observer measures every star on an image (usually with SExtractor) and upload
 * a FITS file whose first table extension holds the sources;
 * SExtractor ``FITS_LDAC`` (``LDAC_IMHEAD`` + ``LDAC_OBJECTS``), whose image header is returned too;
 
-any of them optionally gzip-compressed. It returns the usable stars (sky position, magnitude and
-error) as a :class:`SourceCatalogue`. :func:`check_near_position` then verifies that the catalogue
-covers the alert's position.
+any of them optionally gzip-compressed. The size limits (rows, line length, values, decompressed
+size) are enforced while the content streams in (:mod:`cpcs.formats._upload_limits`), so a refusal
+comes before the file has been expanded or parsed whole. It returns the usable stars (sky position,
+magnitude and error) as a :class:`SourceCatalogue`. :func:`check_near_position` then verifies that
+the catalogue covers the alert's position.
 
 Every problem with the upload raises :class:`cpcs.errors.InputError` with a message saying what to
 fix and one of these codes: ``empty_catalogue``, ``unreadable_catalogue``, ``catalogue_too_large``,
 ``missing_columns``, ``duplicate_columns``, ``malformed_header``, ``malformed_rows``,
 ``invalid_aperture_index``, ``coordinates_out_of_range``, ``too_few_stars``, ``too_many_rows``,
-``no_table_in_fits``, ``corrupt_fits`` and, from :func:`check_near_position`,
-``catalogue_not_near_target``.
+``line_too_long``, ``too_many_columns``, ``no_table_in_fits``, ``corrupt_fits`` and, from
+:func:`check_near_position`, ``catalogue_not_near_target``.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ import codecs
 import logging
 import math
 import re
-import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -44,13 +46,11 @@ from cpcs.formats._column_names import (
 from cpcs.formats._fits_tables import read_fits_catalogue
 from cpcs.formats._raw_table import BoolArray, FloatArray, RawColumn, RawTable
 from cpcs.formats._sextractor_ascii import read_sextractor_ascii
+from cpcs.formats._upload_limits import MAX_DECOMPRESSED_BYTES, is_gzip, read_within_limits
 
 __all__ = ["MAX_DECOMPRESSED_BYTES", "SourceCatalogue", "check_near_position", "read_source_catalogue"]
 
 logger = logging.getLogger(__name__)
-
-#: Largest file accepted once decompressed; stops gzip bombs long before memory runs out.
-MAX_DECOMPRESSED_BYTES = 200 * 1024 * 1024
 
 #: SExtractor writes 99 for a failed magnitude or error; anything this large is not a measurement.
 _BAD_MAGNITUDE = 90.0
@@ -61,7 +61,6 @@ _ACCEPTED_FORMATS = (
     "FITS_LDAC, optionally gzip-compressed"
 )
 _FITS_MAGIC = b"SIMPLE  ="
-_GZIP_MAGIC = b"\x1f\x8b"
 _FOREIGN_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"PK\x03\x04", "a ZIP archive; upload the catalogue file itself (gzip compression is fine)"),
     (b"BZh", "a bzip2 archive; upload the catalogue uncompressed or gzip-compressed"),
@@ -125,7 +124,7 @@ class SourceCatalogue:
 
 
 def read_source_catalogue(
-    data: bytes,
+    data: bytes | Path,
     *,
     filename: str | None = None,
     magnitude_column: str | None = None,
@@ -137,8 +136,9 @@ def read_source_catalogue(
 
     Parameters
     ----------
-    data : bytes
-        The uploaded file, possibly gzip-compressed. The format is recognised from the content.
+    data : bytes or Path
+        The uploaded file (or the path of the file holding it), possibly gzip-compressed. The
+        format is recognised from the content. A file is read in chunks as the limits are checked.
     filename : str, optional
         The name the file was uploaded under; only used to make error messages more helpful.
     magnitude_column : str, optional
@@ -165,7 +165,7 @@ def read_source_catalogue(
     """
     try:
         return _read(
-            bytes(data),
+            data if isinstance(data, Path) else bytes(data),
             filename=filename,
             magnitude_column=magnitude_column,
             aperture_index=aperture_index,
@@ -254,7 +254,7 @@ def _named(filename: str | None) -> str:
 
 
 def _read(
-    data: bytes,
+    data: bytes | Path,
     *,
     filename: str | None,
     magnitude_column: str | None,
@@ -262,26 +262,16 @@ def _read(
     min_stars: int,
     max_rows: int,
 ) -> SourceCatalogue:
+    compressed = is_gzip(data)
+    data = read_within_limits(data, max_rows=max_rows)
     if not data or data.isspace():
         raise InputError(
-            f"The uploaded catalogue{_named(filename)} is empty. Upload the catalogue file written by "
+            "The gzip file decompresses to nothing. Compress the catalogue file itself and upload again."
+            if compressed
+            else f"The uploaded catalogue{_named(filename)} is empty. Upload the catalogue file written by "
             f"SExtractor (or another tool): {_ACCEPTED_FORMATS}.",
             code="empty_catalogue",
         )
-    if len(data) > MAX_DECOMPRESSED_BYTES:
-        raise _too_large(len(data))
-    if data.startswith(_GZIP_MAGIC):
-        data = _gunzip(data)
-        if not data or data.isspace():
-            raise InputError(
-                "The gzip file decompresses to nothing. Compress the catalogue file itself and upload again.",
-                code="empty_catalogue",
-            )
-        if data.startswith(_GZIP_MAGIC):
-            raise InputError(
-                "The file is gzip-compressed twice. Decompress it once and upload again.",
-                code="unreadable_catalogue",
-            )
 
     if data.startswith(_FITS_MAGIC):
         table = read_fits_catalogue(data, max_rows=max_rows)
@@ -290,45 +280,6 @@ def _read(
     return _assemble(
         table, magnitude_column=magnitude_column, aperture_index=aperture_index, min_stars=min_stars
     )
-
-
-def _too_large(size: int) -> InputError:
-    return InputError(
-        f"The catalogue is larger than {MAX_DECOMPRESSED_BYTES // (1024 * 1024)} MB "
-        f"({'at least ' if size > MAX_DECOMPRESSED_BYTES else ''}{size / 1024 / 1024:.0f} MB uncompressed). "
-        "Upload only the columns and stars needed (position, magnitude and its error).",
-        code="catalogue_too_large",
-    )
-
-
-def _gunzip(data: bytes) -> bytes:
-    """Decompress one or more concatenated gzip members, refusing output beyond the size cap."""
-    out: list[bytes] = []
-    total = 0
-    rest = data
-    while rest:
-        if not rest.startswith(_GZIP_MAGIC):
-            break  # trailing padding or junk after the last member: ignore it, as gzip does
-        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            chunk = inflater.decompress(rest, MAX_DECOMPRESSED_BYTES - total + 1)
-        except zlib.error as exc:
-            raise InputError(
-                f"The gzip-compressed file is corrupt ({exc}). Compress the catalogue again and re-upload.",
-                code="unreadable_catalogue",
-            ) from exc
-        total += len(chunk)
-        out.append(chunk)
-        if total > MAX_DECOMPRESSED_BYTES or inflater.unconsumed_tail:
-            raise _too_large(total)
-        if not inflater.eof:
-            raise InputError(
-                "The gzip-compressed file is truncated (it ends before the compressed data does). "
-                "Upload the complete file.",
-                code="unreadable_catalogue",
-            )
-        rest = inflater.unused_data
-    return b"".join(out)
 
 
 def _decode_text(data: bytes, filename: str | None) -> str:

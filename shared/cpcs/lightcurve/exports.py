@@ -8,6 +8,11 @@ Formats
 ``csv``, ``ecsv``, ``votable``
     One row a point, the columns of :data:`COLUMNS` (astropy writes and reads them back: ECSV and
     VOTable keep units (mag, uJy, d), descriptions and masks; CSV leaves missing values empty).
+    In CSV, a text cell (filter, comment, observer, observatory...) that a spreadsheet would run as a
+    formula, one starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, is written with
+    a leading single quote (OWASP's advice against CSV injection); numbers, negative ones included,
+    and text that reads as a number (``-1.5``) are written unchanged. ECSV and VOTable carry text
+    as it was sent: they are data formats, read by astropy, TOPCAT and the like, not spreadsheets.
 ``legacy``
     CPCS's parallel arrays (``/followup/get_alert_lc_data``): ``magerr = -1`` marks an upper limit.
 ``skyportal-mag``, ``skyportal-flux``
@@ -111,7 +116,12 @@ FORMATS: dict[str, ExportFormat] = {
     f.name: f
     for f in (
         ExportFormat("json", "application/json", "json", "every point with its calibration facts"),
-        ExportFormat("csv", "text/csv; charset=utf-8", "csv", "one row a point"),
+        ExportFormat(
+            "csv",
+            "text/csv; charset=utf-8",
+            "csv",
+            "one row a point; text that would start a formula gets a '",
+        ),
         # ECSV has no registered media type; plain text, as the observations' source tables.
         ExportFormat("ecsv", "text/plain; charset=utf-8", "ecsv", "one row a point, with units"),
         # The media type the IVOA VOTable recommendation gives.
@@ -392,10 +402,50 @@ def to_table(alert: AlertOut, rows: Sequence[ExportRow]) -> Table:
     return table
 
 
+#: What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def neutralise_formula(text: str) -> str:
+    """``text`` made safe for a spreadsheet: a cell that would start a formula gets a leading ``'``.
+
+    Text starting (after any spaces) with ``=``, ``+``, ``-`` or ``@``, or starting with a tab or a
+    carriage return, is prefixed with a single quote, as OWASP recommends; text that reads as a
+    number (``-1.5``, ``+3e2``) is left alone, so that it stays a number.
+    """
+    stripped = text.lstrip(" ")
+    if (text.startswith(("\t", "\r")) or stripped.startswith(_FORMULA_STARTS)) and not _is_number(text):
+        return "'" + text
+    return text
+
+
 def to_csv(table: Table) -> str:
-    """CSV text with a header line of column names; missing values are empty fields."""
+    """CSV text with a header line of column names; missing values are empty fields.
+
+    Text cells that a spreadsheet would run as a formula are neutralised (:func:`neutralise_formula`);
+    numeric columns and numeric text are written as they are.
+    """
+    safe = table.copy(copy_data=False)
+    for name in safe.colnames:
+        column = safe[name]
+        if column.dtype.kind != "U":
+            continue
+        values = [neutralise_formula(str(value)) for value in np.asarray(column)]
+        data = np.array(values, dtype=str) if values else np.asarray(column)
+        if isinstance(column, MaskedColumn):
+            safe[name] = MaskedColumn(data, name=name, mask=column.mask)
+        else:
+            safe[name] = Column(data, name=name)
     buffer = io.StringIO()
-    table.write(buffer, format="ascii.csv")
+    safe.write(buffer, format="ascii.csv")
     return buffer.getvalue()
 
 

@@ -130,7 +130,9 @@ class DestinationOut(Schema):
     alert_filter: str | None
     active: bool
     created_at: dt.datetime
-    token_hint: str = Field(description="The token's last four characters")
+    token_hint: str = Field(
+        description="The token's last four characters (none of a token shorter than 16 characters)"
+    )
 
 
 def _webhook_view(row: WebhookSubscription) -> WebhookOut:
@@ -149,8 +151,13 @@ def _destination_view(row: SkyPortalDestination) -> DestinationOut:
         alert_filter=row.alert_filter,
         active=row.active,
         created_at=as_utc(row.created_at),
-        token_hint="…" + row.token[-4:],
+        token_hint=token_hint(row.token),
     )
+
+
+def token_hint(token: str) -> str:
+    """Enough of a token to tell it from another, never enough to use it: its last 4 of 16 or more."""
+    return "…" + token[-4:] if len(token) >= 16 else "…"
 
 
 def _optional_utc(value: dt.datetime | None) -> dt.datetime | None:

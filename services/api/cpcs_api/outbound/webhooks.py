@@ -2,16 +2,18 @@
 
 Every request carries
 
-* ``X-CPCS-Signature: sha256=<hex>`` — HMAC-SHA256 of the raw request body, keyed with the
-  subscription's secret (UTF-8), as lower-case hex;
 * ``X-CPCS-Timestamp`` — when this attempt was sent, Unix seconds (an integer, as text);
+* ``X-CPCS-Signature: sha256=<hex>`` — HMAC-SHA256 of the timestamp, a full stop and the raw
+  request body (``f"{timestamp}.".encode() + body``), keyed with the subscription's secret (UTF-8),
+  as lower-case hex;
 * ``X-CPCS-Delivery`` — the delivery id; every retry of one delivery repeats it and sends the
   same bytes, so a receiver de-duplicates on it.
 
-The signature covers the body only. The body itself names the delivery id and the time the
-delivery was created, so a receiver that wants to refuse replays compares those signed values
-(the timestamp header is informative). A receiver checks with :func:`verify_signature`, or in
-any language: ``hmac_sha256(secret, body) == header[len("sha256="):]`` in constant time.
+The signature covers the timestamp, so a captured request cannot be replayed later with a new
+one: a receiver refuses a timestamp older than a few minutes (:data:`SIGNATURE_TOLERANCE_S`) and
+de-duplicates deliveries within that window. It checks with :func:`verify_signature`, or in any
+language: ``hmac_sha256(secret, timestamp + "." + body) == signature[len("sha256="):]`` in
+constant time, and ``|now - timestamp| <= 300``.
 
 Any 2xx answer counts as delivered; see :mod:`.dispatcher` for retries.
 """
@@ -38,6 +40,8 @@ EVENT = "point.calibrated"
 PAYLOAD_VERSION = 1
 SIGNATURE_PREFIX = "sha256="
 SECRET_BYTES = 32
+#: How far a signed timestamp may be from the receiver's clock, in seconds.
+SIGNATURE_TOLERANCE_S = 300
 
 
 def new_secret() -> str:
@@ -45,25 +49,44 @@ def new_secret() -> str:
     return secrets.token_urlsafe(SECRET_BYTES)
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The ``X-CPCS-Signature`` value of ``body``: ``sha256=`` and the hex HMAC-SHA256."""
-    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-    return SIGNATURE_PREFIX + digest
+def sign(secret: str, body: bytes, timestamp: str) -> str:
+    """The ``X-CPCS-Signature`` value of ``body`` sent at ``timestamp`` (the header's text)."""
+    message = timestamp.encode("ascii") + b"." + body
+    return SIGNATURE_PREFIX + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
-def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
-    """Whether ``header`` is the signature of ``body`` under ``secret`` (constant-time compare)."""
-    if not header or not header.startswith(SIGNATURE_PREFIX):
+def verify_signature(
+    secret: str,
+    body: bytes,
+    signature: str | None,
+    timestamp: str | None,
+    *,
+    now: float | None = None,
+    tolerance_s: float = SIGNATURE_TOLERANCE_S,
+) -> bool:
+    """Whether ``signature`` signs ``body`` at ``timestamp`` under ``secret``, and the time is recent.
+
+    ``signature`` and ``timestamp`` are the ``X-CPCS-Signature`` and ``X-CPCS-Timestamp`` headers;
+    the comparison is constant-time; ``now`` defaults to the clock (Unix seconds).
+    """
+    if not signature or not signature.startswith(SIGNATURE_PREFIX) or not timestamp:
         return False
-    return hmac.compare_digest(sign(secret, body).encode(), header.strip().encode())
+    timestamp = timestamp.strip()
+    if not (timestamp.isascii() and timestamp.isdigit()):
+        return False
+    current = dt.datetime.now(dt.UTC).timestamp() if now is None else now
+    if abs(current - int(timestamp)) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, body, timestamp).encode(), signature.strip().encode())
 
 
 def request_headers(secret: str, body: bytes, delivery_id: int, sent_at: dt.datetime) -> dict[str, str]:
     """The headers of one attempt of a webhook delivery."""
+    timestamp = str(int(sent_at.timestamp()))
     return {
         "Content-Type": "application/json",
-        SIGNATURE_HEADER: sign(secret, body),
-        TIMESTAMP_HEADER: str(int(sent_at.timestamp())),
+        SIGNATURE_HEADER: sign(secret, body, timestamp),
+        TIMESTAMP_HEADER: timestamp,
         DELIVERY_HEADER: str(delivery_id),
     }
 

@@ -12,7 +12,7 @@ import pytest
 from astropy.io import fits
 
 from cpcs.errors import InputError
-from cpcs.formats import source_catalogue
+from cpcs.formats import _upload_limits, source_catalogue
 from cpcs.formats.source_catalogue import read_source_catalogue
 
 DATA = Path(__file__).parent / "data"
@@ -198,9 +198,9 @@ def test_doubly_compressed_gzip() -> None:
 
 
 def test_gzip_bomb_is_stopped_at_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(source_catalogue, "MAX_DECOMPRESSED_BYTES", 1_000_000)
+    monkeypatch.setattr(_upload_limits, "MAX_DECOMPRESSED_BYTES", 1_000_000)
     bomb = zlib.compressobj(9, zlib.DEFLATED, 31)
-    packed = bomb.compress(b"0" * 50_000_000) + bomb.flush()
+    packed = bomb.compress((b" " * 60_000 + b"\n") * 800) + bomb.flush()
     assert len(packed) < 100_000
     error = error_for(packed)
     assert error.code == "catalogue_too_large"

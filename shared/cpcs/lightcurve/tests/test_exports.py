@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from astropy.io import ascii as astropy_ascii
 from astropy.io.votable import parse as parse_votable
-from astropy.table import Table
+from astropy.table import MaskedColumn, Table
 
 from cpcs.lightcurve.exports import (
     COLUMNS,
@@ -23,6 +23,7 @@ from cpcs.lightcurve.exports import (
     SkyPortalOptions,
     export_rows,
     legacy_arrays,
+    neutralise_formula,
     render,
     skyportal_obj_id,
     skyportal_photometry,
@@ -414,3 +415,39 @@ def test_a_non_finite_value_never_reaches_json() -> None:
     odd = _point(9, "PS1", "r", 15.0).model_copy(update={"caliberr": float("nan")})
     body = json.loads(render("json", ALERT, [odd]).body)
     assert body["points"][0]["caliberr"] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ("=1+2", "'=1+2"),
+        ("+cmd", "'+cmd"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("  =1", "'  =1"),
+        ("-1.5", "-1.5"),
+        ("+3e2", "+3e2"),
+        ("-", "'-"),
+        ("V", "V"),
+        ("a=b", "a=b"),
+        ("", ""),
+    ],
+)
+def test_neutralise_formula(text: str, written: str) -> None:
+    assert neutralise_formula(text) == written
+
+
+def test_csv_neutralises_text_cells_but_not_numbers() -> None:
+    table = Table(
+        {
+            "mag": [-1.5, 15.2],
+            "filter_declared": ["=1+2", "-1.5"],
+            "comment": MaskedColumn(["@x", ""], mask=[False, True]),
+        }
+    )
+    lines = to_csv(table).splitlines()
+    assert lines[1] == "-1.5,'=1+2,'@x"
+    assert lines[2] == "15.2,-1.5,"
+    assert str(table["filter_declared"][0]) == "=1+2"  # the table itself is untouched

@@ -15,8 +15,11 @@
   const details = document.getElementById("upload-details");
   const submit = document.getElementById("submit");
 
+  // The token is kept for this tab only (sessionStorage), never across browser sessions; a copy an
+  // earlier version of this page left in localStorage is removed.
   try {
-    const saved = window.localStorage.getItem(TOKEN_KEY);
+    window.localStorage.removeItem(TOKEN_KEY);
+    const saved = window.sessionStorage.getItem(TOKEN_KEY);
     if (saved) { token.value = saved; remember.checked = true; }
   } catch (e) { /* storage disabled: nothing to restore */ }
 
@@ -102,8 +105,8 @@
     if (!form.elements.alert.value.trim()) { show("error", "Name the alert."); form.elements.alert.focus(); return; }
     if (!file) { show("error", "Choose a catalogue or image file."); return; }
     try {
-      if (remember.checked) window.localStorage.setItem(TOKEN_KEY, bearer);
-      else window.localStorage.removeItem(TOKEN_KEY);
+      if (remember.checked) window.sessionStorage.setItem(TOKEN_KEY, bearer);
+      else window.sessionStorage.removeItem(TOKEN_KEY);
     } catch (e) { /* storage disabled */ }
 
     const data = new FormData();
