@@ -386,7 +386,7 @@ def test_failed_observation_and_unsafe_links(embedded: System, gaia16aye_field: 
     assert "No calibrated points yet" in alert_page.text and "plotly" not in alert_page.text
     accepted = client.post(
         "/api/v1/uploads",
-        data={"alert": ALERT, "force_filter": "SDSS/u"},
+        data={"alert": ALERT, "mjd": "57737.8", "force_filter": "SDSS/u"},
         files={"file": ("frame.cat", catalogue_bytes(gaia16aye_field, 0.0))},
         headers=auth(embedded.observer_token),
     )

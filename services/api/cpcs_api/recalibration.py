@@ -128,10 +128,9 @@ def router() -> APIRouter:
         admin: AdminDep,
         body: RecalibrateIn | None = None,
     ) -> BulkRecalibrationAccepted:
-        del admin
         options = (body or RecalibrateIn()).options()
         with context.db.transaction() as session:
-            result = store.recalibrate_alert(session, alert_id, options)
+            result = store.recalibrate_alert(session, alert_id, options, admin)
         context.committed()
         return _bulk(request, result, options.dry_run)
 
@@ -148,10 +147,9 @@ def router() -> APIRouter:
         admin: AdminDep,
         body: RecalibrateIn | None = None,
     ) -> BulkRecalibrationAccepted:
-        del admin
         options = (body or RecalibrateIn()).options()
         with context.db.transaction() as session:
-            result = store.recalibrate_observatory(session, observatory_id, options)
+            result = store.recalibrate_observatory(session, observatory_id, options, admin)
         context.committed()
         return _bulk(request, result, options.dry_run)
 

@@ -7,7 +7,10 @@ A **source catalogue** (SExtractor ASCII, FITS table, LDAC) carries no observing
 (``frame.cat`` -> ``frame.fits``, ``frame.fts``, ``frame.fit``, ``frame.fits.gz``, ``frame.fits.fz``):
 its header gives the mid-exposure MJD (``DATE-OBS``/``MJD-OBS``/``JD``/``HJD`` + ``EXPTIME``/2), the
 exposure time and the filter, read by :func:`cpcs.science.imaging.header.standardise_header` exactly
-as the server reads uploaded images. Values given on the command line win over the header.
+as the server reads uploaded images. Values given on the command line win over the header. A
+catalogue for which no time can be found (no ``--mjd``, no image beside it with a time card, no time
+in an LDAC image header) is not sent: the server would refuse it (``missing_time``), since a point
+needs a time.
 
 A **FITS image** is uploaded as it is: the server reads its header itself (only values given on the
 command line are sent with it).
@@ -23,6 +26,7 @@ other 4xx is final and reported with the server's ``error`` code and ``message``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import math
 import time
@@ -38,6 +42,7 @@ from astropy.utils.exceptions import AstropyWarning
 
 from cpcs.errors import InputError
 from cpcs.formats.fits_image import inspect_fits_image, looks_like_fits
+from cpcs.formats.source_catalogue import read_source_catalogue
 from cpcs.science.imaging.header import standardise_header
 
 FileKind = Literal["catalogue", "image"]
@@ -83,6 +88,8 @@ class PlannedUpload:
     filter_name: str | None
     header_from: Path | None = None  # the FITS file whose header gave values, if any
     notes: tuple[str, ...] = ()
+    #: Why the file is not sent at all (the server would refuse it), with the error code.
+    refusal: tuple[str, str] | None = None
 
     def form(self) -> dict[str, str]:
         values = {"mjd": self.mjd, "exptime_s": self.exptime_s, "filter": self.filter_name}
@@ -256,25 +263,50 @@ def plan_upload(
 ) -> PlannedUpload:
     """The file's kind and its form values: the command line's, else the sibling image header's."""
     kind = file_kind(path)
-    if kind == "image" or not use_sibling:
+    if kind == "image":
         return PlannedUpload(path, kind, mjd, exptime_s, filter_name)
-    image = sibling_image(path)
-    if image is None:
-        missing = () if mjd is not None else ("no image beside it and no --mjd: the point has no time",)
-        return PlannedUpload(path, kind, mjd, exptime_s, filter_name, notes=missing)
-    facts = read_header_facts(image)
-    notes: list[str] = []
-    if mjd is None and facts.mjd is None:
-        notes.append(f"{image.name} has no usable time card")
-    return PlannedUpload(
+    image = sibling_image(path) if use_sibling else None
+    facts = read_header_facts(image) if image is not None else None
+    plan = PlannedUpload(
         path,
         kind,
-        mjd if mjd is not None else facts.mjd,
-        exptime_s if exptime_s is not None else facts.exptime_s,
-        filter_name if filter_name is not None else facts.filter_name,
+        mjd if mjd is not None or facts is None else facts.mjd,
+        exptime_s if exptime_s is not None or facts is None else facts.exptime_s,
+        filter_name if filter_name is not None or facts is None else facts.filter_name,
         header_from=image,
-        notes=tuple(notes),
     )
+    if plan.mjd is not None:
+        return plan
+    if _time_in_own_header(path):
+        return dataclasses.replace(plan, notes=("the time comes from its LDAC image header",))
+    where = (
+        f"{image.name} beside it has no usable time card"
+        if image is not None
+        else "no image with the same stem beside it"
+        if use_sibling
+        else "--no-sibling"
+    )
+    return dataclasses.replace(
+        plan,
+        refusal=(
+            "missing_time",
+            f"no time for this catalogue ({where}, no --mjd): give --mjd, or put the image it was "
+            "extracted from beside it (frame.cat -> frame.fits); a point needs a time.",
+        ),
+    )
+
+
+def _time_in_own_header(path: Path) -> bool:
+    """An LDAC catalogue's image header has a time (a file the server would refuse anyway: yes, send
+    it, so that the server says what is wrong with it)."""
+    with path.open("rb") as handle:
+        if not looks_like_fits(handle.read(512)):
+            return False
+    try:
+        catalogue = read_source_catalogue(path.read_bytes(), filename=path.name)
+    except InputError:
+        return True
+    return standardise_header(fits.Header(list(catalogue.header.items()))).mjd_mid is not None
 
 
 # --- talking to the server ----------------------------------------------------------------------
@@ -374,6 +406,10 @@ class CpcsUploader:
     def upload(self, plan: PlannedUpload, options: UploadOptions) -> UploadOutcome:
         """Send one file; a refusal or exhausted retries give an outcome with status ``rejected``."""
         outcome = UploadOutcome(plan)
+        if plan.refusal is not None:
+            outcome.status = "rejected"
+            outcome.error_code, outcome.error_message = plan.refusal
+            return outcome
         data = {**options.form(), **plan.form()}
 
         def post() -> httpx.Response:

@@ -53,7 +53,18 @@
     return table;
   }
 
-  function showObservation(observation) {
+  /* What this upload did to the light curve: added a point, found the existing one, or corrected it. */
+  function outcome(observation, accepted) {
+    if (observation.dry_run) return " — dry run, not added to the light curve";
+    if (accepted.duplicate && accepted.corrected && accepted.corrected.length) {
+      return " — you uploaded this file before: your existing point was corrected (" + accepted.corrected.join(", ") + "), nothing was added";
+    }
+    if (accepted.duplicate) return " — you uploaded this file before: nothing was added, this is your existing point";
+    if (accepted.point_id) return " — your existing point was recalibrated with these parameters";
+    return " — added to the light curve";
+  }
+
+  function showObservation(observation, accepted) {
     details.replaceChildren();
     const link = element("a", "Observation " + observation.id + ": calibration plots", {
       href: "/observations/" + observation.id, id: "observation-link",
@@ -64,7 +75,7 @@
       const value = t.is_upper_limit
         ? c.band + " > " + number(t.mag, 2) + " (upper limit)"
         : c.band + " = " + number(t.mag, 3) + " ± " + number(t.err_total, 3);
-      show("calibrated", value + (observation.dry_run ? " — dry run, not added to the light curve" : " — added to the light curve"));
+      show("calibrated", value + outcome(observation, accepted));
       details.appendChild(rows([
         ["Reference", c.survey + "/" + c.band + " (" + c.mode + ")"],
         ["Zero point", number(c.zp, 3) + " ± " + number(c.zp_err, 3)],
@@ -81,13 +92,14 @@
     details.appendChild(element("p")).appendChild(link);
   }
 
-  async function poll(id, bearer) {
+  async function poll(accepted, bearer) {
+    const id = accepted.observation_id;
     const started = Date.now();
     for (;;) {
       const response = await fetch("/api/v1/observations/" + id, { headers: { Authorization: "Bearer " + bearer } });
       const body = await response.json();
       if (!response.ok) { show("error", (body.error || response.status) + ": " + (body.message || "")); return; }
-      showObservation(body);
+      showObservation(body, accepted);
       if (FINAL.includes(body.status)) return;
       if (Date.now() - started > POLL_LIMIT_MS) { show("waiting", "Still " + body.status + "; reload the observation page later."); return; }
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
@@ -124,8 +136,8 @@
         show("error", "Not accepted (" + response.status + "): " + (body.error || "") + (body.message ? " — " + body.message : ""));
         return;
       }
-      show("waiting", "Accepted as observation " + body.observation_id + (body.duplicate ? " (seen before)" : "") + "; calibrating…");
-      await poll(body.observation_id, bearer);
+      show("waiting", "Accepted as observation " + body.observation_id + (body.duplicate ? " (uploaded before)" : "") + "; calibrating…");
+      await poll(body, bearer);
     } catch (error) {
       show("error", "The upload failed: " + error);
     } finally {
