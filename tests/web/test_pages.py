@@ -297,6 +297,59 @@ def test_upload_form_dry_run(web_data: WebData, browser: Any) -> None:
     assert console_errors(browser) == []
 
 
+def test_upload_form_says_when_nothing_was_added(
+    web_data: WebData, browser: Any, gaia16aye_field: SimulatedField, tmp_path: Path
+) -> None:
+    """The same file twice (no dry run): added the first time; the second time the page says it was
+    uploaded before and nothing was added, and with a corrected time that the point was corrected."""
+    from selenium.webdriver.common.by import By
+
+    system = web_data.system
+    frame = tmp_path / "twice.cat"
+    frame.write_bytes(catalogue_bytes(gaia16aye_field, 0.437))  # bytes nobody sent before
+
+    def send(mjd: str) -> str:
+        open_page(browser, f"{web_data.base_url}/upload?alert={ALERT}")
+        browser.get_log("browser")
+        if browser.find_element(By.ID, "dry_run").is_selected():
+            browser.find_element(By.ID, "dry_run").click()
+        browser.find_element(By.ID, "token").send_keys(system.other_token)
+        browser.find_element(By.ID, "file").send_keys(str(frame))
+        browser.find_element(By.ID, "mjd").send_keys(mjd)
+        browser.find_element(By.ID, "submit").click()
+        state = wait_until(
+            lambda: browser.execute_script(
+                "const s = document.getElementById('upload-result').dataset.state;"
+                "return s && s !== 'waiting' ? s : null;"
+            ),
+            timeout_s=30,
+            what="the upload's result",
+        )
+        status: str = browser.find_element(By.ID, "upload-status").text
+        assert state == "calibrated", status
+        assert console_errors(browser) == []
+        return status
+
+    assert send("57751.5").endswith("— added to the light curve")
+    again = send("57751.5")
+    assert "you uploaded this file before: nothing was added" in again and "corrected" not in again
+    fixed = send("57751.6")
+    assert "your existing point was corrected (mjd), nothing was added" in fixed
+    screenshot(browser, "upload-corrected", full_page=True)
+    points = system.client.get(
+        "/api/v1/points",
+        params={"alert_id": web_data.alert_id, "mine": True},
+        headers=auth(system.other_token),
+    ).json()["items"]
+    [mine] = [p for p in points if p["mjd"] == 57751.6]
+    assert not [p for p in points if p["mjd"] == 57751.5]
+    # Leave the light curve as the other tests know it.
+    assert (
+        system.client.delete(f"/api/v1/points/{mine['id']}", headers=auth(system.other_token)).status_code
+        == 200
+    )
+
+
 def test_alert_list_pages_and_search(embedded: System) -> None:
     client = embedded.client
     with embedded.context.db.transaction() as session:

@@ -60,7 +60,10 @@
       return " — you uploaded this file before: your existing point was corrected (" + accepted.corrected.join(", ") + "), nothing was added";
     }
     if (accepted.duplicate) return " — you uploaded this file before: nothing was added, this is your existing point";
-    if (accepted.point_id) return " — your existing point was recalibrated with these parameters";
+    if (accepted.point_id) {
+      const fixed = accepted.corrected && accepted.corrected.length ? " and corrected (" + accepted.corrected.join(", ") + ")" : "";
+      return " — you uploaded this file before: your existing point was recalibrated with these parameters" + fixed;
+    }
     return " — added to the light curve";
   }
 
@@ -92,18 +95,24 @@
     details.appendChild(element("p")).appendChild(link);
   }
 
+  /* Follow the upload's calibration request (for a file sent again: the existing one, or the run that
+     recalibrates the corrected observation), then show the observation it ended in. */
   async function poll(accepted, bearer) {
-    const id = accepted.observation_id;
+    const headers = { Authorization: "Bearer " + bearer };
     const started = Date.now();
     for (;;) {
-      const response = await fetch("/api/v1/observations/" + id, { headers: { Authorization: "Bearer " + bearer } });
+      const response = await fetch("/api/v1/calibration-requests/" + accepted.calibration_request_id, { headers });
       const body = await response.json();
       if (!response.ok) { show("error", (body.error || response.status) + ": " + (body.message || "")); return; }
-      showObservation(body, accepted);
-      if (FINAL.includes(body.status)) return;
+      if (FINAL.includes(body.status)) break;
+      show("waiting", "Status: " + body.status + "…");
       if (Date.now() - started > POLL_LIMIT_MS) { show("waiting", "Still " + body.status + "; reload the observation page later."); return; }
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
+    const response = await fetch("/api/v1/observations/" + accepted.observation_id, { headers });
+    const observation = await response.json();
+    if (!response.ok) { show("error", (observation.error || response.status) + ": " + (observation.message || "")); return; }
+    showObservation(observation, accepted);
   }
 
   form.addEventListener("submit", async (event) => {
