@@ -726,6 +726,7 @@ def test_the_same_bytes_from_another_observer_are_his_own_observation(world: Wor
         "Bob's night",
     )
     assert his["point"]["mjd"] == 57738.25 and his["point"]["observer"] == names[bob]
+    assert (his["filename"], hers["filename"]) == ("bob.cat", "alice.cat")  # the bytes are shared, names not
 
     # The legacy door, other parameters: a new version of Bob's observation, never of Alice's.
     legacy = client.post(

@@ -128,6 +128,8 @@ class Observation(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
     instrument_id: Mapped[int | None] = mapped_column(ForeignKey("instrument.id"))
     upload_id: Mapped[int] = mapped_column(ForeignKey("upload.id"))
+    #: The name this uploader gave the file (the bytes are shared, the names are not).
+    filename: Mapped[str | None] = mapped_column(String(300))
     mjd: Mapped[float | None] = mapped_column(Float)
     exptime_s: Mapped[float | None] = mapped_column(Float)
     filter_declared: Mapped[str | None] = mapped_column(String(40))

@@ -136,7 +136,7 @@ def observation_view(session: Session, observation: Observation) -> ObservationO
         filter_declared=observation.filter_declared,
         comment=observation.comment,
         upload_sha256=observation.upload.sha256,
-        filename=observation.upload.filename,
+        filename=observation.filename,
         source_summary=observation.source_summary,
         created_at=observation.created_at,
         revision=session.scalar(

@@ -149,6 +149,7 @@ def register_upload(
             user_id=user.id,
             upload_id=upload.id,
             instrument_id=facts.instrument_id,
+            filename=facts.filename,
             mjd=facts.mjd,
             exptime_s=facts.exptime_s,
             filter_declared=facts.filter_declared,
