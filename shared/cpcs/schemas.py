@@ -138,6 +138,9 @@ class CalibrationOut(Schema):
     outlier_fraction: float
     alternatives: list[AlternativeOut]
     target: TargetOut
+    requested_by: str | None = Field(
+        None, description="Who asked for this version: the uploader, or who recalibrated it (an admin)"
+    )
     created_at: UtcDateTime
 
 

@@ -779,6 +779,8 @@ def test_the_same_bytes_from_another_observer_are_his_own_observation(world: Wor
         assert time.monotonic() < deadline, request
         time.sleep(0.05)
     assert request["status"] == "calibrated" and request["requested_by"] == names[admin]
+    assert [c["requested_by"] for c in _history(world, hers_id)] == [names[alice], names[admin]]
+    assert [c["requested_by"] for c in _history(world, his["id"])] == [names[bob], names[bob]]
     with system.context.db.transaction() as session:
         first = session.scalars(
             select(CalibrationRequest).where(CalibrationRequest.observation_id == hers_id)

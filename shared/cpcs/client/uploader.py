@@ -19,8 +19,10 @@ Retries
 -------
 Connection failures, timeouts, 429 and 5xx answers are retried with exponential back-off (the
 server's ``Retry-After`` is honoured, within the cap). Resending an upload is safe: the server
-recognises the same bytes, alert and parameters and answers with the existing observation. Any
-other 4xx is final and reported with the server's ``error`` code and ``message``.
+recognises your own upload of the same bytes, alert and parameters and answers with the existing
+observation (``seen before``); a resend with a corrected time, exposure or filter corrects that
+observation (``corrected``). Any other 4xx is final and reported with the server's ``error`` code
+and ``message``.
 """
 
 from __future__ import annotations
@@ -124,7 +126,10 @@ class UploadOutcome:
     plan: PlannedUpload
     observation_id: int | None = None
     status_url: str | None = None
+    #: The calibration request that follows the upload (for a file sent again, the run it caused).
+    request_url: str | None = None
     duplicate: bool = False
+    corrected: list[str] = field(default_factory=list)
     status: str = "pending"
     observation: dict[str, Any] = field(default_factory=dict)
     error_code: str | None = None
@@ -144,6 +149,7 @@ class UploadOutcome:
             "status": self.status,
             "observation_id": self.observation_id,
             "duplicate": self.duplicate,
+            "corrected": self.corrected,
             "mjd": self.observation.get("mjd", self.plan.mjd),
             "exptime_s": self.observation.get("exptime_s", self.plan.exptime_s),
             "filter": self.observation.get("filter_declared", self.plan.filter_name),
@@ -429,7 +435,12 @@ class CpcsUploader:
         body = response.json()
         outcome.observation_id = int(body["observation_id"])
         outcome.status_url = str(body["status_url"])
+        if body.get("calibration_request_id") is not None:
+            outcome.request_url = (
+                f"{self.server}/api/v1/calibration-requests/{body['calibration_request_id']}"
+            )
         outcome.duplicate = bool(body.get("duplicate", False))
+        outcome.corrected = [str(name) for name in body.get("corrected") or []]
         outcome.status = str(body.get("status", "received"))
         return outcome
 
@@ -449,7 +460,11 @@ class CpcsUploader:
         poll_s: float = 0.25,
         on_final: Callable[[UploadOutcome], None] | None = None,
     ) -> None:
-        """Poll every accepted upload until it is final or ``timeout_s`` passes (then ``timed_out``)."""
+        """Poll every accepted upload until it is final or ``timeout_s`` passes (then ``timed_out``).
+
+        The upload's calibration request is followed first (a corrected file sent again is
+        recalibrated while its observation stays ``calibrated``), then its observation.
+        """
         pending = [o for o in outcomes if o.status_url is not None]
         deadline = time.monotonic() + timeout_s
         delay = poll_s
@@ -458,6 +473,12 @@ class CpcsUploader:
             for outcome in pending:
                 assert outcome.status_url is not None
                 try:
+                    if outcome.request_url is not None:
+                        request = self.observation(outcome.request_url)
+                        if request.get("status") not in FINAL_STATUSES:
+                            still.append(outcome)
+                            continue
+                        outcome.request_url = None
                     outcome.observation = self.observation(outcome.status_url)
                 except UploadError as error:
                     outcome.status, outcome.error_code, outcome.error_message = (
@@ -503,13 +524,21 @@ def format_magnitude(record: dict[str, Any]) -> str:
     return f"{mag:.3f} ± {err:.3f}" if isinstance(err, (int, float)) else f"{mag:.3f}"
 
 
+def _seen_before(record: dict[str, Any]) -> str:
+    """`` (seen before)``, `` (seen before, corrected: mjd)``, or nothing for a new upload."""
+    if not record.get("duplicate"):
+        return ""
+    corrected = record.get("corrected") or []
+    return f" (seen before, corrected: {', '.join(corrected)})" if corrected else " (seen before)"
+
+
 def format_table(records: Sequence[dict[str, Any]]) -> str:
     """The outcomes as an aligned text table, failures with their code and message below it."""
     header = ("file", "status", "survey/band", "mag", "point")
     rows = []
     for record in records:
         band = f"{record['survey']}/{record['band']}" if record.get("survey") else "-"
-        status = record["status"] + (" (seen before)" if record.get("duplicate") else "")
+        status = record["status"] + _seen_before(record)
         point = "-" if record.get("point_id") is None else str(record["point_id"])
         rows.append((Path(record["file"]).name, status, band, format_magnitude(record), point))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]

@@ -223,7 +223,11 @@ class Calibration(Base):
     outlier_fraction: Mapped[float] = mapped_column(Float)
     alternatives: Mapped[list[Any]] = mapped_column(default=list)
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: Who asked for this version (its request's requester): the uploader, or who recalibrated.
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    requested_by: Mapped[User | None] = relationship(lazy="joined")
 
 
 class Point(Base):

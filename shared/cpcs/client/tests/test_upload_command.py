@@ -25,6 +25,7 @@ from cpcs.client.uploader import (
     expand_inputs,
     file_kind,
     format_magnitude,
+    format_table,
     plan_upload,
     sibling_image,
 )
@@ -111,6 +112,10 @@ def test_table_output_duplicates_dry_runs_and_refusals(
 
     again = _upload(live, "--mjd", "57737.5", str(table))
     assert "calibrated (seen before)" in again.stdout
+    fixed = _upload(live, "--json", "--mjd", "57737.6", str(table))
+    [record] = _json_lines(fixed.stdout)
+    assert record["duplicate"] is True and record["corrected"] == ["mjd"] and record["mjd"] == 57737.6
+    assert "calibrated (seen before, corrected: mjd)" in format_table([record])
 
     dry = _upload(live, "--dry-run", "--json", "--force-filter", "any/i", "--mjd", "57737.5", str(table))
     [record] = _json_lines(dry.stdout)
