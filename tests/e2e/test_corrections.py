@@ -173,6 +173,7 @@ def test_the_owner_corrects_through_the_api(system: System, gaia16aye_field: Sim
     # What is refused, and nothing changes: no field, a Julian Date, someone else, no token.
     for token, request, status, code in [
         (system.observer_token, {}, 422, "nothing_to_correct"),
+        (system.observer_token, {"filter_declared": "R"}, 422, "invalid_request"),
         (system.observer_token, {"mjd": 2457737.9}, 422, "invalid_mjd"),
         (system.observer_token, {"mjd": -1}, 422, "invalid_request"),
         (system.observer_token, {"filter": "V" * 41}, 422, "invalid_request"),

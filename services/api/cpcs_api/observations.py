@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from astropy.table import Table
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from cpcs.domain import observations as observation_store
 from cpcs.domain import points as point_store
@@ -33,6 +33,8 @@ from cpcs.web import ERROR_RESPONSES, ContextDep, SessionDep, UserDep
 
 class ObservationCorrection(BaseModel):
     """Corrected metadata; a field left out keeps its value, an empty filter or comment clears it."""
+
+    model_config = ConfigDict(extra="forbid")
 
     mjd: float | None = Field(None, ge=0, description="Mid-exposure MJD")
     exptime_s: float | None = Field(None, ge=0)
