@@ -151,7 +151,10 @@ def router() -> APIRouter:
             UploadFile | None, File(description="A calibrated CCD image (FITS, .fits.gz, .fz)")
         ] = None,
         hashtag: Annotated[str | None, Form()] = None,
-        MJD: Annotated[str | None, Form(description="Mid-exposure MJD")] = None,
+        MJD: Annotated[
+            str | None,
+            Form(description="Mid-exposure MJD; required unless the header (LDAC, image) has the time"),
+        ] = None,
         expTime: Annotated[str | None, Form(description="Exposure time, s")] = None,
         comment: Annotated[str | None, Form(max_length=2000)] = None,
         matchDist: Annotated[str | None, Form(description="Match radius, arcsec (1, 2, 4 or 6)")] = None,
