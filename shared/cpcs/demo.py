@@ -24,6 +24,7 @@ from cpcs.db.models import (
     CalibrationRequest,
     ImageReduction,
     Observation,
+    ObservationRevision,
     Observatory,
     Point,
     Token,
@@ -136,7 +137,7 @@ def remove_demo(context: Context) -> dict[str, int]:
         upload_digests = session.scalars(select(Upload.sha256).where(Upload.id.in_(uploads))).all()
         session.execute(delete(Point).where(Point.observation_id.in_(observations)))
         session.execute(delete(CalibrationRequest).where(CalibrationRequest.observation_id.in_(observations)))
-        for model in (Calibration, ImageReduction):
+        for model in (Calibration, ImageReduction, ObservationRevision):
             session.execute(delete(model).where(model.observation_id.in_(observations)))
         session.execute(delete(Observation).where(Observation.id.in_(observations)))
         still_used = select(Observation.upload_id)

@@ -138,6 +138,9 @@ class CalibrationOut(Schema):
     outlier_fraction: float
     alternatives: list[AlternativeOut]
     target: TargetOut
+    requested_by: str | None = Field(
+        None, description="Who asked for this version: the uploader, or who recalibrated it (an admin)"
+    )
     created_at: UtcDateTime
     current: bool = Field(
         False, description="In a history: the version the observation and its point show now"
@@ -185,15 +188,43 @@ class ObservationOut(Schema):
     filename: str | None
     source_summary: dict[str, Any]
     created_at: UtcDateTime
+    revision: int = Field(1, description="The metadata's revision (1 as uploaded; see /revisions)")
     calibration: CalibrationOut | None = None
     point: PointOut | None = None
+
+
+class ObservationRevisionOut(Schema):
+    """One version of an observation's metadata: 1 as uploaded, then each correction."""
+
+    revision: int
+    mjd: float | None
+    exptime_s: float | None
+    filter_declared: str | None
+    comment: str | None
+    changed: list[str] = Field(description="The fields this revision changed (none for the upload)")
+    reason: Literal["upload", "correction", "re-upload"]
+    made_by: str | None = Field(description="Who made it (the observer, or an admin)")
+    created_at: UtcDateTime
 
 
 class UploadAccepted(Schema):
     observation_id: int
     status: ObservationStatus
     status_url: str
-    duplicate: bool = Field(False, description="The same bytes, alert and parameters were seen before.")
+    duplicate: bool = Field(
+        False,
+        description="You uploaded the same bytes for this alert with these parameters before: nothing "
+        "new was added, the ids are those of your existing observation",
+    )
+    calibration_request_id: int = Field(description="The calibration request this upload is followed by")
+    point_id: int | None = Field(
+        None, description="The observation's light-curve point, when it has one already (a duplicate)"
+    )
+    corrected: list[str] = Field(
+        default_factory=list,
+        description="Metadata fields (mjd, exptime_s, filter_declared, comment) of your existing "
+        "observation that this upload corrected; a new revision was kept",
+    )
 
 
 class LightCurve(Schema):

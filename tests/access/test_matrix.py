@@ -309,6 +309,22 @@ ROUTES: dict[tuple[str, str], Route] = {
         _with_id("GET", "/api/v1/observations/{id}/sources", "observations", "image"),
         _missing("GET", "/api/v1/observations/{id}/sources"),
     ),
+    ("PATCH", "/api/v1/observations/{observation_id}"): Route(
+        Rule.OWNER,
+        200,
+        lambda world, caller: Call(
+            "PATCH",
+            f"/api/v1/observations/{world.observations['read']}",
+            json={"comment": f"seen by {caller}"},
+        ),
+        _missing("PATCH", "/api/v1/observations/{id}", json={"comment": "nobody's"}),
+    ),
+    ("GET", "/api/v1/observations/{observation_id}/revisions"): Route(
+        Rule.TOKEN,
+        200,
+        _with_id("GET", "/api/v1/observations/{id}/revisions", "observations", "read"),
+        _missing("GET", "/api/v1/observations/{id}/revisions"),
+    ),
     ("POST", "/api/v1/observations/{observation_id}/recalibrate"): Route(
         Rule.OWNER,
         202,
@@ -663,3 +679,112 @@ def test_nothing_is_learnt_about_ids_without_the_right(world: World) -> None:
                     f"{method} {path}: someone else's id answers {theirs}, a missing one {missing}"
                 )
     assert not failures, "\n".join(failures)
+
+
+def _observation(world: World, observation_id: int) -> dict[str, Any]:
+    body: dict[str, Any] = world.system.client.get(
+        f"/api/v1/observations/{observation_id}", headers=_as(world.system, world.system.admin_token)
+    ).json()
+    return body
+
+
+def _history(world: World, observation_id: int) -> list[dict[str, Any]]:
+    versions: list[dict[str, Any]] = world.system.client.get(
+        f"/api/v1/observations/{observation_id}/calibrations",
+        headers=_as(world.system, world.system.admin_token),
+    ).json()
+    return versions
+
+
+def test_the_same_bytes_from_another_observer_are_his_own_observation(world: World) -> None:
+    """Bob sends the exact bytes of Alice's catalogue for her alert, through both doors, with her
+    parameters and with others: each time he gets an observation and a point of his own, with his
+    time and comment, and nothing of Alice's moves. An admin may recalibrate hers, and it says who did."""
+    system, client = world.system, world.system.client
+    alice, bob, admin = system.observer_token, system.other_token, system.admin_token
+    names = {t: client.get("/api/v1/me", headers=_as(system, t)).json()["name"] for t in (alice, bob, admin)}
+    frame = _catalogue(world.field, "the frame Alice and Bob both have")
+    hers_id = _upload(system, alice, ALERT, "alice.cat", frame, comment="Alice's night")
+    hers = _wait_calibrated(system, hers_id)
+    hers_before = (hers["point"], hers["calibration"]["id"], hers["mjd"], hers["comment"], hers["observer"])
+
+    # The v1 door, Alice's parameters, Bob's own metadata.
+    same = client.post(
+        "/api/v1/uploads",
+        data={"alert": ALERT, "mjd": "57738.25", "exptime_s": "45", "filter": "R", "comment": "Bob's night"},
+        files={"file": ("bob.cat", frame)},
+        headers=_as(system, bob),
+    )
+    assert same.status_code == 202, same.text
+    assert same.json()["duplicate"] is False and same.json()["observation_id"] != hers_id
+    his = _wait_calibrated(system, same.json()["observation_id"])
+    assert his["observer"] == names[bob] and his["point"]["id"] != hers["point"]["id"]
+    assert (his["mjd"], his["exptime_s"], his["filter_declared"], his["comment"]) == (
+        57738.25,
+        45.0,
+        "R",
+        "Bob's night",
+    )
+    assert his["point"]["mjd"] == 57738.25 and his["point"]["observer"] == names[bob]
+    assert (his["filename"], hers["filename"]) == ("bob.cat", "alice.cat")  # the bytes are shared, names not
+
+    # The legacy door, other parameters: a new version of Bob's observation, never of Alice's.
+    legacy = client.post(
+        "/followup/cgi/upload",
+        data={
+            "EventID": ALERT,
+            "MJD": "57738.25",
+            "expTime": "45",
+            "comment": "Bob's night",
+            "forceFilter": "GaiaSP/V",
+            "matchDist": "3",
+            "hashtag": bob,
+            "outputFormat": "json",
+        },
+        files={"sexCat": ("bob.cat", frame)},
+    )
+    assert legacy.status_code == 200, legacy.text
+    answer = legacy.json()
+    assert answer["observation_id"] == his["id"] and answer["followup_id"] == his["point"]["id"]
+    assert (answer["survey"], answer["filter"]) == ("GaiaSP", "V") and answer["duplicate"] is False
+    moved = _observation(world, his["id"])
+    assert moved["point"]["band"] == "V" and [c["version"] for c in _history(world, his["id"])] == [1, 2]
+
+    # Alice's observation and point are as she left them; the light curve has both points.
+    now = _observation(world, hers_id)
+    assert (
+        now["point"],
+        now["calibration"]["id"],
+        now["mjd"],
+        now["comment"],
+        now["observer"],
+    ) == hers_before
+    assert len(_history(world, hers_id)) == 1
+    curve = client.get(f"/api/v1/alerts/{world.alert_id}/lightcurve", headers=_as(system, bob)).json()
+    ids = {p["id"]: p["observer"] for p in curve["points"]}
+    assert ids[hers["point"]["id"]] == names[alice] and ids[his["point"]["id"]] == names[bob]
+
+    # Bob may not change hers; an admin may, and the version says who asked for it.
+    refused = client.post(f"/api/v1/observations/{hers_id}/recalibrate", json={}, headers=_as(system, bob))
+    assert refused.status_code == 403 and refused.json()["error"] == "not_your_observation"
+    corrected = client.patch(f"/api/v1/observations/{hers_id}", json={"mjd": 1.0}, headers=_as(system, bob))
+    assert corrected.status_code == 403 and _observation(world, hers_id)["mjd"] == hers["mjd"]
+    run = client.post(f"/api/v1/observations/{hers_id}/recalibrate", json={}, headers=_as(system, admin))
+    assert run.status_code == 202, run.text
+    deadline = time.monotonic() + 60
+    while (request := client.get(run.json()["status_url"], headers=_as(system, admin)).json())["status"] in (
+        "received",
+        "processing",
+    ):
+        assert time.monotonic() < deadline, request
+        time.sleep(0.05)
+    assert request["status"] == "calibrated" and request["requested_by"] == names[admin]
+    assert [c["requested_by"] for c in _history(world, hers_id)] == [names[alice], names[admin]]
+    assert [c["requested_by"] for c in _history(world, his["id"])] == [names[bob], names[bob]]
+    with system.context.db.transaction() as session:
+        first = session.scalars(
+            select(CalibrationRequest).where(CalibrationRequest.observation_id == hers_id)
+        ).first()
+        assert (
+            first is not None and first.requested_by is not None and first.requested_by.name == names[alice]
+        )

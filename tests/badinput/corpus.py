@@ -27,7 +27,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from cpcs.testing.catalogue_files import to_fits_table
+from cpcs.testing.catalogue_files import to_fits_ldac, to_fits_table
 from cpcs.testing.catalogue_simulator import simulate_field, to_sextractor_ascii
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG
 
@@ -83,6 +83,21 @@ def good_catalogue() -> bytes:
     """A SExtractor ASCII_HEAD catalogue of 60 stars around the alert."""
     sky = simulate_field(7, n_stars=60, ra_deg=FIELD_RA_DEG, dec_deg=FIELD_DEC_DEG, target="bright")
     return to_sextractor_ascii(sky.ra_deg, sky.dec_deg, sky.mag, sky.magerr).encode()
+
+
+def _good_sky() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    sky = simulate_field(7, n_stars=60, ra_deg=FIELD_RA_DEG, dec_deg=FIELD_DEC_DEG, target="bright")
+    return sky.ra_deg, sky.dec_deg, sky.mag, sky.magerr
+
+
+def fits_table_catalogue() -> bytes:
+    """The good catalogue's stars as a plain FITS table (no image header, so no time)."""
+    return to_fits_table(*_good_sky())
+
+
+def ldac_catalogue(image_header: dict[str, object]) -> bytes:
+    """The good catalogue's stars as FITS-LDAC with the given image header cards."""
+    return to_fits_ldac(*_good_sky(), image_header=image_header)
 
 
 def _rows(lines: int | None = None) -> list[bytes]:
@@ -586,6 +601,24 @@ def legacy_form_cases() -> list[FormCase]:
         FormCase("negative MJD", {"MJD": "-5"}, 422, "invalid_mjd"),
         FormCase("MJD NaN", {"MJD": "nan"}, 422, "invalid_mjd"),
         FormCase("MJD infinite", {"MJD": "1e999"}, 422, "invalid_mjd"),
+        # A point needs a time: an ASCII catalogue has no header to take it from.
+        FormCase("no MJD", {"MJD": None}, 422, "missing_time"),
+        FormCase("empty MJD", {"MJD": ""}, 422, "missing_time"),
+        FormCase("blank MJD", {"MJD": "   "}, 422, "missing_time"),
+        FormCase(
+            "no MJD, a FITS table (no image header)",
+            {"MJD": None},
+            422,
+            "missing_time",
+            files=[("sexCat", ("frame.fits", fits_table_catalogue()))],
+        ),
+        FormCase(
+            "no MJD, an LDAC catalogue whose image header has no time",
+            {"MJD": None},
+            422,
+            "missing_time",
+            files=[("sexCat", ("frame.ldac", ldac_catalogue({"EXPTIME": 60.0})))],
+        ),
         FormCase("negative exposure", {"expTime": "-120"}, 422, "invalid_exptime"),
         FormCase("exposure as words", {"expTime": "two minutes"}, 422, "invalid_exptime"),
         FormCase("forceFilter without a band", {"forceFilter": "APASS"}, 422, "invalid_force_filter"),
@@ -628,6 +661,22 @@ def v1_form_cases() -> list[FormCase]:
         FormCase("negative mjd", {"mjd": "-5"}, 422, "invalid_mjd"),
         FormCase("mjd NaN", {"mjd": "nan"}, 422, "invalid_mjd"),
         FormCase("mjd infinite", {"mjd": "1e999"}, 422, "invalid_mjd"),
+        FormCase("no mjd", {"mjd": None}, 422, "missing_time"),
+        FormCase("empty mjd", {"mjd": ""}, 422, "missing_time"),
+        FormCase(
+            "no mjd, a FITS table (no image header)",
+            {"mjd": None},
+            422,
+            "missing_time",
+            files=[("file", ("frame.fits", fits_table_catalogue()))],
+        ),
+        FormCase(
+            "no mjd, an LDAC catalogue whose image header has no time",
+            {"mjd": None},
+            422,
+            "missing_time",
+            files=[("file", ("frame.ldac", ldac_catalogue({"EXPTIME": 60.0})))],
+        ),
         FormCase("negative exposure", {"exptime_s": "-120"}, 422, "invalid_request"),
         FormCase("infinite exposure", {"exptime_s": "inf"}, 422, "invalid_exptime"),
         FormCase("force_filter without a band", {"force_filter": "APASS"}, 422, "invalid_force_filter"),

@@ -98,7 +98,7 @@ def _send_file(system: System, case: FileCase, interface: Interface) -> httpx.Re
         return system.client.post("/followup/cgi/upload", data=form, files=files)
     return system.client.post(
         "/api/v1/uploads",
-        data={"alert": ALERT},
+        data={"alert": ALERT} if case.field == "image" else {"alert": ALERT, "mjd": "57737.8"},
         files={"file": (case.filename, case.data)},
         headers=_bearer(system.observer_token),
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
-from sqlalchemy import inspect
+from sqlalchemy import JSON, Connection, DateTime, MetaData, Table, insert, inspect, text
 
 from cpcs.cli import main
 from cpcs.db import migrate
@@ -44,3 +46,61 @@ def test_db_upgrade_says_what_it_did(tmp_path: Path) -> None:
     again = runner.invoke(main, ["db", "upgrade"], env=env)
     assert again.exit_code == 0
     assert again.output == f"database already at the newest schema ({revision}); nothing to do\n"
+
+
+def _insert(connection: Connection, table: Table, **values: Any) -> int:
+    """A row with the given values and a plain value in every other required column."""
+    for column in table.columns:
+        if column.name in values or column.nullable or column.primary_key:
+            continue
+        if isinstance(column.type, JSON):
+            values[column.name] = {}
+        elif isinstance(column.type, DateTime):
+            values[column.name] = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        else:
+            values[column.name] = {str: "x", int: 0, float: 0.0, bool: False}[column.type.python_type]
+    key: int = connection.execute(insert(table).values(**values)).inserted_primary_key[0]
+    return key
+
+
+def _observations_before_revisions_are_kept(url: str) -> None:
+    """Observations stored before revisions existed get their metadata as revision 1 and the file
+    name of their upload."""
+    migrate.upgrade(url, "1c176b3d98af")
+    engine = make_engine(url)
+    try:
+        tables = MetaData()
+        tables.reflect(engine)
+        with engine.begin() as connection:
+            site = _insert(connection, tables.tables["observatory"])
+            user = _insert(connection, tables.tables["user_account"], observatory_id=site)
+            alert = _insert(connection, tables.tables["alert"])
+            upload = _insert(connection, tables.tables["upload"], sha256="0" * 64, filename="night1.cat")
+            _insert(
+                connection,
+                tables.tables["observation"],
+                alert_id=alert,
+                user_id=user,
+                upload_id=upload,
+                mjd=57737.8,
+                comment="as uploaded",
+            )
+        migrate.upgrade(url)
+        with engine.connect() as connection:
+            [revision] = connection.execute(
+                text("SELECT revision, mjd, comment, reason, made_by_id FROM observation_revision")
+            ).all()
+            filename = connection.execute(text("SELECT filename FROM observation")).scalar_one()
+    finally:
+        engine.dispose()
+    assert tuple(revision) == (1, 57737.8, "as uploaded", "upload", user)
+    assert filename == "night1.cat"
+
+
+def test_existing_observations_get_their_first_revision_sqlite(tmp_path: Path) -> None:
+    _observations_before_revisions_are_kept(f"sqlite:///{tmp_path / 'cpcs.sqlite3'}")
+
+
+def test_existing_observations_get_their_first_revision_postgresql() -> None:
+    with temporary_postgres_database() as url:
+        _observations_before_revisions_are_kept(url)

@@ -161,7 +161,7 @@ def test_calibration_failure_is_shown_on_the_observation(
     catalogue = to_sextractor_ascii(field.ra_deg, field.dec_deg, field.mag, field.magerr).encode()
     accepted = client.post(
         "/api/v1/uploads",
-        data={"alert": "Gaia16aye"},
+        data={"alert": "Gaia16aye", "mjd": "57737.8"},
         files={"file": ("a.cat", catalogue)},
         headers=_auth(observer),
     )

@@ -260,7 +260,9 @@ def test_upload_form_dry_run(web_data: WebData, browser: Any) -> None:
     dry_run = browser.find_element(By.ID, "dry_run")
     assert not dry_run.is_selected()  # an upload is real unless the observer asks for a trial
     dry_run.click()
-    browser.find_element(By.ID, "token").send_keys(system.other_token)
+    token = browser.find_element(By.ID, "token")
+    token.clear()  # the page may remember an earlier token for this tab
+    token.send_keys(system.other_token)
     browser.find_element(By.ID, "file").send_keys(str(web_data.catalogue_path))
     browser.find_element(By.ID, "mjd").send_keys("57750.5")
     browser.find_element(By.ID, "exptime_s").send_keys("90")
@@ -303,6 +305,61 @@ def test_upload_form_dry_run(web_data: WebData, browser: Any) -> None:
     open_page(browser, link, "return document.body.dataset.plotsReady")
     assert "dry run" in browser.find_element(By.TAG_NAME, "h1").text
     assert console_errors(browser) == []
+
+
+def test_upload_form_says_when_nothing_was_added(
+    web_data: WebData, browser: Any, gaia16aye_field: SimulatedField, tmp_path: Path
+) -> None:
+    """The same file twice (no dry run): added the first time; the second time the page says it was
+    uploaded before and nothing was added, and with a corrected time that the point was corrected."""
+    from selenium.webdriver.common.by import By
+
+    system = web_data.system
+    frame = tmp_path / "twice.cat"
+    frame.write_bytes(catalogue_bytes(gaia16aye_field, 0.437))  # bytes nobody sent before
+
+    def send(mjd: str) -> str:
+        open_page(browser, f"{web_data.base_url}/upload?alert={ALERT}")
+        browser.get_log("browser")
+        if browser.find_element(By.ID, "dry_run").is_selected():
+            browser.find_element(By.ID, "dry_run").click()
+        token = browser.find_element(By.ID, "token")
+        token.clear()  # the page may remember an earlier token for this tab
+        token.send_keys(system.other_token)
+        browser.find_element(By.ID, "file").send_keys(str(frame))
+        browser.find_element(By.ID, "mjd").send_keys(mjd)
+        browser.find_element(By.ID, "submit").click()
+        state = wait_until(
+            lambda: browser.execute_script(
+                "const s = document.getElementById('upload-result').dataset.state;"
+                "return s && s !== 'waiting' ? s : null;"
+            ),
+            timeout_s=30,
+            what="the upload's result",
+        )
+        status: str = browser.find_element(By.ID, "upload-status").text
+        assert state == "calibrated", status
+        assert console_errors(browser) == []
+        return status
+
+    assert send("57751.5").endswith("— added to the light curve")
+    again = send("57751.5")
+    assert "you uploaded this file before: nothing was added" in again and "corrected" not in again
+    fixed = send("57751.6")
+    assert "your existing point was corrected (mjd), nothing was added" in fixed
+    screenshot(browser, "upload-corrected", full_page=True)
+    points = system.client.get(
+        "/api/v1/points",
+        params={"alert_id": web_data.alert_id, "mine": True},
+        headers=auth(system.other_token),
+    ).json()["items"]
+    [mine] = [p for p in points if p["mjd"] == 57751.6]
+    assert not [p for p in points if p["mjd"] == 57751.5]
+    # Leave the light curve as the other tests know it.
+    assert (
+        system.client.delete(f"/api/v1/points/{mine['id']}", headers=auth(system.other_token)).status_code
+        == 200
+    )
 
 
 def test_alert_list_pages_and_search(embedded: System) -> None:
@@ -399,7 +456,7 @@ def test_failed_observation_and_unsafe_links(embedded: System, gaia16aye_field: 
     assert "No calibrated points yet" in alert_page.text and "plotly" not in alert_page.text
     accepted = client.post(
         "/api/v1/uploads",
-        data={"alert": ALERT, "force_filter": "SDSS/u"},
+        data={"alert": ALERT, "mjd": "57737.8", "force_filter": "SDSS/u"},
         files={"file": ("frame.cat", catalogue_bytes(gaia16aye_field, 0.0))},
         headers=auth(embedded.observer_token),
     )

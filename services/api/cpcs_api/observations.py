@@ -1,19 +1,59 @@
-"""REST v1: observations (status and calibrations) and points."""
+"""REST v1: observations (status, calibrations, metadata corrections) and points."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from astropy.table import Table
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from cpcs.domain import observations as observation_store
 from cpcs.domain import points as point_store
-from cpcs.errors import NotFoundError
+from cpcs.domain.corrections import correct_observation
+from cpcs.domain.revisions import Metadata, revision_history
+from cpcs.errors import InputError, NotFoundError
 from cpcs.lightcurve.exports import to_csv, to_ecsv
-from cpcs.schemas import CalibrationOut, ObservationOut, Page, PageOffset, PointOut, RecordId, ReductionOut
+from cpcs.schemas import (
+    UNREADABLE_BODY_RESPONSE,
+    CalibrationOut,
+    ErrorBody,
+    ObservationOut,
+    ObservationRevisionOut,
+    Page,
+    PageOffset,
+    PointOut,
+    RecordId,
+    ReductionOut,
+    Schema,
+)
 from cpcs.web import ERROR_RESPONSES, ContextDep, SessionDep, UserDep
+
+
+class ObservationCorrection(BaseModel):
+    """Corrected metadata; a field left out keeps its value, an empty filter or comment clears it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mjd: float | None = Field(None, ge=0, description="Mid-exposure MJD")
+    exptime_s: float | None = Field(None, ge=0)
+    filter: str | None = Field(None, max_length=40, description="Filter used (V, r, Clear...)")
+    comment: str | None = Field(None, max_length=2000)
+
+    def metadata(self) -> Metadata:
+        return Metadata(self.mjd, self.exptime_s, self.filter, self.comment)
+
+
+class CorrectionApplied(Schema):
+    observation: ObservationOut
+    changed: list[str] = Field(description="The fields this correction changed (empty: nothing to change)")
+    recalibration_url: str | None = Field(
+        description="The recalibration queued because the calibration reads a changed field (MJD, filter)"
+    )
+    not_recalibrated: str | None = Field(
+        description="Why no recalibration was queued although one would be (e.g. point_deleted)"
+    )
 
 
 def router() -> APIRouter:
@@ -29,6 +69,55 @@ def router() -> APIRouter:
         del user
         observation = observation_store.get_observation(session, observation_id)
         return observation_store.observation_view(session, observation)
+
+    @api.patch(
+        "/observations/{observation_id}",
+        response_model=CorrectionApplied,
+        tags=["observations"],
+        summary="Correct your observation's MJD, exposure, filter or comment (history kept)",
+        responses={
+            **UNREADABLE_BODY_RESPONSE,
+            409: {"model": ErrorBody, "description": "Its first calibration is still running"},
+        },
+    )
+    def correct(
+        observation_id: RecordId,
+        body: ObservationCorrection,
+        request: Request,
+        context: ContextDep,
+        user: UserDep,
+    ) -> CorrectionApplied:
+        if not body.model_fields_set:
+            raise InputError(
+                "Send at least one of mjd, exptime_s, filter, comment.", code="nothing_to_correct"
+            )
+        with context.db.transaction() as session:
+            correction = correct_observation(session, user, observation_id, body.metadata())
+            observation = observation_store.get_observation(session, observation_id)
+            view = observation_store.observation_view(session, observation)
+        context.committed()
+        queued = correction.recalibration
+        return CorrectionApplied(
+            observation=view,
+            changed=correction.changed,
+            recalibration_url=(
+                f"{request.base_url}api/v1/calibration-requests/{queued.request_id}" if queued else None
+            ),
+            not_recalibrated=correction.not_recalibrated,
+        )
+
+    @api.get(
+        "/observations/{observation_id}/revisions",
+        response_model=list[ObservationRevisionOut],
+        tags=["observations"],
+        summary="Every version of an observation's metadata, the upload's first",
+    )
+    def revisions(
+        session: SessionDep, observation_id: RecordId, user: UserDep
+    ) -> list[ObservationRevisionOut]:
+        del user
+        observation_store.get_observation(session, observation_id)
+        return revision_history(session, observation_id)
 
     @api.get(
         "/observations/{observation_id}/calibrations",

@@ -126,10 +126,9 @@ def router() -> APIRouter:
         admin: AdminDep,
         body: RecalibrateIn | None = None,
     ) -> BulkRecalibrationAccepted:
-        del admin
         options = (body or RecalibrateIn()).options()
         with context.db.transaction() as session:
-            result = store.recalibrate_alert(session, alert_id, options)
+            result = store.recalibrate_alert(session, alert_id, options, admin)
         context.committed()
         return _bulk(context.settings.public_base_url, result, options.dry_run)
 
@@ -145,10 +144,9 @@ def router() -> APIRouter:
         admin: AdminDep,
         body: RecalibrateIn | None = None,
     ) -> BulkRecalibrationAccepted:
-        del admin
         options = (body or RecalibrateIn()).options()
         with context.db.transaction() as session:
-            result = store.recalibrate_observatory(session, observatory_id, options)
+            result = store.recalibrate_observatory(session, observatory_id, options, admin)
         context.committed()
         return _bulk(context.settings.public_base_url, result, options.dry_run)
 

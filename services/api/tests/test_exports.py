@@ -146,7 +146,7 @@ def _check_table(curve: Curve, table: Table) -> None:
             assert table["flux_ujy"][k] == point["flux_ujy"]
         assert (
             str(table["calibration_url"][k])
-            == f"http://testserver/api/v1/observations/{point['observation_id']}"
+            == f"{curve.system.context.settings.public_base_url}api/v1/observations/{point['observation_id']}"
         )
     assert [str(v) for v in table["filter_declared"]] == ["Clear", "V", "V"]
     assert [str(v) for v in table["sncosmo_filter"]] == ["ps1::r", "bessellv", "bessellv"]
@@ -235,7 +235,7 @@ def test_skyportal_mag_body(curve: Curve) -> None:
     assert clear["cpcs_point_id"] == curve.points[0]["id"] and clear["calibration_survey"] == "PS1"
     assert (
         clear["calibration_url"]
-        == f"http://testserver/api/v1/observations/{curve.points[0]['observation_id']}"
+        == f"{curve.system.context.settings.public_base_url}api/v1/observations/{curve.points[0]['observation_id']}"
     )
     assert all(not isinstance(v, dict | list) for altdata in body["altdata"] for v in altdata.values())
 

@@ -212,6 +212,7 @@ class CalibrateWorker:
                 outlier_fraction=fit.outlier_fraction,
                 alternatives=[dataclasses.asdict(a) for a in result.alternatives],
                 result=json_record(target_record),
+                requested_by_id=request.requested_by_id,
             )
             session.add(calibration)
             session.flush()

@@ -15,6 +15,7 @@ from cpcs.context import Context
 from cpcs.db.models import Calibration, CalibrationRequest, Point
 from cpcs.domain.accounts import authenticate
 from cpcs.domain.observations import get_observation
+from cpcs.domain.uploads import Registered
 from cpcs.errors import InputError
 from cpcs.messages import CalibrationParamsV1
 from cpcs.schemas import ObservationStatus
@@ -35,27 +36,47 @@ class LegacyUploadResult(BaseModel):
     outlier_fraction: float
     scatter: float
     npoints: int
-    followup_id: int | None = Field(description="The point's id; null for a dry run")
+    followup_id: int | None = Field(
+        description="The point's id (for delpoint), also when the upload was seen before; null for a dry run"
+    )
     filter: str
     survey: str
     image_link: str = Field(description="The observation's status URL")
     observation_id: int
     limit_mag: float | None
+    duplicate: bool = Field(
+        False, description="You sent these bytes for this alert before: the answer is your existing point"
+    )
+    corrected: list[str] = Field(
+        default_factory=list, description="Metadata of your existing observation this upload corrected"
+    )
 
 
 class LegacyStillCalibrating(BaseModel):
     observation_id: int
     status: ObservationStatus
     status_url: str
+    followup_id: int | None = Field(None, description="The existing point, when the upload was seen before")
+    duplicate: bool = False
+    corrected: list[str] = Field(default_factory=list)
 
 
-def legacy_result(context: Context, request: CalibrationRequest, base_url: str) -> dict[str, Any]:
-    """The JSON CPCS answered an upload with (zeropoint is instrumental minus catalogue, as CPCS had it)."""
+def legacy_result(
+    context: Context, request: CalibrationRequest, base_url: str, registered: Registered
+) -> dict[str, Any]:
+    """The JSON CPCS answered an upload with (zeropoint is instrumental minus catalogue, as CPCS had it).
+
+    An observation with a point answers with what its point shows (for a duplicate, the existing point).
+    """
     with context.db.transaction() as session:
-        calibration = session.get(Calibration, request.calibration_id)
-        assert calibration is not None
         observation = get_observation(session, request.observation_id)
-        point = session.scalar(select(Point).where(Point.observation_id == observation.id))
+        point = session.scalar(
+            select(Point).where(Point.observation_id == observation.id, Point.deleted_at.is_(None))
+        )
+        calibration = (
+            point.calibration if point is not None else session.get(Calibration, request.calibration_id)
+        )
+        assert calibration is not None
         target = calibration.result
         observation_link = f"{base_url}api/v1/observations/{request.observation_id}"
         upper = bool(target["is_upper_limit"])
@@ -68,12 +89,14 @@ def legacy_result(context: Context, request: CalibrationRequest, base_url: str) 
             "outlier_fraction": round(calibration.outlier_fraction, 4),
             "scatter": round(calibration.scatter, 4),
             "npoints": calibration.n_stars,
-            "followup_id": point.id if point is not None and point.calibration_id == calibration.id else None,
+            "followup_id": point.id if point is not None else None,
             "filter": calibration.band,
             "survey": calibration.survey,
             "image_link": observation_link,
             "observation_id": request.observation_id,
             "limit_mag": target.get("limit_mag"),
+            "duplicate": registered.duplicate,
+            "corrected": list(registered.corrected),
         }
 
 
@@ -89,6 +112,11 @@ def _html_page(result: dict[str, Any], dry_run: bool) -> str:
         ("Followup id", str(result["followup_id"])),
         ("Dry run", str(dry_run)),
     ]
+    if result["duplicate"]:
+        seen = "yes: nothing was added, this is your existing point"
+        if result["corrected"]:
+            seen += f" (corrected: {', '.join(result['corrected'])})"
+        rows.append(("Uploaded before", seen))
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     link = html.escape(result["image_link"])
     return (
@@ -123,7 +151,10 @@ def router() -> APIRouter:
             UploadFile | None, File(description="A calibrated CCD image (FITS, .fits.gz, .fz)")
         ] = None,
         hashtag: Annotated[str | None, Form()] = None,
-        MJD: Annotated[str | None, Form(description="Mid-exposure MJD")] = None,
+        MJD: Annotated[
+            str | None,
+            Form(description="Mid-exposure MJD; required unless the header (LDAC, image) has the time"),
+        ] = None,
         expTime: Annotated[str | None, Form(description="Exposure time, s")] = None,
         comment: Annotated[str | None, Form(max_length=2000)] = None,
         matchDist: Annotated[str | None, Form(description="Match radius, arcsec (1, 2, 4 or 6)")] = None,
@@ -176,7 +207,7 @@ def router() -> APIRouter:
         base_url = context.settings.public_base_url
         status_url = f"{base_url}api/v1/observations/{registered.observation_id}"
         if final.status == "calibrated":
-            result = legacy_result(context, final, base_url)
+            result = legacy_result(context, final, base_url, registered)
             if output == "json":
                 return JSONResponse(result)
             return HTMLResponse(_html_page(result, params.dry_run))
@@ -196,6 +227,9 @@ def router() -> APIRouter:
                 "observation_id": registered.observation_id,
                 "status": final.status,
                 "status_url": status_url,
+                "followup_id": registered.point_id,
+                "duplicate": registered.duplicate,
+                "corrected": list(registered.corrected),
             },
         )
 

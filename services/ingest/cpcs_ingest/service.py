@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import math
 import time
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -17,7 +16,9 @@ from cpcs.context import Context
 from cpcs.db.models import Alert, CalibrationRequest, User
 from cpcs.domain.alerts import find_alert, get_alert
 from cpcs.domain.instruments import find_instrument, instrument_defaults
-from cpcs.domain.observations import Registered, UploadFacts, get_request, register_upload
+from cpcs.domain.observations import get_request
+from cpcs.domain.revisions import check_exptime, check_mjd
+from cpcs.domain.uploads import Registered, UploadFacts, register_upload
 from cpcs.errors import InputError
 from cpcs.formats.fits_image import FitsImageFacts, inspect_fits_image, looks_like_fits
 from cpcs.formats.source_catalogue import SourceCatalogue, check_near_position, read_source_catalogue
@@ -30,7 +31,6 @@ from cpcs_ingest.footprint import check_image_covers
 log = logging.getLogger(__name__)
 
 FINAL_STATUSES = ("calibrated", "failed", "error")
-JD_OFFSET = 2400000.5
 
 
 @dataclass(frozen=True)
@@ -47,29 +47,6 @@ class Upload:
     params: CalibrationParamsV1
     kind: str | None = None  # "catalogue" or "image"; None = decide from the content
     instrument: str | None = None  # the observatory's instrument; None = its only one, if one
-
-
-def check_mjd(mjd: float | None) -> float | None:
-    if mjd is None:
-        return None
-    if not math.isfinite(mjd):
-        raise InputError("MJD must be a finite number.", code="invalid_mjd")
-    if mjd > JD_OFFSET:
-        raise InputError(
-            f"MJD {mjd} looks like a Julian Date: send MJD = JD - 2400000.5 ({mjd - JD_OFFSET:.6f}).",
-            code="invalid_mjd",
-        )
-    if mjd < 0:
-        raise InputError("MJD cannot be negative.", code="invalid_mjd")
-    return mjd
-
-
-def check_exptime(exptime_s: float | None) -> float | None:
-    if exptime_s is not None and not (math.isfinite(exptime_s) and exptime_s >= 0):
-        raise InputError(
-            "The exposure time must be a non-negative number of seconds.", code="invalid_exptime"
-        )
-    return exptime_s
 
 
 def resolve_alert(context: Context, reference: str) -> Alert:
@@ -164,13 +141,22 @@ class IngestService:
         check_near_position(catalogue, alert.ra_deg, alert.dec_deg)
         # The form wins; an LDAC catalogue's image header fills what the form left out.
         from_header = standardise_header(fits.Header(list(catalogue.header.items())))
+        mjd = mjd if mjd is not None else check_mjd(from_header.mjd_mid)
+        if mjd is None:
+            # A point without a time cannot be placed on a light curve (nor sent to SkyPortal).
+            raise InputError(
+                "The catalogue has no time: send the mid-exposure MJD in the form (MJD, or mjd in "
+                "/api/v1/uploads), or upload a FITS-LDAC catalogue whose image header has DATE-OBS, "
+                "MJD-OBS or JD.",
+                code="missing_time",
+            )
         return UploadFacts(
             sha256=staged.sha256,
             size_bytes=staged.size_bytes,
             kind="catalogue",
             filename=_safe_filename(upload.filename),
             stored_path="",
-            mjd=mjd if mjd is not None else check_mjd(from_header.mjd_mid),
+            mjd=mjd,
             exptime_s=exptime_s if exptime_s is not None else check_exptime(from_header.exptime_s),
             filter_declared=upload.filter_declared or from_header.filter_name or None,
             comment=upload.comment,

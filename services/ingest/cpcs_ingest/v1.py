@@ -36,7 +36,10 @@ def router() -> APIRouter:
                 description="A source catalogue (SExtractor ASCII_HEAD, FITS table or LDAC) or a FITS image"
             ),
         ],
-        mjd: Annotated[float | None, Form(description="Mid-exposure MJD")] = None,
+        mjd: Annotated[
+            float | None,
+            Form(description="Mid-exposure MJD; required unless the header (LDAC, image) has the time"),
+        ] = None,
         exptime_s: Annotated[float | None, Form(ge=0)] = None,
         filter: Annotated[str | None, Form(max_length=40, description="Filter used (V, r, Clear...)")] = None,
         comment: Annotated[str | None, Form(max_length=2000)] = None,
@@ -78,6 +81,9 @@ def router() -> APIRouter:
             status=registered.status,
             status_url=status_url,
             duplicate=registered.duplicate,
+            calibration_request_id=registered.request_id,
+            point_id=registered.point_id,
+            corrected=list(registered.corrected),
         )
 
     return api

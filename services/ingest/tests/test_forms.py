@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from cpcs.domain.revisions import check_mjd
 from cpcs.errors import InputError
 from cpcs_ingest.forms import parse_flag, parse_force_filter, parse_optional_float
-from cpcs_ingest.service import _safe_filename, check_mjd
+from cpcs_ingest.service import _safe_filename
 
 
 @pytest.mark.parametrize(

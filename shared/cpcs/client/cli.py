@@ -44,7 +44,8 @@ def _describe(plan: PlannedUpload) -> str:
         facts.append(f"filter {plan.filter_name}")
     if plan.header_from is not None:
         facts.append(f"header of {plan.header_from.name}")
-    return f"{plan.path}: {', '.join(facts)}" + "".join(f"; {note}" for note in plan.notes)
+    refusal = f"; not sent: {plan.refusal[1]}" if plan.refusal is not None else ""
+    return f"{plan.path}: {', '.join(facts)}" + "".join(f"; {note}" for note in plan.notes) + refusal
 
 
 @click.command("upload")

@@ -7,7 +7,10 @@ A **source catalogue** (SExtractor ASCII, FITS table, LDAC) carries no observing
 (``frame.cat`` -> ``frame.fits``, ``frame.fts``, ``frame.fit``, ``frame.fits.gz``, ``frame.fits.fz``):
 its header gives the mid-exposure MJD (``DATE-OBS``/``MJD-OBS``/``JD``/``HJD`` + ``EXPTIME``/2), the
 exposure time and the filter, read by :func:`cpcs.science.imaging.header.standardise_header` exactly
-as the server reads uploaded images. Values given on the command line win over the header.
+as the server reads uploaded images. Values given on the command line win over the header. A
+catalogue for which no time can be found (no ``--mjd``, no image beside it with a time card, no time
+in an LDAC image header) is not sent: the server would refuse it (``missing_time``), since a point
+needs a time.
 
 A **FITS image** is uploaded as it is: the server reads its header itself (only values given on the
 command line are sent with it).
@@ -16,13 +19,16 @@ Retries
 -------
 Connection failures, timeouts, 429 and 5xx answers are retried with exponential back-off (the
 server's ``Retry-After`` is honoured, within the cap). Resending an upload is safe: the server
-recognises the same bytes, alert and parameters and answers with the existing observation. Any
-other 4xx is final and reported with the server's ``error`` code and ``message``.
+recognises your own upload of the same bytes, alert and parameters and answers with the existing
+observation (``seen before``); a resend with a corrected time, exposure or filter corrects that
+observation (``corrected``). Any other 4xx is final and reported with the server's ``error`` code
+and ``message``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import math
 import time
@@ -38,6 +44,7 @@ from astropy.utils.exceptions import AstropyWarning
 
 from cpcs.errors import InputError
 from cpcs.formats.fits_image import inspect_fits_image, looks_like_fits
+from cpcs.formats.source_catalogue import read_source_catalogue
 from cpcs.science.imaging.header import standardise_header
 
 FileKind = Literal["catalogue", "image"]
@@ -83,6 +90,8 @@ class PlannedUpload:
     filter_name: str | None
     header_from: Path | None = None  # the FITS file whose header gave values, if any
     notes: tuple[str, ...] = ()
+    #: Why the file is not sent at all (the server would refuse it), with the error code.
+    refusal: tuple[str, str] | None = None
 
     def form(self) -> dict[str, str]:
         values = {"mjd": self.mjd, "exptime_s": self.exptime_s, "filter": self.filter_name}
@@ -117,7 +126,10 @@ class UploadOutcome:
     plan: PlannedUpload
     observation_id: int | None = None
     status_url: str | None = None
+    #: The calibration request that follows the upload (for a file sent again, the run it caused).
+    request_url: str | None = None
     duplicate: bool = False
+    corrected: list[str] = field(default_factory=list)
     status: str = "pending"
     observation: dict[str, Any] = field(default_factory=dict)
     error_code: str | None = None
@@ -137,6 +149,7 @@ class UploadOutcome:
             "status": self.status,
             "observation_id": self.observation_id,
             "duplicate": self.duplicate,
+            "corrected": self.corrected,
             "mjd": self.observation.get("mjd", self.plan.mjd),
             "exptime_s": self.observation.get("exptime_s", self.plan.exptime_s),
             "filter": self.observation.get("filter_declared", self.plan.filter_name),
@@ -256,25 +269,50 @@ def plan_upload(
 ) -> PlannedUpload:
     """The file's kind and its form values: the command line's, else the sibling image header's."""
     kind = file_kind(path)
-    if kind == "image" or not use_sibling:
+    if kind == "image":
         return PlannedUpload(path, kind, mjd, exptime_s, filter_name)
-    image = sibling_image(path)
-    if image is None:
-        missing = () if mjd is not None else ("no image beside it and no --mjd: the point has no time",)
-        return PlannedUpload(path, kind, mjd, exptime_s, filter_name, notes=missing)
-    facts = read_header_facts(image)
-    notes: list[str] = []
-    if mjd is None and facts.mjd is None:
-        notes.append(f"{image.name} has no usable time card")
-    return PlannedUpload(
+    image = sibling_image(path) if use_sibling else None
+    facts = read_header_facts(image) if image is not None else None
+    plan = PlannedUpload(
         path,
         kind,
-        mjd if mjd is not None else facts.mjd,
-        exptime_s if exptime_s is not None else facts.exptime_s,
-        filter_name if filter_name is not None else facts.filter_name,
+        mjd if mjd is not None or facts is None else facts.mjd,
+        exptime_s if exptime_s is not None or facts is None else facts.exptime_s,
+        filter_name if filter_name is not None or facts is None else facts.filter_name,
         header_from=image,
-        notes=tuple(notes),
     )
+    if plan.mjd is not None:
+        return plan
+    if _time_in_own_header(path):
+        return dataclasses.replace(plan, notes=("the time comes from its LDAC image header",))
+    where = (
+        f"{image.name} beside it has no usable time card"
+        if image is not None
+        else "no image with the same stem beside it"
+        if use_sibling
+        else "--no-sibling"
+    )
+    return dataclasses.replace(
+        plan,
+        refusal=(
+            "missing_time",
+            f"no time for this catalogue ({where}, no --mjd): give --mjd, or put the image it was "
+            "extracted from beside it (frame.cat -> frame.fits); a point needs a time.",
+        ),
+    )
+
+
+def _time_in_own_header(path: Path) -> bool:
+    """An LDAC catalogue's image header has a time (a file the server would refuse anyway: yes, send
+    it, so that the server says what is wrong with it)."""
+    with path.open("rb") as handle:
+        if not looks_like_fits(handle.read(512)):
+            return False
+    try:
+        catalogue = read_source_catalogue(path.read_bytes(), filename=path.name)
+    except InputError:
+        return True
+    return standardise_header(fits.Header(list(catalogue.header.items()))).mjd_mid is not None
 
 
 # --- talking to the server ----------------------------------------------------------------------
@@ -374,6 +412,10 @@ class CpcsUploader:
     def upload(self, plan: PlannedUpload, options: UploadOptions) -> UploadOutcome:
         """Send one file; a refusal or exhausted retries give an outcome with status ``rejected``."""
         outcome = UploadOutcome(plan)
+        if plan.refusal is not None:
+            outcome.status = "rejected"
+            outcome.error_code, outcome.error_message = plan.refusal
+            return outcome
         data = {**options.form(), **plan.form()}
 
         def post() -> httpx.Response:
@@ -393,7 +435,12 @@ class CpcsUploader:
         body = response.json()
         outcome.observation_id = int(body["observation_id"])
         outcome.status_url = str(body["status_url"])
+        if body.get("calibration_request_id") is not None:
+            outcome.request_url = (
+                f"{self.server}/api/v1/calibration-requests/{body['calibration_request_id']}"
+            )
         outcome.duplicate = bool(body.get("duplicate", False))
+        outcome.corrected = [str(name) for name in body.get("corrected") or []]
         outcome.status = str(body.get("status", "received"))
         return outcome
 
@@ -413,7 +460,11 @@ class CpcsUploader:
         poll_s: float = 0.25,
         on_final: Callable[[UploadOutcome], None] | None = None,
     ) -> None:
-        """Poll every accepted upload until it is final or ``timeout_s`` passes (then ``timed_out``)."""
+        """Poll every accepted upload until it is final or ``timeout_s`` passes (then ``timed_out``).
+
+        The upload's calibration request is followed first (a corrected file sent again is
+        recalibrated while its observation stays ``calibrated``), then its observation.
+        """
         pending = [o for o in outcomes if o.status_url is not None]
         deadline = time.monotonic() + timeout_s
         delay = poll_s
@@ -422,6 +473,12 @@ class CpcsUploader:
             for outcome in pending:
                 assert outcome.status_url is not None
                 try:
+                    if outcome.request_url is not None:
+                        request = self.observation(outcome.request_url)
+                        if request.get("status") not in FINAL_STATUSES:
+                            still.append(outcome)
+                            continue
+                        outcome.request_url = None
                     outcome.observation = self.observation(outcome.status_url)
                 except UploadError as error:
                     outcome.status, outcome.error_code, outcome.error_message = (
@@ -467,13 +524,21 @@ def format_magnitude(record: dict[str, Any]) -> str:
     return f"{mag:.3f} ± {err:.3f}" if isinstance(err, (int, float)) else f"{mag:.3f}"
 
 
+def _seen_before(record: dict[str, Any]) -> str:
+    """`` (seen before)``, `` (seen before, corrected: mjd)``, or nothing for a new upload."""
+    if not record.get("duplicate"):
+        return ""
+    corrected = record.get("corrected") or []
+    return f" (seen before, corrected: {', '.join(corrected)})" if corrected else " (seen before)"
+
+
 def format_table(records: Sequence[dict[str, Any]]) -> str:
     """The outcomes as an aligned text table, failures with their code and message below it."""
     header = ("file", "status", "survey/band", "mag", "point")
     rows = []
     for record in records:
         band = f"{record['survey']}/{record['band']}" if record.get("survey") else "-"
-        status = record["status"] + (" (seen before)" if record.get("duplicate") else "")
+        status = record["status"] + _seen_before(record)
         point = "-" if record.get("point_id") is None else str(record["point_id"])
         rows.append((Path(record["file"]).name, status, band, format_magnitude(record), point))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]

@@ -128,6 +128,8 @@ class Observation(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
     instrument_id: Mapped[int | None] = mapped_column(ForeignKey("instrument.id"))
     upload_id: Mapped[int] = mapped_column(ForeignKey("upload.id"))
+    #: The name this uploader gave the file (the bytes are shared, the names are not).
+    filename: Mapped[str | None] = mapped_column(String(300))
     mjd: Mapped[float | None] = mapped_column(Float)
     exptime_s: Mapped[float | None] = mapped_column(Float)
     filter_declared: Mapped[str | None] = mapped_column(String(40))
@@ -158,10 +160,39 @@ class CalibrationRequest(Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(20), default="received")
     calibration_id: Mapped[int | None] = mapped_column(ForeignKey("calibration.id"))
+    #: Who asked for it: the uploader, or whoever recalibrated (an admin acting on someone's observation).
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     error_code: Mapped[str | None] = mapped_column(String(80))
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    requested_by: Mapped[User | None] = relationship()
+
+
+class ObservationRevision(Base):
+    """One version of an observation's metadata: as uploaded (1), then each correction.
+
+    The observation's own columns hold the newest version; these rows keep them all, with who made
+    each one and how (``upload``, ``correction`` through the API, ``re-upload`` of the same file).
+    """
+
+    __tablename__ = "observation_revision"
+    __table_args__ = (UniqueConstraint("observation_id", "revision"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    observation_id: Mapped[int] = mapped_column(ForeignKey("observation.id"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    mjd: Mapped[float | None] = mapped_column(Float)
+    exptime_s: Mapped[float | None] = mapped_column(Float)
+    filter_declared: Mapped[str | None] = mapped_column(String(40))
+    comment: Mapped[str | None] = mapped_column(Text)
+    changed: Mapped[list[Any]] = mapped_column(default=list)
+    reason: Mapped[str] = mapped_column(String(20))
+    made_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    made_by: Mapped[User | None] = relationship()
 
 
 class Calibration(Base):
@@ -192,7 +223,11 @@ class Calibration(Base):
     outlier_fraction: Mapped[float] = mapped_column(Float)
     alternatives: Mapped[list[Any]] = mapped_column(default=list)
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: Who asked for this version (its request's requester): the uploader, or who recalibrated.
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    requested_by: Mapped[User | None] = relationship(lazy="joined")
 
 
 class Point(Base):

@@ -1,160 +1,29 @@
-"""Observations: an upload for an alert, its calibration requests and its status."""
+"""Observations: an upload for an alert, its calibration requests and its status.
+
+Registering an upload is :mod:`cpcs.domain.uploads`; correcting its metadata :mod:`cpcs.domain.corrections`.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from cpcs.db.models import (
-    Alert,
     Calibration,
     CalibrationRequest,
     ImageReduction,
     Observation,
+    ObservationRevision,
     Point,
-    Upload,
-    User,
     utcnow,
 )
 from cpcs.db.outbox import add_to_outbox
 from cpcs.domain.points import calibration_view, point_view
 from cpcs.errors import CpcsError, NotFoundError
-from cpcs.messages import (
-    CalibrationParamsV1,
-    CatalogueReceivedV1,
-    FieldRequestedV1,
-    ImageReceivedV1,
-    ObservationFailedV1,
-)
+from cpcs.messages import ObservationFailedV1
 from cpcs.schemas import CalibrationOut, ObservationOut
-
-FIELD_PREFETCH_RADIUS_DEG = 0.5
-
-
-@dataclass(frozen=True)
-class UploadFacts:
-    """What ingest learnt about an accepted upload."""
-
-    sha256: str
-    size_bytes: int
-    kind: str
-    filename: str | None
-    stored_path: str
-    mjd: float | None
-    exptime_s: float | None
-    filter_declared: str | None
-    comment: str | None
-    source_summary: dict[str, object]
-    instrument_id: int | None = None
-
-
-@dataclass(frozen=True)
-class Registered:
-    observation_id: int
-    request_id: int
-    duplicate: bool
-    status: str
-
-
-def _upload_row(session: Session, facts: UploadFacts) -> Upload:
-    upload = session.scalar(select(Upload).where(Upload.sha256 == facts.sha256))
-    if upload is None:
-        upload = Upload(
-            sha256=facts.sha256,
-            size_bytes=facts.size_bytes,
-            kind=facts.kind,
-            filename=facts.filename,
-            stored_path=facts.stored_path,
-        )
-        session.add(upload)
-        session.flush()
-    return upload
-
-
-def _live_observation(session: Session, alert_id: int, upload_id: int) -> Observation | None:
-    """The stored (not dry-run, not deleted) observation of these bytes for this alert, if any."""
-    deleted = select(Point.observation_id).where(Point.deleted_at.is_not(None))
-    return session.scalar(
-        select(Observation)
-        .where(
-            Observation.alert_id == alert_id,
-            Observation.upload_id == upload_id,
-            Observation.dry_run.is_(False),
-            Observation.id.not_in(deleted),
-        )
-        .order_by(Observation.id.desc())
-        .limit(1)
-    )
-
-
-def register_upload(
-    session: Session,
-    *,
-    user: User,
-    alert: Alert,
-    facts: UploadFacts,
-    params: CalibrationParamsV1,
-    dry_run_ttl: dt.timedelta,
-) -> Registered:
-    """Record an accepted upload and queue its work (in the caller's transaction).
-
-    A catalogue goes to calibrate (``catalogue.received``), an image to reduce (``image.received``).
-
-    The same bytes for the same alert with the same parameters return the existing request;
-    with other parameters they add a calibration request to the same observation.
-    """
-    upload = _upload_row(session, facts)
-    key = params.key()
-    observation = None if params.dry_run else _live_observation(session, alert.id, upload.id)
-    if observation is not None:
-        request = session.scalar(
-            select(CalibrationRequest).where(
-                CalibrationRequest.observation_id == observation.id, CalibrationRequest.params_key == key
-            )
-        )
-        if request is not None:
-            return Registered(observation.id, request.id, True, observation.status)
-    else:
-        observation = Observation(
-            alert_id=alert.id,
-            user_id=user.id,
-            upload_id=upload.id,
-            instrument_id=facts.instrument_id,
-            mjd=facts.mjd,
-            exptime_s=facts.exptime_s,
-            filter_declared=facts.filter_declared,
-            comment=facts.comment,
-            dry_run=params.dry_run,
-            source_summary=facts.source_summary,
-            expires_at=utcnow() + dry_run_ttl if params.dry_run else None,
-        )
-        session.add(observation)
-        session.flush()
-    request = CalibrationRequest(observation_id=observation.id, params_key=key, params=params.model_dump())
-    session.add(request)
-    observation.status = "received"
-    session.flush()
-    work = ImageReceivedV1 if upload.kind == "image" else CatalogueReceivedV1
-    add_to_outbox(
-        session,
-        work(
-            observation_id=observation.id,
-            calibration_request_id=request.id,
-            alert_id=alert.id,
-            upload_sha256=upload.sha256,
-            params=params,
-        ),
-    )
-    add_to_outbox(
-        session,
-        FieldRequestedV1(
-            ra_deg=alert.ra_deg, dec_deg=alert.dec_deg, radius_deg=FIELD_PREFETCH_RADIUS_DEG, reason="upload"
-        ),
-    )
-    return Registered(observation.id, request.id, False, observation.status)
 
 
 def purge_expired_dry_runs(session: Session, now: dt.datetime | None = None) -> int:
@@ -170,7 +39,7 @@ def purge_expired_dry_runs(session: Session, now: dt.datetime | None = None) -> 
         .where(CalibrationRequest.observation_id.in_(expired))
         .values(calibration_id=None)
     )
-    for model in (Calibration, CalibrationRequest):
+    for model in (Calibration, CalibrationRequest, ObservationRevision):
         session.execute(delete(model).where(model.observation_id.in_(expired)))
     session.execute(delete(Observation).where(Observation.id.in_(expired)))
     return len(expired)
@@ -275,9 +144,15 @@ def observation_view(session: Session, observation: Observation) -> ObservationO
         filter_declared=observation.filter_declared,
         comment=observation.comment,
         upload_sha256=observation.upload.sha256,
-        filename=observation.upload.filename,
+        filename=observation.filename,
         source_summary=observation.source_summary,
         created_at=observation.created_at,
+        revision=session.scalar(
+            select(func.max(ObservationRevision.revision)).where(
+                ObservationRevision.observation_id == observation.id
+            )
+        )
+        or 1,
         calibration=calibration_view(calibration) if calibration else None,
         point=point_view(point) if point is not None and point.deleted_at is None else None,
     )

@@ -36,6 +36,7 @@ def calibration_view(row: Calibration) -> CalibrationOut:
         outlier_fraction=row.outlier_fraction,
         alternatives=[AlternativeOut.model_validate(a) for a in row.alternatives],
         target=TargetOut.model_validate(row.result),
+        requested_by=row.requested_by.name if row.requested_by is not None else None,
         created_at=row.created_at,
     )
 

@@ -17,8 +17,10 @@ the point does not move and the observation's status is left alone: the light cu
 calibration. Running the same parameters without ``dry_run`` makes it real.
 
 Who may: the observer who uploaded an observation, or an admin; whole alerts and observatories are
-for admins. What is not recalibrated: dry-run uploads (they expire), observations still in their
-first calibration, observations whose point was deleted, and images without a measured source table.
+for admins. Every request records who asked for it (``requested_by``), so an admin's run on someone
+else's observation shows as theirs. What is not recalibrated: dry-run uploads (they expire),
+observations still in their first calibration, observations whose point was deleted, and images
+without a measured source table.
 """
 
 from __future__ import annotations
@@ -98,6 +100,9 @@ class CalibrationRequestOut(Schema):
     dry_run: bool
     recalibration: bool
     params: dict[str, Any]
+    requested_by: str | None = Field(
+        description="Who asked for it: the uploader, or who recalibrated (an admin, on someone's observation)"
+    )
     error_code: str | None
     error_message: str | None
     calibration: CalibrationOut | None
@@ -181,14 +186,16 @@ def _sources_path(session: Session, observation_id: int) -> str | None:
     return reduction.sources_path
 
 
-def _queue(session: Session, observation: Observation, options: RecalibrationOptions) -> Queued:
-    """Add the request and its work message (in the caller's transaction)."""
+def _queue(session: Session, observation: Observation, options: RecalibrationOptions, by: User) -> Queued:
+    """Add the request (recording who asked) and its work message (in the caller's transaction)."""
     params = _new_params(current_params(session, observation), options)
     runs = session.scalar(
         select(func.count(CalibrationRequest.id)).where(CalibrationRequest.observation_id == observation.id)
     )
     key = f"{params.key()};recal={(runs or 0) + 1}" + (";dry" if params.dry_run else "")
-    request = CalibrationRequest(observation_id=observation.id, params_key=key, params=params.model_dump())
+    request = CalibrationRequest(
+        observation_id=observation.id, params_key=key, params=params.model_dump(), requested_by_id=by.id
+    )
     session.add(request)
     session.flush()
     if observation.upload.kind == "image":
@@ -245,13 +252,13 @@ def recalibrate_observation(
     if refusal is not None:
         code, message = refusal
         raise ConflictError(f"Observation {observation_id} cannot be recalibrated: {message}", code=code)
-    queued = _queue(session, observation, options)
+    queued = _queue(session, observation, options, user)
     _prefetch(session, [observation.alert])
     return queued
 
 
 def _recalibrate_many(
-    session: Session, observations: Sequence[Observation], options: RecalibrationOptions
+    session: Session, observations: Sequence[Observation], options: RecalibrationOptions, by: User
 ) -> BulkResult:
     normalise_force_filter(options.force_filter)  # a bad value is a 422 before anything is queued
     queued: list[Queued] = []
@@ -259,7 +266,7 @@ def _recalibrate_many(
     for observation in observations:
         refusal = _why_not(session, observation)
         if refusal is None:
-            queued.append(_queue(session, observation, options))
+            queued.append(_queue(session, observation, options, by))
         else:
             skipped.append(Skipped(observation.id, refusal[0]))
     _prefetch(session, [o.alert for o in observations if o.id in {q.observation_id for q in queued}])
@@ -274,23 +281,25 @@ def _stored_observations(session: Session, *conditions: Any) -> list[Observation
     )
 
 
-def recalibrate_alert(session: Session, alert_id: int, options: RecalibrationOptions) -> BulkResult:
+def recalibrate_alert(session: Session, alert_id: int, options: RecalibrationOptions, by: User) -> BulkResult:
     """Queue the recalibration of every stored observation of an alert (an admin's action)."""
     if session.get(Alert, alert_id) is None:
         raise NotFoundError(f"No alert with id {alert_id}.", code="unknown_alert")
     return _recalibrate_many(
-        session, _stored_observations(session, Observation.alert_id == alert_id), options
+        session, _stored_observations(session, Observation.alert_id == alert_id), options, by
     )
 
 
 def recalibrate_observatory(
-    session: Session, observatory_id: int, options: RecalibrationOptions
+    session: Session, observatory_id: int, options: RecalibrationOptions, by: User
 ) -> BulkResult:
     """Queue the recalibration of every stored observation made at an observatory (an admin's action)."""
     if session.get(Observatory, observatory_id) is None:
         raise NotFoundError(f"No observatory with id {observatory_id}.", code="unknown_observatory")
     users = select(User.id).where(User.observatory_id == observatory_id)
-    return _recalibrate_many(session, _stored_observations(session, Observation.user_id.in_(users)), options)
+    return _recalibrate_many(
+        session, _stored_observations(session, Observation.user_id.in_(users)), options, by
+    )
 
 
 def request_view(session: Session, request_id: int) -> CalibrationRequestOut:
@@ -306,6 +315,7 @@ def request_view(session: Session, request_id: int) -> CalibrationRequestOut:
         dry_run=bool(request.params.get("dry_run", False)),
         recalibration=";recal=" in request.params_key,
         params=request.params,
+        requested_by=request.requested_by.name if request.requested_by is not None else None,
         error_code=request.error_code,
         error_message=request.error_message,
         calibration=calibration_view(calibration) if calibration is not None else None,

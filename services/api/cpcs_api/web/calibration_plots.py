@@ -87,7 +87,7 @@ def _read_inputs(context: Context, observation_id: int) -> StoredInputs | str:
         params = dict(calibration.params or {})
         kind = observation.upload.kind
         sha256 = observation.upload.sha256
-        filename = observation.upload.filename
+        filename = observation.filename
         alert_ra, alert_dec = observation.alert.ra_deg, observation.alert.dec_deg
         survey, band = calibration.survey, calibration.band
         sources_path: str | None = None

@@ -14,17 +14,22 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from cpcs.cli import main
 from cpcs.client.tests.live_server import ALERT, LiveSystem
 from cpcs.client.uploader import (
+    CpcsUploader,
     RetryPolicy,
+    UploadOptions,
     expand_inputs,
     file_kind,
     format_magnitude,
+    format_table,
     plan_upload,
     sibling_image,
 )
+from cpcs.db.models import Observation
 from cpcs.testing.catalogue_files import to_fits_ldac, to_fits_table
 from cpcs.testing.catalogue_simulator import SimulatedField, to_sextractor_ascii
 
@@ -107,18 +112,67 @@ def test_table_output_duplicates_dry_runs_and_refusals(
 
     again = _upload(live, "--mjd", "57737.5", str(table))
     assert "calibrated (seen before)" in again.stdout
+    fixed = _upload(live, "--json", "--mjd", "57737.6", str(table))
+    [record] = _json_lines(fixed.stdout)
+    assert record["duplicate"] is True and record["corrected"] == ["mjd"] and record["mjd"] == 57737.6
+    assert "calibrated (seen before, corrected: mjd)" in format_table([record])
 
-    dry = _upload(live, "--dry-run", "--json", "--force-filter", "any/i", str(table))
+    dry = _upload(live, "--dry-run", "--json", "--force-filter", "any/i", "--mjd", "57737.5", str(table))
     [record] = _json_lines(dry.stdout)
     assert record["status"] == "calibrated" and record["point_id"] is None and record["band"] == "i"
 
-    refused = _upload(live, "--alert", "ivo://Gaia99zzz", str(table))
+    refused = _upload(live, "--alert", "ivo://Gaia99zzz", "--mjd", "57737.5", str(table))
     assert refused.exit_code == 1
     assert "rejected" in refused.stdout and "unknown_alert" in refused.stdout
     assert "No alert named ivo://Gaia99zzz" in refused.stdout
 
     missing = _upload(live, str(tmp_path / "nothing-*.cat"))
     assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_a_catalogue_without_a_time_is_not_sent(
+    live: LiveSystem, field: SimulatedField, tmp_path: Path
+) -> None:
+    """No --mjd, no image beside it, no time in its own header: refused here, before any request."""
+    lonely = tmp_path / "lonely.cat"
+    lonely.write_bytes(_catalogue(field, 0.009))
+    untimed = tmp_path / "untimed.ldac"
+    untimed.write_bytes(to_fits_ldac(field.ra_deg, field.dec_deg, field.mag, field.magerr, {"EXPTIME": 30.0}))
+    timed = tmp_path / "timed.ldac"
+    header = {"DATE-OBS": DATE_OBS, "EXPTIME": 30.0}
+    timed.write_bytes(to_fits_ldac(field.ra_deg, field.dec_deg, field.mag, field.magerr, header))
+    _image(tmp_path / "blank.fits", EXPTIME=30.0)
+    blank_sibling = tmp_path / "blank.cat"
+    blank_sibling.write_bytes(_catalogue(field, 0.012))
+
+    for path in (lonely, untimed, blank_sibling):
+        plan = plan_upload(path)
+        assert plan.refusal is not None and plan.refusal[0] == "missing_time", path
+        assert "--mjd" in plan.refusal[1]
+    assert "blank.fits beside it has no usable time card" in plan_upload(blank_sibling).refusal[1]
+    assert plan_upload(timed).refusal is None  # the server reads the time from its LDAC header
+    assert plan_upload(lonely, mjd=57737.5).refusal is None
+
+    sent: list[httpx.Request] = []
+    transport = httpx.MockTransport(lambda request: sent.append(request) or httpx.Response(500))
+    with CpcsUploader("http://cpcs.invalid", "token", transport=transport) as client:
+        outcome = client.upload(plan_upload(lonely), UploadOptions(alert=ALERT))
+    assert sent == [] and outcome.status == "rejected" and outcome.error_code == "missing_time"
+
+    before = _observation_count(live)
+    result = _upload(live, "--json", str(lonely), str(timed))
+    assert result.exit_code == 1, result.output
+    refused, accepted = _json_lines(result.stdout)
+    assert refused["status"] == "rejected" and refused["error_code"] == "missing_time"
+    assert refused["observation_id"] is None and "give --mjd" in refused["error_message"]
+    assert accepted["status"] == "calibrated" and accepted["mjd"] == pytest.approx(START_MJD + 15 / 86400)
+    assert "lonely.cat: catalogue; not sent: no time for this catalogue" in result.stderr
+    assert _observation_count(live) == before + 1
+
+
+def _observation_count(live: LiveSystem) -> int:
+    with live.system.context.db.transaction() as session:
+        return len(session.scalars(select(Observation.id)).all())
 
 
 class FlakyProxy:
@@ -222,6 +276,8 @@ def test_a_server_that_stays_away_is_given_up_on(field: SimulatedField, tmp_path
                 ALERT,
                 "--retries",
                 "2",
+                "--mjd",
+                "57737.5",
                 str(catalogue),
             ],
         )

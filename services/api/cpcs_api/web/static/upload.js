@@ -56,7 +56,21 @@
     return table;
   }
 
-  function showObservation(observation) {
+  /* What this upload did to the light curve: added a point, found the existing one, or corrected it. */
+  function outcome(observation, accepted) {
+    if (observation.dry_run) return " — dry run, not added to the light curve";
+    if (accepted.duplicate && accepted.corrected && accepted.corrected.length) {
+      return " — you uploaded this file before: your existing point was corrected (" + accepted.corrected.join(", ") + "), nothing was added";
+    }
+    if (accepted.duplicate) return " — you uploaded this file before: nothing was added, this is your existing point";
+    if (accepted.point_id) {
+      const fixed = accepted.corrected && accepted.corrected.length ? " and corrected (" + accepted.corrected.join(", ") + ")" : "";
+      return " — you uploaded this file before: your existing point was recalibrated with these parameters" + fixed;
+    }
+    return " — added to the light curve";
+  }
+
+  function showObservation(observation, accepted) {
     details.replaceChildren();
     const link = element("a", "Observation " + observation.id + ": calibration plots", {
       href: "/observations/" + observation.id, id: "observation-link",
@@ -67,7 +81,7 @@
       const value = t.is_upper_limit
         ? c.band + " > " + number(t.mag, 2) + " (upper limit)"
         : c.band + " = " + number(t.mag, 3) + " ± " + number(t.err_total, 3);
-      show("calibrated", value + (observation.dry_run ? " — dry run, not added to the light curve" : " — added to the light curve"));
+      show("calibrated", value + outcome(observation, accepted));
       details.appendChild(rows([
         ["Reference", c.survey + "/" + c.band + " (" + c.mode + ")"],
         ["Zero point", number(c.zp, 3) + " ± " + number(c.zp_err, 3)],
@@ -84,17 +98,24 @@
     details.appendChild(element("p")).appendChild(link);
   }
 
-  async function poll(id, bearer) {
+  /* Follow the upload's calibration request (for a file sent again: the existing one, or the run that
+     recalibrates the corrected observation), then show the observation it ended in. */
+  async function poll(accepted, bearer) {
+    const headers = { Authorization: "Bearer " + bearer };
     const started = Date.now();
     for (;;) {
-      const response = await fetch("/api/v1/observations/" + id, { headers: { Authorization: "Bearer " + bearer } });
+      const response = await fetch("/api/v1/calibration-requests/" + accepted.calibration_request_id, { headers });
       const body = await response.json();
       if (!response.ok) { show("error", (body.error || response.status) + ": " + (body.message || "")); return; }
-      showObservation(body);
-      if (FINAL.includes(body.status)) return;
+      if (FINAL.includes(body.status)) break;
+      show("waiting", "Status: " + body.status + "…");
       if (Date.now() - started > POLL_LIMIT_MS) { show("waiting", "Still " + body.status + "; reload the observation page later."); return; }
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
+    const response = await fetch("/api/v1/observations/" + accepted.observation_id, { headers });
+    const observation = await response.json();
+    if (!response.ok) { show("error", (observation.error || response.status) + ": " + (observation.message || "")); return; }
+    showObservation(observation, accepted);
   }
 
   form.addEventListener("submit", async (event) => {
@@ -127,8 +148,8 @@
         show("error", "Not accepted (" + response.status + "): " + (body.error || "") + (body.message ? " — " + body.message : ""));
         return;
       }
-      show("waiting", "Accepted as observation " + body.observation_id + (body.duplicate ? " (seen before)" : "") + "; calibrating…");
-      await poll(body.observation_id, bearer);
+      show("waiting", "Accepted as observation " + body.observation_id + (body.duplicate ? " (uploaded before)" : "") + "; calibrating…");
+      await poll(body, bearer);
     } catch (error) {
       show("error", "The upload failed: " + error);
     } finally {
