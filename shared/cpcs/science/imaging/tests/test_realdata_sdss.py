@@ -31,7 +31,7 @@ from cpcs.science.imaging.noise import NoiseModel, choose_noise_model
 from cpcs.science.imaging.photometry import SourceMeasurements, measure_sources
 from cpcs.science.imaging.psf import PsfModel, build_psf
 from cpcs.science.imaging.quality import image_quality
-from cpcs.science.zeropoint import fit_zero_point
+from cpcs.science.zeropoint import DEFAULT_MAX_INST_ERR_MAG, fit_zero_point
 
 REALDATA = Path(__file__).resolve().parents[5] / ".." / "shared" / "realdata" / "sdss_m2"
 NANOMAGGY_ZP = 22.5
@@ -114,6 +114,42 @@ def test_saturation_is_not_guessed_into_good_stars() -> None:
     bright = (mag < 19.5) & (x > FIELD_X_MIN)
     assert bright.sum() >= 45
     assert ((flags[bright] & ~4) == 0).mean() > 0.9  # only crowding (4) may flag them
+
+
+@pytest.mark.parametrize("band", ["r", "u"])
+def test_the_zero_point_fit_keeps_the_stars(band: str) -> None:
+    """With a gain of 1 (or a sky "gain" from a sky-subtracted frame) the errors of these stars
+    were tens of times too large and the fit's error cut kept 10-11 of them; with the background
+    noise hundreds pass it, and their PSF and aperture magnitudes agree."""
+    m = measured(band)
+    table = m.sources.table
+    usable = (
+        (np.asarray(table["magerr_aper"]) < DEFAULT_MAX_INST_ERR_MAG)
+        & (np.asarray(table["flags"]) == 0)
+        & (np.asarray(table["x"]) > FIELD_X_MIN)
+    )
+    assert usable.sum() >= 300
+    mag = _to_nanomaggy_mag(m, np.asarray(table["mag_aper"]))
+    assert np.percentile(mag[usable], 90) > 20.0  # down to the faint stars, not only the bright ones
+    # forced PSF photometry of bright ones (the target's method) agrees with their apertures
+    bright = np.flatnonzero(usable & (mag < 19.5))[:15]
+    differences = []
+    for k in bright:
+        forced = forced_photometry(
+            m.data,
+            m.background,
+            None,
+            m.psf,
+            float(table["x"][k]),
+            float(table["y"][k]),
+            gain_e_per_adu=m.noise.gain_e_per_adu,
+            exptime_s=m.header.exptime_s,
+            neighbours=m.detections,
+            mask=m.mask,
+            segmap=m.detections.segmap,
+        )
+        differences.append(forced.mag_inst - float(table["mag_aper"][k]))
+    assert abs(float(np.median(differences))) < 0.03, differences
 
 
 def test_an_r19_star_is_a_detection_with_a_sane_snr() -> None:
