@@ -45,6 +45,7 @@ from cpcs.science.image_reduction import ImageReductionResult, ReductionFailed, 
 from cpcs.science.imaging.background import estimate_background
 from cpcs.science.imaging.detection import detect_sources
 from cpcs.science.imaging.header import ImageHeader, standardise_header
+from cpcs.science.imaging.noise import choose_noise_model
 from cpcs.science.imaging.photometry import MAG_ERR_PER_INVERSE_SNR
 
 REALDATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata"
@@ -255,8 +256,12 @@ def run_panoptes(name: str, solved: ReferenceCatalogue, solved_wcs: WCS) -> dict
     read_ms = round(1e3 * (time.perf_counter() - started), 1)
     header = standardise_header(cards)
     result, failure, reduce_ms = _reduce(data, header, solved, PANOPTES_TARGET)
+    noise = choose_noise_model(header, estimate_background(data))  # recorded even when reduce fails
     record: dict[str, Any] = {
         "frame": f"panoptes {name}",
+        "noise_model": noise.kind,
+        "noise_gain": noise.gain_e_per_adu,
+        "noise_note": noise.note,
         "astrometric_reference": "solved.fits' detections through its astrometry.net WCS",
         "read_ms": read_ms,
         "reduce_ms": reduce_ms,

@@ -26,6 +26,11 @@ that gain comes from, first match wins:
    whose S/N is overestimated (by 30 % for an r = 19 star on an SDSS frame, which still has
    S/N ≈ 100). A gain card on a frame in physical units is ignored: it describes the raw counts.
 
+Not handled: the average of N frames that kept one frame's ``GAIN`` card has an effective gain N
+times larger (its sources' noise is then overestimated; ``NCOMBINE`` is not read); a raw DSLR
+mosaic's rms includes the differences between its colour planes and its level the black-level
+pedestal, so its sky-derived gain is not the camera's.
+
 The chosen model is recorded with the reduction (``kind``, the gain used and where it came from),
 and magnitudes are ``-2.5 log10(flux × gain / exptime)`` with gain 1 for ``background_only``
 (:func:`~cpcs.science.imaging.photometry.instrumental_magnitude`).
@@ -120,13 +125,14 @@ def choose_noise_model(header: ImageHeader, background: ImageBackground) -> Nois
             "BUNIT electrons/s",
             f"pixels are electrons/s: gain = exposure {exptime:g} s",
         )
+    where = "instrument record" if "gain from instrument defaults" in header.notes else "GAIN card"
     if unit == "counts" and gain is not None:
-        return NoiseModel("gain", float(gain), "GAIN card", f"gain {gain:g} e-/ADU from the header")
+        return NoiseModel("gain", float(gain), where, f"gain {gain:g} e-/ADU from the {where}")
     if unit == "counts_per_second" and gain is not None and exptime:
         return NoiseModel(
             "gain",
             float(gain * exptime),
-            "GAIN card × EXPTIME",
+            f"{where} × EXPTIME",
             f"pixels are counts/s: gain {gain:g} e-/ADU × exposure {exptime:g} s",
         )
     why = f"pixels in {header.pixel_unit!r}" if unit == "physical" else "no gain"

@@ -9,7 +9,7 @@ from astropy.io import fits
 from cpcs.science.imaging._synthetic import make_image
 from cpcs.science.imaging.background import estimate_background, pixel_mask_bits
 from cpcs.science.imaging.detection import detect_sources
-from cpcs.science.imaging.header import standardise_header
+from cpcs.science.imaging.header import InstrumentDefaults, standardise_header
 from cpcs.science.imaging.noise import choose_noise_model, pixel_unit_kind
 from cpcs.science.imaging.photometry import measure_sources
 
@@ -49,6 +49,8 @@ def test_each_rule_of_the_noise_model() -> None:
         return choose_noise_model(standardise_header(_header(**cards)), background)
 
     assert (model(sky, GAIN=1.7).kind, model(sky, GAIN=1.7).gain_e_per_adu) == ("gain", 1.7)
+    recorded = standardise_header(_header(), instrument=InstrumentDefaults(gain=2.2))
+    assert choose_noise_model(recorded, sky).source == "instrument record"
     assert model(flat, BUNIT="electrons").gain_e_per_adu == 1.0
     assert model(flat, BUNIT="e-/s").gain_e_per_adu == 60.0  # electrons = value × exposure
     assert model(flat, BUNIT="ADU/s", GAIN=2.0).gain_e_per_adu == 120.0
