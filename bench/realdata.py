@@ -34,8 +34,6 @@ from typing import Any
 
 import numpy as np
 import sep
-from astropy.io import fits
-from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
 from cpcs.catalogs.model import ReferenceCatalogue
@@ -43,12 +41,12 @@ from cpcs.errors import CalibrationFailed
 from cpcs.offline import configure_astropy_offline
 from cpcs.science.image_reduction import ImageReductionResult, ReductionFailed, reduce_image
 from cpcs.science.imaging.background import estimate_background
-from cpcs.science.imaging.detection import detect_sources
 from cpcs.science.imaging.header import ImageHeader, standardise_header
 from cpcs.science.imaging.noise import choose_noise_model
 from cpcs.science.imaging.photometry import MAG_ERR_PER_INVERSE_SNR
+from cpcs.testing.realdata import REALDATA_DIR, detections_as_reference, read_image
 
-REALDATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata"
+REALDATA = REALDATA_DIR
 RESULTS = Path(__file__).with_name("results") / "realdata.json"
 SDSS_FRAME = "sdss_m2/frame-{band}-002583-2-0136.fits.bz2"
 NANOMAGGY_ZP = 22.5
@@ -62,36 +60,6 @@ SDSS_FIELD_X_MIN = 700.0
 #: KIC 8462852, the PANOPTES frames' target (the mount position of both frames).
 PANOPTES_TARGET = (301.5644, 44.4568)
 SNR_BINS = (17.0, 18.0, 19.0, 20.0, 21.0, 22.0)
-
-
-def read_frame(path: Path) -> tuple[np.ndarray, fits.Header]:
-    """Pixels (float32) and header of the first HDU holding an image."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AstropyWarning)
-        with fits.open(path, memmap=False) as hdus:
-            hdu = next(h for h in hdus if h.data is not None and h.data.ndim == 2)
-            return np.asarray(hdu.data, dtype=np.float32), hdu.header.copy()
-
-
-def detections_as_reference(path: Path, survey: str) -> ReferenceCatalogue:
-    """A frame's detections on the sky through its own header WCS, as an astrometric reference."""
-    data, header = read_frame(path)
-    background = estimate_background(data)
-    table = detect_sources(data, background, None).table
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        wcs = WCS(header, naxis=2, relax=True).celestial
-    flux = np.asarray(table["flux"], dtype=float)
-    keep = flux > 0
-    sky = wcs.pixel_to_world(np.asarray(table["x"])[keep], np.asarray(table["y"])[keep])
-    mag = -2.5 * np.log10(flux[keep])
-    return ReferenceCatalogue(
-        survey=survey,
-        ra_deg=np.asarray(sky.ra.deg, dtype=float) % 360.0,
-        dec_deg=np.asarray(sky.dec.deg, dtype=float),
-        mags={"G": mag},
-        errs={"G": np.full(mag.size, 0.01)},
-    )
 
 
 def sep_baseline_ms(data: np.ndarray) -> float:
@@ -214,12 +182,14 @@ def _common(result: ImageReductionResult, offset: float) -> dict[str, Any]:
 def run_sdss(band: str) -> dict[str, Any]:
     path = REALDATA / SDSS_FRAME.format(band=band)
     started = time.perf_counter()
-    data, cards = read_frame(path)
+    data, cards = read_image(path)
     read_ms = round(1e3 * (time.perf_counter() - started), 1)
     header = standardise_header(cards)
     reference_band = SDSS_REFERENCE_BAND[band]
     reference = detections_as_reference(
-        REALDATA / SDSS_FRAME.format(band=reference_band), f"SDSS {reference_band} frame"
+        REALDATA / SDSS_FRAME.format(band=reference_band),
+        f"SDSS {reference_band} frame",
+        zero_point=NANOMAGGY_ZP,
     )
     assert header.wcs is not None
     ny, nx = data.shape
@@ -252,7 +222,7 @@ def run_sdss(band: str) -> dict[str, Any]:
 def run_panoptes(name: str, solved: ReferenceCatalogue, solved_wcs: WCS) -> dict[str, Any]:
     path = REALDATA / "panoptes" / name
     started = time.perf_counter()
-    data, cards = read_frame(path)
+    data, cards = read_image(path)
     read_ms = round(1e3 * (time.perf_counter() - started), 1)
     header = standardise_header(cards)
     result, failure, reduce_ms = _reduce(data, header, solved, PANOPTES_TARGET)
@@ -291,7 +261,7 @@ def run(bands: str) -> list[dict[str, Any]]:
     records = [run_sdss(band) for band in bands]
     solved_path = REALDATA / "panoptes" / "solved.fits.fz"
     solved = detections_as_reference(solved_path, "PANOPTES solved frame")
-    _, cards = read_frame(solved_path)
+    _, cards = read_image(solved_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         solved_wcs = WCS(cards, naxis=2, relax=True).celestial

@@ -1,8 +1,9 @@
 """A real SDSS frame in nanomaggies (no GAIN, no SATURATE, sky subtracted) through the measurement.
 
 The frames are read in place from ``../shared/realdata/sdss_m2`` next to the repository (never
-copied). Their pixels are nanomaggies, so ``mag = 22.5 - 2.5 log10(flux)`` holds by construction:
-the zero point, the S/N of stars and the depth can be checked without a reference catalogue.
+copied; a missing folder fails the tests). Their pixels are nanomaggies, so
+``mag = 22.5 - 2.5 log10(flux)`` holds by construction: the zero point, the S/N of stars and the
+depth can be checked without a reference catalogue.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pytest
-from astropy.io import fits
 
 from cpcs.science.imaging._aperture import (
     ANNULUS_FWHM,
@@ -32,8 +31,8 @@ from cpcs.science.imaging.photometry import SourceMeasurements, measure_sources
 from cpcs.science.imaging.psf import PsfModel, build_psf
 from cpcs.science.imaging.quality import image_quality
 from cpcs.science.zeropoint import DEFAULT_MAX_INST_ERR_MAG, fit_zero_point
+from cpcs.testing.realdata import read_image, realdata_file
 
-REALDATA = Path(__file__).resolve().parents[5] / ".." / "shared" / "realdata" / "sdss_m2"
 NANOMAGGY_ZP = 22.5
 #: SDSS single-epoch 5-sigma point-source depths (the 95 %-completeness depths are u 22.0, r 22.2).
 SDSS_5SIGMA_DEPTH = {"u": 22.15, "r": 22.70}
@@ -53,18 +52,10 @@ class Measured:
     sources: SourceMeasurements
 
 
-def _frame_path(band: str) -> Path:
-    path = REALDATA / f"frame-{band}-002583-2-0136.fits.bz2"
-    if not path.exists():
-        pytest.fail(f"{path} is missing: the real frames live in ../shared/realdata next to the repository")
-    return path
-
-
 @cache
 def measured(band: str) -> Measured:
-    with fits.open(_frame_path(band), memmap=False) as hdus:
-        data = np.asarray(hdus[0].data, dtype=np.float32)
-        header = standardise_header(hdus[0].header)
+    data, cards = read_image(realdata_file(f"sdss_m2/frame-{band}-002583-2-0136.fits.bz2"))
+    header = standardise_header(cards)
     saturation = header.saturation_adu or estimate_saturation_level(data)
     background = estimate_background(data)
     noise = choose_noise_model(header, background)
