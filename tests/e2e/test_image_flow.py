@@ -119,6 +119,7 @@ def test_unsolvable_field_fails_with_a_code_and_keeps_the_detections(
     assert observation["status"] == "failed" and observation["error_code"] == "astrometry_failed"
     reduction = embedded.client.get(f"{status_url}/reduction", headers=_auth(embedded)).json()
     assert reduction["status"] == "failed" and reduction["quality"]["n_sources"] > 10
+    assert reduction["quality"]["noise_model"]["kind"] == "gain"  # the GAIN card, kept with the failure
     detections = embedded.client.get(f"{status_url}/sources", headers=_auth(embedded))
     assert (
         detections.status_code == 200 and len(Table.read(io.BytesIO(detections.content), format="fits")) > 10

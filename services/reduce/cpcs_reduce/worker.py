@@ -228,6 +228,11 @@ class ReduceWorker:
             path = self.context.files.product_path(message.observation_id, "detections.fits")
             partial.detections.write(path, format="fits", overwrite=True)
             sources_path = str(path.relative_to(self.context.settings.data_dir))
+        quality: dict[str, Any] = {}
+        if partial is not None and partial.quality is not None:
+            quality = json_record(asdict(partial.quality))
+        if partial is not None and partial.noise is not None:
+            quality["noise_model"] = json_record(asdict(partial.noise))
         with self.context.db.transaction() as session:
             request = session.get(CalibrationRequest, message.calibration_request_id)
             observation = session.get(Observation, message.observation_id)
@@ -239,9 +244,7 @@ class ReduceWorker:
                     error_code=error.code,
                     error_message=error.message,
                     header={} if partial is None else _header_summary(partial.header),
-                    quality={}
-                    if partial is None or partial.quality is None
-                    else json_record(asdict(partial.quality)),
+                    quality=quality,
                     sources_path=sources_path,
                     timings_ms={} if partial is None else partial.timings_ms,
                     pipeline_version=__version__,

@@ -46,6 +46,7 @@ class PartialReduction:
     detections: Table | None
     quality: ImageQuality | None
     timings_ms: dict[str, float]
+    noise: NoiseModel | None = None
 
 
 class ReductionFailed(Exception):
@@ -136,7 +137,7 @@ def reduce_image(
             + ". Check that the frame is not blank or saturated and that the exposure shows stars.",
             code="too_few_stars",
         )
-        partial = PartialReduction(header, _detection_table(detections), None, timings)
+        partial = PartialReduction(header, _detection_table(detections), None, timings, noise)
         raise ReductionFailed(error, partial) from None
     quality = image_quality(
         background,
@@ -151,7 +152,7 @@ def reduce_image(
     try:
         solution = timed("astrometry", lambda: _solve(detections, header, gaia, image.shape))
     except CalibrationFailed as error:
-        partial = PartialReduction(header, _detection_table(detections), quality, timings)
+        partial = PartialReduction(header, _detection_table(detections), quality, timings, noise)
         raise ReductionFailed(error, partial) from None
 
     tx, ty = (
