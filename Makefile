@@ -40,6 +40,7 @@ test: install services browser lint typecheck unit
 bench: install services
 	$(PY) -m bench.run
 	$(PY) -m bench.images
+	$(PY) -m bench.realdata
 
 schemas: install
 	$(PY) -m tests.contracts.snapshot

@@ -119,6 +119,7 @@ def test_unsolvable_field_fails_with_a_code_and_keeps_the_detections(
     assert observation["status"] == "failed" and observation["error_code"] == "astrometry_failed"
     reduction = embedded.client.get(f"{status_url}/reduction", headers=_auth(embedded)).json()
     assert reduction["status"] == "failed" and reduction["quality"]["n_sources"] > 10
+    assert reduction["quality"]["noise_model"]["kind"] == "gain"  # the GAIN card, kept with the failure
     detections = embedded.client.get(f"{status_url}/sources", headers=_auth(embedded))
     assert (
         detections.status_code == 200 and len(Table.read(io.BytesIO(detections.content), format="fits")) > 10
@@ -180,3 +181,35 @@ def test_same_image_with_other_parameters_reuses_the_reduction(embedded: System,
         f"{first.json()['image_link']}/calibrations", headers=_auth(embedded)
     ).json()
     assert [c["band"] for c in history] == ["r", "i"]
+
+
+@pytest.mark.parametrize("frame", ["counts_without_gain", "sky_subtracted_physical_units"])
+def test_frames_without_a_gain_record_their_noise_model(embedded: System, tmp_path: Path, frame: str) -> None:
+    """No GAIN card: the sky's level / variance gives an effective gain; a sky-subtracted frame in
+    physical units is measured with the background rms alone. Either way the target is right and
+    the reduction record says which noise model was used."""
+    image = simulate_image(3, shape=(1024, 1024), target="bright")
+    for key in ("GAIN", "EGAIN", "GAIN1", "CCDGAIN"):
+        image.header.remove(key, ignore_missing=True, remove_all=True)
+    if frame == "sky_subtracted_physical_units":
+        for key in ("SATURATE", "SATLEVEL", "SATUR", "MAXLIN", "DATAMAX"):
+            image.header.remove(key, ignore_missing=True, remove_all=True)
+        image.header["BUNIT"] = "nanomaggy"
+        object.__setattr__(image, "data", ((image.data - np.median(image.data)) * 1e-3).astype(np.float32))
+    _prepare(embedded, image, tmp_path / "refs")
+    response = _upload(embedded, image_to_fits_bytes(image), forceFilter="PS1/r")
+    assert response.status_code == 200, response.text
+    target = image.target
+    assert target is not None
+    truth = image.truth.band("PS1", "r")
+    assert abs(response.json()["mag"] - (target.true_mag - truth.colour_term * target.true_colour)) < 0.03
+    reduction = embedded.client.get(
+        f"{response.json()['image_link']}/reduction", headers=_auth(embedded)
+    ).json()
+    noise = reduction["quality"]["noise_model"]
+    if frame == "counts_without_gain":
+        assert noise["kind"] == "effective_gain" and noise["source"] == "sky level / variance"
+        assert noise["gain_e_per_adu"] == pytest.approx(image.truth.gain_e_per_adu, rel=0.15)
+    else:
+        assert noise["kind"] == "background_only" and noise["gain_e_per_adu"] is None
+        assert "nanomaggy" in noise["note"] and reduction["header"]["pixel_unit"] == "nanomaggy"

@@ -233,10 +233,8 @@ def test_skyportal_mag_body(curve: Curve) -> None:
     clear = body["altdata"][0]
     assert clear["instrument_filter"] == "Clear" and clear["unfiltered"] is True
     assert clear["cpcs_point_id"] == curve.points[0]["id"] and clear["calibration_survey"] == "PS1"
-    assert (
-        clear["calibration_url"]
-        == f"{curve.system.context.settings.public_base_url}api/v1/observations/{curve.points[0]['observation_id']}"
-    )
+    base = curve.system.context.settings.public_base_url
+    assert clear["calibration_url"] == f"{base}api/v1/observations/{curve.points[0]['observation_id']}"
     assert all(not isinstance(v, dict | list) for altdata in body["altdata"] for v in altdata.values())
 
 

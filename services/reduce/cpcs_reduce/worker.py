@@ -34,7 +34,7 @@ from cpcs.logs import observation_context
 from cpcs.messages import ImageReceivedV1, SourcesMeasuredV1
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
-from cpcs.science.airmass import airmass
+from cpcs.science.airmass import airmass_at
 from cpcs.science.image_reduction import ImageReductionResult, PartialReduction, ReductionFailed, reduce_image
 from cpcs.science.imaging.header import ImageHeader, InstrumentDefaults, standardise_header
 from cpcs_calibrate.references import ReferenceSource
@@ -185,10 +185,15 @@ class ReduceWorker:
         quality = json_record(asdict(result.quality))
         lon, lat, elevation = site
         if lon is not None and lat is not None and result.header.mjd_mid is not None:
-            quality["airmass"] = airmass(
+            seen = airmass_at(
                 ra_deg, dec_deg, result.header.mjd_mid, lon_deg=lon, lat_deg=lat, elevation_m=elevation or 0.0
             )
+            quality["airmass"] = seen.value
+            quality["altitude_deg"] = round(seen.altitude_deg, 3)
+            if seen.note is not None:
+                quality["airmass_note"] = seen.note
         quality["astrometric_rms_arcsec"] = result.astrometry.rms_arcsec
+        quality["noise_model"] = json_record(asdict(result.noise))
         with self.context.db.transaction() as session:
             session.add(
                 ImageReduction(
@@ -223,6 +228,11 @@ class ReduceWorker:
             path = self.context.files.product_path(message.observation_id, "detections.fits")
             partial.detections.write(path, format="fits", overwrite=True)
             sources_path = str(path.relative_to(self.context.settings.data_dir))
+        quality: dict[str, Any] = {}
+        if partial is not None and partial.quality is not None:
+            quality = json_record(asdict(partial.quality))
+        if partial is not None and partial.noise is not None:
+            quality["noise_model"] = json_record(asdict(partial.noise))
         with self.context.db.transaction() as session:
             request = session.get(CalibrationRequest, message.calibration_request_id)
             observation = session.get(Observation, message.observation_id)
@@ -234,9 +244,7 @@ class ReduceWorker:
                     error_code=error.code,
                     error_message=error.message,
                     header={} if partial is None else _header_summary(partial.header),
-                    quality={}
-                    if partial is None or partial.quality is None
-                    else json_record(asdict(partial.quality)),
+                    quality=quality,
                     sources_path=sources_path,
                     timings_ms={} if partial is None else partial.timings_ms,
                     pipeline_version=__version__,
@@ -266,6 +274,7 @@ def _header_summary(header: ImageHeader) -> dict[str, Any]:
             "filter": header.filter_name,
             "gain_e_per_adu": header.gain_e_per_adu,
             "saturation_adu": header.saturation_adu,
+            "pixel_unit": header.pixel_unit,
             "pointing_ra_deg": header.ra_deg,
             "pointing_dec_deg": header.dec_deg,
             "pixel_scale_arcsec": header.pixel_scale_arcsec,

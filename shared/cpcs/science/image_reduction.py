@@ -24,10 +24,11 @@ from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.errors import CalibrationFailed
 from cpcs.science.astrometry import AstrometricSolution, solve_astrometry
 from cpcs.science.field_calibration import ForcedTarget
-from cpcs.science.imaging.background import estimate_background, estimate_gain, pixel_mask_bits
+from cpcs.science.imaging.background import estimate_background, pixel_mask_bits
 from cpcs.science.imaging.detection import Detections, detect_sources
 from cpcs.science.imaging.forced import ForcedMeasurement, forced_photometry
 from cpcs.science.imaging.header import ImageHeader, estimate_saturation_level
+from cpcs.science.imaging.noise import NoiseModel, choose_noise_model
 from cpcs.science.imaging.photometry import SourceMeasurements, measure_sources
 from cpcs.science.imaging.psf import PsfError, build_psf
 from cpcs.science.imaging.quality import ImageQuality, image_quality
@@ -35,7 +36,6 @@ from cpcs.science.imaging.quality import ImageQuality, image_quality
 T = TypeVar("T")
 
 PSF_NEIGHBOURHOOD_FWHM = 15.0  # PSF-fit the sources this close to the target (the rest: apertures)
-DEFAULT_GAIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class PartialReduction:
     detections: Table | None
     quality: ImageQuality | None
     timings_ms: dict[str, float]
+    noise: NoiseModel | None = None
 
 
 class ReductionFailed(Exception):
@@ -66,7 +67,7 @@ class ImageReductionResult:
     forced: ForcedMeasurement
     target_x: float
     target_y: float
-    gain_e_per_adu: float
+    noise: NoiseModel
     saturation_adu: float | None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -119,7 +120,8 @@ def reduce_image(
         )
     saturation = header.saturation_adu or estimate_saturation_level(image)
     background = timed("background", lambda: estimate_background(image))
-    gain = header.gain_e_per_adu or estimate_gain(image, background) or DEFAULT_GAIN
+    noise = choose_noise_model(header, background)
+    gain = noise.gain_e_per_adu
     mask = timed("mask", lambda: pixel_mask_bits(image, saturation_adu=saturation, background=background))
     detections = timed(
         "detection", lambda: detect_sources(image, background, mask, saturation_adu=saturation)
@@ -135,7 +137,7 @@ def reduce_image(
             + ". Check that the frame is not blank or saturated and that the exposure shows stars.",
             code="too_few_stars",
         )
-        partial = PartialReduction(header, _detection_table(detections), None, timings)
+        partial = PartialReduction(header, _detection_table(detections), None, timings, noise)
         raise ReductionFailed(error, partial) from None
     quality = image_quality(
         background,
@@ -146,12 +148,11 @@ def reduce_image(
         pixel_scale_arcsec=header.pixel_scale_arcsec,
         mask=mask,
         saturation_adu=saturation,
-        header=header,
     )
     try:
         solution = timed("astrometry", lambda: _solve(detections, header, gaia, image.shape))
     except CalibrationFailed as error:
-        partial = PartialReduction(header, _detection_table(detections), quality, timings)
+        partial = PartialReduction(header, _detection_table(detections), quality, timings, noise)
         raise ReductionFailed(error, partial) from None
 
     tx, ty = (
@@ -200,7 +201,7 @@ def reduce_image(
         forced=forced,
         target_x=tx,
         target_y=ty,
-        gain_e_per_adu=gain,
+        noise=noise,
         saturation_adu=saturation,
         timings_ms=timings,
     )

@@ -6,6 +6,7 @@ Order of use (what ``reduce`` does)::
     bkg = estimate_background(data)
     bits = pixel_mask_bits(data, saturation_adu=..., background=bkg)     # or bad_pixel_mask
     det = detect_sources(data, bkg, bits)
+    gain = choose_noise_model(hdr, bkg).gain_e_per_adu                   # None: background-only noise
     psf = build_psf(data, bkg, bits, det, gain_e_per_adu=gain)
     src = measure_sources(data, bkg, bits, det, gain_e_per_adu=gain, exptime_s=hdr.exptime_s)
     tgt = forced_photometry(data, bkg, None, psf, x, y, gain_e_per_adu=gain, exptime_s=..., neighbours=det,
@@ -21,7 +22,6 @@ from cpcs.science.imaging.background import (
     MaskBit,
     bad_pixel_mask,
     estimate_background,
-    estimate_gain,
     pixel_mask_bits,
 )
 from cpcs.science.imaging.detection import Detections, detect_sources
@@ -32,6 +32,7 @@ from cpcs.science.imaging.header import (
     estimate_saturation_level,
     standardise_header,
 )
+from cpcs.science.imaging.noise import NoiseModel, choose_noise_model
 from cpcs.science.imaging.photometry import (
     SourceFlag,
     SourceMeasurements,
@@ -49,15 +50,16 @@ __all__ = [
     "ImageQuality",
     "InstrumentDefaults",
     "MaskBit",
+    "NoiseModel",
     "PsfError",
     "PsfModel",
     "SourceFlag",
     "SourceMeasurements",
     "bad_pixel_mask",
     "build_psf",
+    "choose_noise_model",
     "detect_sources",
     "estimate_background",
-    "estimate_gain",
     "estimate_saturation_level",
     "forced_photometry",
     "image_quality",

@@ -21,7 +21,6 @@ __all__ = [
     "MaskBit",
     "bad_pixel_mask",
     "estimate_background",
-    "estimate_gain",
     "pixel_mask_bits",
 ]
 
@@ -120,18 +119,6 @@ def estimate_background(
         global_rms=float(bkg.globalrms),
         box=box,
     )
-
-
-def estimate_gain(data: NDArray[np.floating], background: ImageBackground) -> float | None:
-    """Effective gain (e-/ADU) from the sky: level / rms², when the sky dominates the noise.
-
-    Valid only for an image whose sky was not subtracted and whose noise is sky photon noise
-    (read noise makes it a lower limit). Returns None when the sky level is not positive.
-    """
-    if background.global_level <= 0 or background.global_rms <= 0:
-        return None
-    gain = background.global_level / background.global_rms**2
-    return float(np.clip(gain, 0.05, 100.0))
 
 
 def _low_neighbours(

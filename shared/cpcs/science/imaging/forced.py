@@ -125,7 +125,7 @@ def limiting_magnitude_5sigma(
     rms_adu: float,
     psf: PsfModel,
     *,
-    gain_e_per_adu: float,
+    gain_e_per_adu: float | None,
     exptime_s: float | None = None,
     x: float | None = None,
     y: float | None = None,
@@ -138,7 +138,8 @@ def limiting_magnitude_5sigma(
     rms_adu : float
         Sky noise per pixel at the position (``background.rms[y, x]``) or the global rms, ADU.
     psf : PsfModel
-    gain_e_per_adu : float
+    gain_e_per_adu : float or None
+        None: no source photon noise (background-only noise model).
     exptime_s : float, optional
         Magnitudes per second when given (same convention as the sources).
     x, y : float, optional
@@ -179,7 +180,7 @@ def forced_photometry(
     x: float,
     y: float,
     *,
-    gain_e_per_adu: float,
+    gain_e_per_adu: float | None,
     exptime_s: float | None = None,
     neighbours: Detections | ArrayLike | None = None,
     mask: NDArray[np.bool_] | NDArray[np.uint8] | None = None,
@@ -200,7 +201,8 @@ def forced_photometry(
     psf : PsfModel
     x, y : float
         Target position, px, 0-based (from the astrometric solution); kept fixed.
-    gain_e_per_adu : float
+    gain_e_per_adu : float or None
+        None: no source photon noise (background-only noise model).
     exptime_s : float, optional
     neighbours : Detections or array (N, 2), optional
         Detected sources; those within ``neighbour_radius_fwhm`` × FWHM (and not within

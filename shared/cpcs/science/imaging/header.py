@@ -6,7 +6,8 @@ Time (mid-exposure, MJD UTC), first match wins:
 
 1. ``MJD-MID``; ``DATE-AVG`` (ISO) -- already mid-exposure, used as they are;
 2. ``MJD-OBS``; ``DATE-OBS`` with a time (in the value, or in ``TIME-OBS`` / ``UT`` / ``UTSTART`` /
-   ``TIME-BEG``); ``JD``; ``HJD`` -- exposure *start*: half the exposure time is added.
+   ``TIME-BEG``, or ``TAIHMS`` -- SDSS's start time in TAI, converted to UTC); ``JD``; ``HJD`` --
+   exposure *start*: half the exposure time is added.
 
 ``HJD`` is treated as a geocentric JD: the heliocentric correction is at most 8.3 minutes
 (light travel time across 1 au), far below what matters for the light curve of a transient
@@ -22,6 +23,10 @@ at the data. Pointing: ``RA``/``DEC``, ``OBJCTRA``/``OBJCTDEC``, ``TELRA``/``TEL
 reference point (``CRVAL``); numbers are degrees, sexagesimal strings are hours (RA) and degrees (Dec).
 Pixel scale (arcsec/pixel): the WCS when it is valid, else ``PIXSCALE``, ``SECPIX``, ``PIXSCAL1``,
 ``SCALE``, then ``CDELT1`` / the ``CD`` matrix (degrees).
+
+Numeric cards may be strings (``EXPTIME = '53.907456'``): a string that reads as a number counts as
+that number. Pixel unit: ``BUNIT`` as written (``nanomaggy``, ``ADU``, ``e-/s``...); what it means
+for the noise is decided in :mod:`~cpcs.science.imaging.noise`.
 
 Headers win over :class:`InstrumentDefaults`, which only fill what the header lacks.
 """
@@ -60,7 +65,9 @@ _FILTER_KEYS = ("FILTER", "FILTNAM", "FILTER1", "FILTER2", "FILTER3", "INSFLNAM"
 _EMPTY_FILTERS = frozenset({"", "OPEN", "CLEAR", "CLR", "NONE", "EMPTY", "AIR", "NO FILTER", "N/A", "-"})
 _GAIN_KEYS = ("GAIN", "EGAIN", "GAIN1", "CCDGAIN")
 _SATURATION_KEYS = ("SATURATE", "SATLEVEL", "SATUR", "MAXLIN", "DATAMAX")
-_TIME_OF_DAY_KEYS = ("TIME-OBS", "UT", "UTSTART", "UT-START", "TIME-BEG")
+_TIME_OF_DAY_KEYS = ("TIME-OBS", "UT", "UTSTART", "UT-START", "TIME-BEG", "TAIHMS")
+#: Time-of-day cards on another time scale than UTC.
+_TIME_OF_DAY_SCALES = {"TAIHMS": "tai"}
 _POINTING_KEYS = (("RA", "DEC"), ("OBJCTRA", "OBJCTDEC"), ("TELRA", "TELDEC"))
 _SCALE_KEYS_ARCSEC = ("PIXSCALE", "SECPIX", "PIXSCAL1", "SCALE")
 
@@ -119,6 +126,8 @@ class ImageHeader:
         ``OBJECT`` card.
     notes : tuple of str
         Human-readable remarks: rejected WCS and why, HJD taken as JD, values from defaults...
+    pixel_unit : str or None
+        ``BUNIT`` card as written (None when absent).
     """
 
     mjd_mid: float | None
@@ -133,6 +142,7 @@ class ImageHeader:
     date_source: str
     object_name: str | None
     notes: tuple[str, ...] = ()
+    pixel_unit: str | None = None
 
 
 def _number(value: object) -> float | None:
@@ -185,9 +195,10 @@ def _time_of_day(value: object) -> str | None:
     return None
 
 
-def _iso_to_mjd(text: str) -> float | None:
+def _iso_to_mjd(text: str, scale: str = "utc") -> float | None:
+    """MJD (UTC) of an ISO date-time on the given time scale."""
     try:
-        return float(Time(text.strip().replace(" ", "T"), format="isot", scale="utc").mjd)
+        return float(Time(text.strip().replace(" ", "T"), format="isot", scale=scale).utc.mjd)
     except ValueError:
         return None
 
@@ -206,7 +217,7 @@ def _start_from_date_obs(header: Mapping[str, object]) -> tuple[float | None, st
     for key in _TIME_OF_DAY_KEYS:
         clock = _time_of_day(header.get(key))
         if clock is not None:
-            mjd = _iso_to_mjd(f"{day}T{clock}")
+            mjd = _iso_to_mjd(f"{day}T{clock}", _TIME_OF_DAY_SCALES.get(key, "utc"))
             if mjd is not None:
                 return mjd, f"DATE-OBS+{key}"
     return None, "DATE-OBS without time"
@@ -411,6 +422,7 @@ def standardise_header(header: fits.Header, *, instrument: InstrumentDefaults | 
         date_source=date_source,
         object_name=_text(cards.get("OBJECT")),
         notes=tuple(notes),
+        pixel_unit=_text(cards.get("BUNIT")),
     )
 
 

@@ -4,7 +4,8 @@ Conventions
 -----------
 * **Instrumental magnitude**: ``mag_inst = -2.5 log10(flux_e / exptime_s)`` (electrons per second)
   when the exposure time is known, else ``-2.5 log10(flux_e)`` (electrons in the exposure), with
-  ``flux_e = flux_adu × gain``. The calibration fits ``m_cat = m_inst + zp``, so any constant would
+  ``flux_e = flux_adu × gain`` (gain 1 when the noise model has none:
+  :mod:`~cpcs.science.imaging.noise`). The calibration fits ``m_cat = m_inst + zp``, so any constant would
   do; the same function (:func:`instrumental_magnitude`) serves stars, the target and limits.
 * **Total flux** is the flux inside ``REFERENCE_RADIUS_FWHM`` (2.5) × FWHM, local sky removed. The
   photometric aperture (``aperture_radius_fwhm`` × FWHM, 1.0 by default: close to the best S/N for
@@ -16,7 +17,8 @@ Conventions
   annulus scale with the local FWHM (``fwhm_at``), which keeps the encircled fraction nearly
   constant; ``aperture_radius_px`` is then the value at the median FWHM.
 * **Errors**: area × rms² (sky + read noise, from the smooth background noise map at the source) +
-  source flux / gain + (area × error of the annulus mean)²; the aperture-correction error
+  source flux / gain (left out when the gain is None: background-only noise) + (area × error of
+  the annulus mean)²; the aperture-correction error
   (scatter / √n) is added in quadrature to every magnitude.
 * **Local sky**: mean of the annulus pixels (3-5 FWHM) outside every source's sep footprint and
   outside bad pixels, on the image with the smooth sky map already removed.
@@ -74,15 +76,17 @@ class SourceFlag(enum.IntFlag):
 
 
 def instrumental_magnitude(
-    flux_adu: ArrayLike, flux_err_adu: ArrayLike, *, gain_e_per_adu: float, exptime_s: float | None
+    flux_adu: ArrayLike, flux_err_adu: ArrayLike, *, gain_e_per_adu: float | None, exptime_s: float | None
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Instrumental magnitude and its error from a flux in ADU (convention: module docstring).
 
-    Non-positive or non-finite fluxes give NaN magnitudes (and NaN errors).
+    Non-positive or non-finite fluxes give NaN magnitudes (and NaN errors). A gain of None
+    (:mod:`~cpcs.science.imaging.noise`'s ``background_only``) counts as 1: magnitudes of the
+    pixel values themselves.
     """
     flux = np.asarray(flux_adu, dtype=np.float64)
     err = np.asarray(flux_err_adu, dtype=np.float64)
-    rate = flux * gain_e_per_adu / (exptime_s if exptime_s and exptime_s > 0 else 1.0)
+    rate = flux * (gain_e_per_adu or 1.0) / (exptime_s if exptime_s and exptime_s > 0 else 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         mag = np.where(flux > 0, -2.5 * np.log10(rate), np.nan)
         magerr = np.where(flux > 0, MAG_ERR_PER_INVERSE_SNR * err / flux, np.nan)
@@ -120,7 +124,7 @@ class SourceMeasurements:
     aperture_correction_err: float
     n_aperture_correction_stars: int
     n_psf_stars: int
-    gain_e_per_adu: float
+    gain_e_per_adu: float | None
     exptime_s: float | None
 
 
@@ -132,7 +136,7 @@ def _aperture_correction(
     small: NDArray[np.float64],
     chosen: NDArray[np.bool_],
     annulus: tuple[float, float],
-    gain: float,
+    gain: float | None,
     shape: tuple[int, int],
 ) -> tuple[Poly2D, float, int]:
     idx = np.nonzero(chosen)[0]
@@ -165,7 +169,7 @@ def measure_sources(
     mask: NDArray[np.bool_] | NDArray[np.uint8] | None,
     detections: Detections,
     *,
-    gain_e_per_adu: float,
+    gain_e_per_adu: float | None,
     exptime_s: float | None = None,
     aperture_radius_fwhm: float = 1.0,
     annulus: tuple[float, float] = ANNULUS_FWHM,
@@ -184,8 +188,9 @@ def measure_sources(
         Bad pixels; with the bits, saturated pixels in an aperture set ``SATURATED``.
     detections : Detections
         Positions, FWHM map and segmentation map (the annulus excludes every footprint).
-    gain_e_per_adu : float
-        Gain: source photon noise and the electron scale of the magnitudes.
+    gain_e_per_adu : float or None
+        Gain: source photon noise and the electron scale of the magnitudes (None: background-only
+        noise, magnitudes of the pixel values).
     exptime_s : float, optional
         Exposure time: magnitudes per second when given.
     aperture_radius_fwhm : float

@@ -72,11 +72,11 @@ def image_quality(
     """Summarise an image's quality from the products of the earlier steps.
 
     Gain, exposure time, pixel scale and saturation level not given explicitly are taken from
-    ``header`` (gain 1 e-/ADU when neither says). The limit is the 5-sigma limit at the image
-    centre; ``forced`` is accepted for convenience and not needed (its own limit is at the
-    target). ``n_saturated`` counts detections whose peak (with sky) reaches the saturation level
-    or, with a :class:`MaskBit` mask, whose centre pixel is saturated. Pass the same ``exptime_s``
-    as to the photometry so the limit is on the same magnitude scale.
+    ``header`` (no gain: background-only noise, magnitudes of the pixel values). The limit is the
+    5-sigma limit at the image centre; ``forced`` is accepted for convenience and not needed (its
+    own limit is at the target). ``n_saturated`` counts detections whose peak (with sky) reaches
+    the saturation level or, with a :class:`MaskBit` mask, whose centre pixel is saturated. Pass
+    the same ``exptime_s`` as to the photometry so the limit is on the same magnitude scale.
     """
     del forced
     if header is not None:
@@ -85,7 +85,7 @@ def image_quality(
             pixel_scale_arcsec if pixel_scale_arcsec is not None else header.pixel_scale_arcsec
         )
         saturation_adu = saturation_adu if saturation_adu is not None else header.saturation_adu
-    gain = gain_e_per_adu if gain_e_per_adu is not None and gain_e_per_adu > 0 else 1.0
+    gain = gain_e_per_adu if gain_e_per_adu is not None and gain_e_per_adu > 0 else None
     table = detections.table
     ny, nx = detections.shape
     n_sat = 0

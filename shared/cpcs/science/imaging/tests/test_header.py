@@ -66,6 +66,21 @@ class TestTime:
         assert h.mjd_mid == pytest.approx(mjd("2024-03-01T22:00:30"), abs=1e-8)
         assert h.date_source == f"DATE-OBS+{key}+EXPTIME/2"
 
+    def test_taihms_is_tai_and_string_numbers_count(self) -> None:
+        # the SDSS frame header: EXPTIME a string card, the time of day in TAIHMS (TAI = UTC + 32 s in 2001)
+        header = make_header(
+            DATE_OBS="2001-09-20", EXPTIME="53.907456", TAIHMS="06:24:41.19", BUNIT="nanomaggy"
+        )
+        h = standardise_header(header)
+        assert h.exptime_s == 53.907456
+        assert h.date_source == "DATE-OBS+TAIHMS+EXPTIME/2"
+        assert h.mjd_mid == pytest.approx(mjd("2001-09-20T06:24:09.19") + 53.907456 / 2 / 86400, abs=1e-8)
+        assert h.pixel_unit == "nanomaggy"
+
+    def test_utc_time_cards_win_over_taihms(self) -> None:
+        header = make_header(DATE_OBS="2001-09-20", EXPTIME=0.0, TAIHMS="06:24:41.19", UT="06:24:09.19")
+        assert standardise_header(header).date_source == "DATE-OBS+UT (start)"
+
     def test_old_fits_date_form(self) -> None:
         h = standardise_header(make_header(DATE_OBS="01/03/98", TIME_OBS="01:00:00", ITIME=0.0))
         assert h.mjd_mid == pytest.approx(mjd("1998-03-01T01:00:00"), abs=1e-8)

@@ -17,7 +17,6 @@ from cpcs.science.imaging import (
     build_psf,
     detect_sources,
     estimate_background,
-    estimate_gain,
     forced_photometry,
     image_quality,
     instrumental_magnitude,
@@ -27,6 +26,7 @@ from cpcs.science.imaging import (
     psf_photometry,
 )
 from cpcs.science.imaging._synthetic import SyntheticImage, make_image, star_profile
+from cpcs.science.imaging.noise import sky_effective_gain
 
 
 def pipeline(im: SyntheticImage, **detect_kw: object):
@@ -99,7 +99,7 @@ def test_background_level_and_rms() -> None:
     assert bkg.global_level == pytest.approx(field.sky_adu, abs=0.3 * expected_rms)
     assert bkg.global_rms == pytest.approx(expected_rms, rel=0.05)
     assert bkg.level.dtype == np.float32 and bkg.level.shape == field.data.shape
-    assert estimate_gain(field.data, bkg) == pytest.approx(field.gain, rel=0.15)
+    assert sky_effective_gain(bkg) == pytest.approx(field.gain, rel=0.15)
 
 
 def test_mask_finds_cosmics_nan_saturation_not_stars() -> None:
