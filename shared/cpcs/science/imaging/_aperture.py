@@ -179,8 +179,8 @@ def stamp_aperture_flux(
     ny, nx = np.shape(data)
     half = int(np.ceil(max(float(np.max(rout)), float(np.max(radius))))) + 1
     offs = np.arange(-half, half + 1)
-    cx = np.rint(x).astype(np.intp)
-    cy = np.rint(y).astype(np.intp)
+    cx = np.rint(np.nan_to_num(x)).astype(np.intp)  # NaN positions (failed fits) give NaN sums
+    cy = np.rint(np.nan_to_num(y)).astype(np.intp)
     rows = cy[:, None, None] + offs[None, :, None]
     cols = cx[:, None, None] + offs[None, None, :]
     outside = (rows < 0) | (rows >= ny) | (cols < 0) | (cols >= nx)
