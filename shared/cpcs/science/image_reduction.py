@@ -10,8 +10,8 @@ what it returns.
 Odd frames
 ----------
 * **Undersampled stars** (FWHM below ``WELL_SAMPLED_FWHM_PX``): the default cosmic-ray test would
-  take their sharp cores. When the first detection measures such a FWHM (or none, or the cosmic
-  mask covers many sources), the FWHM is measured again with only saturated and non-finite pixels
+  take their sharp cores. When the first detection measures such a FWHM (or none: every star's
+  core was taken), the FWHM is measured again with only saturated and non-finite pixels
   masked, and the mask is rebuilt with the contrast that spares a star of that PSF
   (:func:`~cpcs.science.imaging.background.cosmic_contrast_for_psf`). Apertures never shrink below
   ``MIN_APERTURE_SCALE_PX``.
@@ -69,9 +69,6 @@ PSF_NEIGHBOURHOOD_FWHM = 15.0  # PSF-fit the sources this close to the target (t
 DEFAULT_GAIN = 1.0
 #: Below this FWHM (px) the default cosmic-ray test may take stars: the mask is rebuilt for the PSF.
 WELL_SAMPLED_FWHM_PX = 2.0
-#: The mask is rebuilt as well when its cosmic-ray pixels (9 per hit) exceed this fraction of the
-#: detections: stars were probably taken.
-MAX_COSMIC_HITS_PER_SOURCE = 0.2
 #: Reference stars this far beyond the frame (arcmin) are asked for (header WCS off by a little).
 REFERENCE_MARGIN_ARCMIN = 2.0
 
@@ -302,12 +299,7 @@ def _mask_and_detect(
         "detection",
         lambda: detect_sources(image, background, _detection_mask(mask), saturation_adu=saturation),
     )
-    cosmic_hits = np.count_nonzero(mask & np.uint8(MaskBit.COSMIC)) / 9.0
-    if (
-        np.isfinite(detections.fwhm_px)
-        and detections.fwhm_px >= WELL_SAMPLED_FWHM_PX
-        and cosmic_hits <= MAX_COSMIC_HITS_PER_SOURCE * max(detections.n_sources, 1)
-    ):
+    if np.isfinite(detections.fwhm_px) and detections.fwhm_px >= WELL_SAMPLED_FWHM_PX:
         return mask, detections
     plain = np.asarray(mask & np.uint8(~MaskBit.COSMIC & 0xFF), dtype=np.uint8)
     probe = timed(
