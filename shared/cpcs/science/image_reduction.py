@@ -69,6 +69,8 @@ PSF_NEIGHBOURHOOD_FWHM = 15.0  # PSF-fit the sources this close to the target (t
 DEFAULT_GAIN = 1.0
 #: Below this FWHM (px) the default cosmic-ray test may take stars: the mask is rebuilt for the PSF.
 WELL_SAMPLED_FWHM_PX = 2.0
+#: Bands that order the reference stars by brightness for the astrometry, first found wins.
+RANKING_BANDS = ("G", "r", "V", "g", "i", "R")
 #: Reference stars this far beyond the frame (arcmin) are asked for (header WCS off by a little).
 REFERENCE_MARGIN_ARCMIN = 2.0
 
@@ -337,9 +339,13 @@ def _solve(
     reference = references
     if header.mjd_mid is not None and references.has_proper_motions and references.epoch is not None:
         reference = references.at_epoch(julian_year(header.mjd_mid))
-    magnitudes = reference.mags.get("G")
-    if magnitudes is None:
-        magnitudes = next(iter(reference.mags.values()), np.full(len(reference), np.nan))
+    # brightness order of the references: the band nearest the middle of the optical (any will do)
+    band = next((b for b in RANKING_BANDS if b in reference.mags), None)
+    magnitudes = (
+        reference.mags[band]
+        if band is not None
+        else next(iter(reference.mags.values()), np.full(len(reference), np.nan))
+    )
     pointing = None if header.ra_deg is None or header.dec_deg is None else (header.ra_deg, header.dec_deg)
     table = detections.table
     x = np.asarray(table["x"], dtype=float)
