@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from cpcs.catalogs.importer import import_catalogue_file
@@ -30,14 +32,17 @@ def _prepare(system: System, image: SimulatedImage, folder: Path, surveys: tuple
         import_catalogue_file(store, survey, path, path.name)
 
 
-def _upload(system: System, data: bytes, **fields: str):  # type: ignore[no-untyped-def]
+def _upload(system: System, data: bytes, **fields: str) -> httpx.Response:
     form = {"EventID": "ivo://Gaia16aye", "hashtag": system.observer_token, "outputFormat": "json", **fields}
     return system.client.post("/followup/cgi/upload", data=form, files={"fitsFile": ("frame.fits", data)})
 
 
-def _reduction(system: System, response) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def _reduction(system: System, response: httpx.Response) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {system.observer_token}"}
-    return system.client.get(f"{response.json()['image_link']}/reduction", headers=headers).json()  # type: ignore[no-any-return]
+    reduction: dict[str, Any] = system.client.get(
+        f"{response.json()['image_link']}/reduction", headers=headers
+    ).json()
+    return reduction
 
 
 @pytest.mark.parametrize(("cached", "astrometric"), [(("PS1",), "PS1"), (("PS1", "GaiaSP"), "GaiaSP")])

@@ -33,7 +33,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 from astropy.coordinates import SkyCoord
@@ -283,6 +283,10 @@ def reduce_image(
     )
 
 
+class _Timer(Protocol):
+    def __call__(self, name: str, step: Callable[[], T]) -> T: ...
+
+
 def _detection_mask(bits: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """The mask detection sees: saturated stars are still found (the photometry flags them)."""
     return np.asarray(bits & np.uint8(~MaskBit.SATURATED & 0xFF), dtype=np.uint8)
@@ -292,7 +296,7 @@ def _mask_and_detect(
     image: NDArray[np.float32],
     background: ImageBackground,
     saturation: float | None,
-    timed: Callable[[str, Callable[[], T]], T],
+    timed: _Timer,
 ) -> tuple[NDArray[np.uint8], Detections]:
     """Pixel mask and detections, with the cosmic-ray test fitted to an undersampled PSF (module
     docstring)."""
