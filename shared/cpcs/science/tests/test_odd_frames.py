@@ -12,6 +12,13 @@ from scipy.spatial import cKDTree
 
 from cpcs.science.field_calibration import calibrate_field
 from cpcs.science.image_reduction import ImageReductionResult, reduce_image
+from cpcs.science.imaging.background import (
+    DEFAULT_COSMIC_CONTRAST,
+    MaskBit,
+    cosmic_contrast_for_psf,
+    estimate_background,
+    pixel_mask_bits,
+)
 from cpcs.science.imaging.header import standardise_header
 from cpcs.science.imaging.photometry import SourceFlag
 from cpcs.testing.image_simulator import SimulatedImage, simulate_image
@@ -55,6 +62,39 @@ def _bright_stars_found(image: SimulatedImage, result: ImageReductionResult) -> 
     found = np.column_stack((result.sources["X"], result.sources["Y"]))
     distance, _ = cKDTree(found).query(truth)
     return float(np.mean(distance < 1.0))
+
+
+@pytest.mark.parametrize("fwhm_px", [1.0, 1.3])
+def test_the_psf_fitted_cosmic_test_spares_stars_and_still_finds_cosmic_rays(fwhm_px: float) -> None:
+    image = simulate_image(
+        11, shape=(1024, 1024), fwhm_arcsec=fwhm_px * PIXEL_SCALE, n_cosmics=200, n_hot_pixels=100
+    )
+    background = estimate_background(image.data)
+    stars = image.stars
+    bright = np.asarray(stars["in_frame"] & ~stars["saturated"] & (stars["snr_optimal"] > 30))
+    star_x = np.rint(np.asarray(stars["x"])[bright]).astype(int)
+    star_y = np.rint(np.asarray(stars["y"])[bright]).astype(int)
+    cosmic, hot = image.truth.cosmic_ray_pixels, image.truth.hot_pixels
+
+    def masked(contrast: float) -> tuple[float, float, float]:
+        bits = pixel_mask_bits(
+            image.data,
+            saturation_adu=image.truth.saturation_adu,
+            background=background,
+            cosmic_contrast=contrast,
+        )
+        hit = (bits & np.uint8(MaskBit.COSMIC)) > 0
+        return (
+            float(hit[star_y, star_x].mean()),
+            float(hit[cosmic[:, 1], cosmic[:, 0]].mean()),
+            float(hit[hot[:, 1], hot[:, 0]].mean()),
+        )
+
+    stars_hit, _, _ = masked(DEFAULT_COSMIC_CONTRAST)
+    assert stars_hit > 0.2  # the default test takes undersampled stars
+    stars_hit, cosmic_hit, hot_hit = masked(cosmic_contrast_for_psf(fwhm_px, 3.0))
+    assert stars_hit == 0.0
+    assert cosmic_hit > 0.9 and hot_hit > 0.9
 
 
 @pytest.mark.parametrize("fwhm_px", [1.0, 1.3])
