@@ -1080,6 +1080,7 @@ def _solve_blind(
     pointing_uncertainty_arcsec: float,
     sip_order: int | Literal["auto"],
     match_radius_arcsec: float | None,
+    passes: tuple[tuple[int, int], ...] = _BLIND_PASSES,
 ) -> AstrometricSolution:
     tangent = (float(pointing[0]) % 360.0, float(pointing[1]))
     frame = _Frame.build(problem, tangent)
@@ -1108,7 +1109,7 @@ def _solve_blind(
     expected = n_verify * verify_ref.size / (np.pi * search_px**2) * np.pi * verify_radius**2
 
     best: tuple[int, IntArray, IntArray] | None = None
-    for n_src, max_ref in _BLIND_PASSES:
+    for n_src, max_ref in passes:
         n_src_used = min(n_src, problem.x.size)
         n_ref_used = int(min(n_in_area, max(round(1.3 * n_src_used * area_ratio), n_src_used), max_ref))
         candidates = triangle_candidates(
@@ -1181,20 +1182,23 @@ def _solve_blind_tiled(
     order = order[distance[order] <= reach]
     ra, dec = deproject(gx.ravel()[order], gy.ravel()[order], pointing[0] % 360.0, pointing[1])
     codes: set[str] = set()
-    for tile_ra, tile_dec in zip(ra, dec, strict=True):
-        try:
-            return _solve_blind(
-                problem,
-                (float(tile_ra), float(tile_dec)),
-                scale,
-                pointing_uncertainty_arcsec=0.75 * spacing,
-                sip_order=sip_order,
-                match_radius_arcsec=match_radius_arcsec,
-            )
-        except _TooFewForOrder:
-            raise
-        except CalibrationFailed as error:
-            codes.add(error.code)
+    # every tile with the quick pass first, then with the deeper one
+    for blind_pass in _BLIND_PASSES:
+        for tile_ra, tile_dec in zip(ra, dec, strict=True):
+            try:
+                return _solve_blind(
+                    problem,
+                    (float(tile_ra), float(tile_dec)),
+                    scale,
+                    pointing_uncertainty_arcsec=0.75 * spacing,
+                    sip_order=sip_order,
+                    match_radius_arcsec=match_radius_arcsec,
+                    passes=(blind_pass,),
+                )
+            except _TooFewForOrder:
+                raise
+            except CalibrationFailed as error:
+                codes.add(error.code)
     raise CalibrationFailed(
         f"no pattern of the brightest sources matches the reference stars within "
         f"{pointing_uncertainty_arcsec / 3600:.2f} deg of the pointing (RA {pointing[0]:.4f}, "

@@ -143,12 +143,18 @@ def test_blind_solve_of_the_unsolved_frame_lands_on_the_solved_frames_sky(
 def test_the_solver_finds_the_field_from_the_mount_position(
     reduced: dict[str, ImageReductionResult], tycho: ReferenceCatalogue
 ) -> None:
-    """Around the mount position itself (2.3 degrees off) with a wide enough search."""
-    sources = reduced["unsolved.fits"].sources
+    """Around the mount position itself (2.3 degrees off) with a wide enough search, from the green
+    plane's detections (isophotal fluxes: saturated stars rank as the brightest, as they should)."""
+    data, _ = _frame("unsolved.fits")
+    plane = green_plane(data, "RGGB", saturation_adu=estimate_saturation_level(data))
+    detections = detect_sources(
+        plane.data, estimate_background(plane.data), None, saturation_adu=plane.saturation_adu
+    )
+    x, y = plane.to_frame(detections.table["x"], detections.table["y"])
     solution = solve_astrometry(
-        np.asarray(sources["X"]),
-        np.asarray(sources["Y"]),
-        10 ** (-0.4 * np.nan_to_num(np.asarray(sources["MAG_APER"]), nan=99.0)),
+        x,
+        y,
+        np.asarray(detections.table["flux"]),
         tycho.ra_deg,
         tycho.dec_deg,
         tycho.mags["VT"],
