@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Mapping
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -101,9 +100,7 @@ class ReduceWorker:
         try:
             data, header = self._read(message.upload_sha256, form, defaults)
             radius = min(reference_radius_deg(header, data.shape), MAX_CONE_RADIUS_DEG)
-            references = _astrometric_references(
-                self.references.cone(alert.ra_deg, alert.dec_deg, radius, list(ASTROMETRIC_SURVEYS))
-            )
+            references = self._astrometric_references(alert.ra_deg, alert.dec_deg, radius)
             result = reduce_image(
                 data,
                 header,
@@ -124,6 +121,26 @@ class ReduceWorker:
             "reduced in %.0f ms",
             1e3 * (time.perf_counter() - started),
             extra={"duration_ms": result.timings_ms},
+        )
+
+    def _astrometric_references(self, ra_deg: float, dec_deg: float, radius_deg: float) -> ReferenceCatalogue:
+        """Gaia's cone when it has stars (the only survey fetched online for this), else the first of
+        the other ``ASTROMETRIC_SURVEYS`` with enough stars."""
+        first, *others = ASTROMETRIC_SURVEYS
+        for surveys in ([first], others):
+            try:
+                cones = self.references.cone(ra_deg, dec_deg, radius_deg, surveys)
+            except CalibrationFailed:
+                continue
+            for survey in surveys:
+                catalogue = cones.get(survey)
+                if catalogue is not None and len(catalogue) >= MIN_MATCHES:
+                    return catalogue
+        raise CalibrationFailed(
+            f"No reference stars with good positions ({', '.join(ASTROMETRIC_SURVEYS)}) are cached for "
+            "this field, so its astrometry cannot be solved; import them with 'cpcs catalog import "
+            "--survey Gaia FILE' (or PS1, APASS...) or enable the online catalogue.",
+            code="no_astrometric_references",
         )
 
     def _reuse(self, session: Session, message: ImageReceivedV1, reduction: ImageReduction) -> bool:
@@ -258,20 +275,6 @@ class ReduceWorker:
                 record_internal_error(session, message.calibration_request_id, message.observation_id, error)
         except Exception:
             log.exception("could not record the error state")
-
-
-def _astrometric_references(cones: Mapping[str, ReferenceCatalogue]) -> ReferenceCatalogue:
-    """The cone of the first of ``ASTROMETRIC_SURVEYS`` with enough stars for a solution."""
-    for survey in ASTROMETRIC_SURVEYS:
-        catalogue = cones.get(survey)
-        if catalogue is not None and len(catalogue) >= MIN_MATCHES:
-            return catalogue
-    raise CalibrationFailed(
-        f"No reference stars with good positions ({', '.join(ASTROMETRIC_SURVEYS)}) are cached for this "
-        "field, so its astrometry cannot be solved; import them with 'cpcs catalog import --survey Gaia "
-        "FILE' (or PS1, APASS...) or enable the online catalogue.",
-        code="no_astrometric_references",
-    )
 
 
 def _header_summary(header: ImageHeader) -> dict[str, Any]:
