@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,23 @@ def test_a_raw_colour_mosaic_without_wcs_reduces_through_the_service(
     assert target is not None
     truth = image.truth.band("PS1", "r")
     assert abs(response.json()["mag"] - (target.true_mag - truth.colour_term * target.true_colour)) < 0.04
+
+
+def test_no_cached_positions_fail_with_a_code(embedded: System, tmp_path: Path) -> None:
+    image = simulate_image(24, shape=(512, 512), target="bright")
+    _prepare(embedded, image, tmp_path / "refs", ())
+    accepted = embedded.client.post(
+        "/api/v1/uploads",
+        data={"alert": "ivo://Gaia16aye"},
+        files={"file": ("frame.fits", image_to_fits_bytes(image))},
+        headers={"Authorization": f"Bearer {embedded.observer_token}"},
+    )
+    assert accepted.status_code == 202, accepted.text
+    status_url = accepted.json()["status_url"]
+    deadline = time.monotonic() + 60
+    headers = {"Authorization": f"Bearer {embedded.observer_token}"}
+    while (observation := embedded.client.get(status_url, headers=headers).json())["status"] == "received":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert observation["status"] == "failed"
+    assert observation["error_code"] == "no_astrometric_references"
