@@ -9,12 +9,12 @@ what it returns.
 
 Odd frames
 ----------
-* **Undersampled stars** (FWHM below ``WELL_SAMPLED_FWHM_PX``): the default cosmic-ray test would
-  take their sharp cores. When the first detection measures such a FWHM (or none: every star's
-  core was taken), the FWHM is measured again with only saturated and non-finite pixels
-  masked, and the mask is rebuilt with the contrast that spares a star of that PSF
-  (:func:`~cpcs.science.imaging.background.cosmic_contrast_for_psf`). Apertures never shrink below
-  ``MIN_APERTURE_SCALE_PX``.
+* **Undersampled stars** (FWHM below ~1.7 px): the default cosmic-ray test would take their sharp
+  cores. When the PSF of the first detection needs a contrast above ``REBUILD_CONTRAST_FACTOR``
+  times the default (:func:`~cpcs.science.imaging.background.cosmic_contrast_for_psf`), or no FWHM
+  could be measured (every star's core was taken), the PSF is measured again with only saturated
+  and non-finite pixels masked, and the mask is rebuilt with the contrast that spares a star of
+  that PSF. Well-sampled frames pay nothing. Apertures never shrink below ``MIN_APERTURE_SCALE_PX``.
 * **Saturated stars are detected** (their pixels are masked for photometry, not for detection): they
   are the brightest stars, which the blind solver's patterns are made of, and they are flagged.
 * **Bayer mosaics** (:mod:`~cpcs.science.imaging.bayer`) are measured in their green superpixels;
@@ -67,8 +67,9 @@ T = TypeVar("T")
 
 PSF_NEIGHBOURHOOD_FWHM = 15.0  # PSF-fit the sources this close to the target (the rest: apertures)
 DEFAULT_GAIN = 1.0
-#: Below this FWHM (px) the default cosmic-ray test may take stars: the mask is rebuilt for the PSF.
-WELL_SAMPLED_FWHM_PX = 2.0
+#: The mask is rebuilt for the PSF when that needs this many times the default cosmic-ray contrast
+#: (a Moffat of beta 3 below ~1.7 px FWHM; above, the default test spares the stars).
+REBUILD_CONTRAST_FACTOR = 1.5
 #: Bands that order the reference stars by brightness for the astrometry, first found wins.
 RANKING_BANDS = ("G", "r", "V", "g", "i", "R")
 #: Reference stars this far beyond the frame (arcmin) are asked for (header WCS off by a little).
@@ -305,7 +306,11 @@ def _mask_and_detect(
         "detection",
         lambda: detect_sources(image, background, _detection_mask(mask), saturation_adu=saturation),
     )
-    if np.isfinite(detections.fwhm_px) and detections.fwhm_px >= WELL_SAMPLED_FWHM_PX:
+    if (
+        np.isfinite(detections.fwhm_px)
+        and cosmic_contrast_for_psf(detections.fwhm_px, detections.beta)
+        <= REBUILD_CONTRAST_FACTOR * DEFAULT_COSMIC_CONTRAST
+    ):
         return mask, detections
     plain = np.asarray(mask & np.uint8(~MaskBit.COSMIC & 0xFF), dtype=np.uint8)
     probe = timed(
