@@ -38,6 +38,7 @@ from cpcs.messages import (
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
 from cpcs.science.field_calibration import FieldCalibration, ForcedTarget, calibrate_field
+from cpcs.science.imaging.photometry import SourceFlag
 from cpcs.science.photometric_systems import ab_flux_ujy
 from cpcs_calibrate.references import ReferenceSource
 
@@ -125,11 +126,13 @@ class CalibrateWorker:
         """The source list to calibrate: the uploaded catalogue, or the table reduce measured."""
         if isinstance(message, SourcesMeasuredV1):
             table = Table.read(self.context.settings.data_dir / message.sources_path)
+            # saturated stars are measured (and used by the astrometry) but are no calibrators
+            usable = (np.asarray(table["FLAGS"], np.int64) & int(SourceFlag.SATURATED)) == 0
             return Sources(
-                np.asarray(table["RA"], float),
-                np.asarray(table["DEC"], float),
-                np.asarray(table["MAG_APER"], float),
-                np.asarray(table["MAGERR_APER"], float),
+                np.asarray(table["RA"], float)[usable],
+                np.asarray(table["DEC"], float)[usable],
+                np.asarray(table["MAG_APER"], float)[usable],
+                np.asarray(table["MAGERR_APER"], float)[usable],
             )
         catalogue = read_source_catalogue(
             self.context.files.get(message.upload_sha256),

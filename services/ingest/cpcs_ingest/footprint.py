@@ -17,8 +17,13 @@ MARGIN_ARCMIN = 2.0
 #: Coarsest pixel scale taken: CPCS calibrates telescope and telephoto frames, not all-sky cameras
 #: (a scale in degrees per pixel is also what CDELT in arcsec instead of degrees looks like).
 MAX_PIXEL_SCALE_ARCSEC = 60.0
-#: Widest field taken: reduce asks for the reference stars within 2 degrees of the alert.
+#: Widest field taken: reduce asks for the reference stars within 2 degrees of the alert (twice
+#: that for a frame without a WCS).
 MAX_FIELD_RADIUS_DEG = 2.0
+#: A frame with only a pointing (no WCS) may point this far beyond its half-diagonal from the alert:
+#: the mount position of a crop from a wide-field camera lies degrees from the crop's centre
+#: (PANOPTES: 2.3 degrees), and reduce solves such a frame blindly around the alert anyway.
+MAX_POINTING_ERROR_DEG = 5.0
 _WCSLIB_LOCATION = re.compile(r"ERROR \d+ in \w+\(\) at line \d+ of file [^:]*:\s*")
 
 
@@ -61,10 +66,11 @@ def check_image_covers(header: ImageHeader, shape: tuple[int, int], ra_deg: floa
     half_diagonal_deg = math.hypot(nx, ny) / 2 * header.pixel_scale_arcsec / 3600
     pointing = SkyCoord(header.ra_deg * deg, header.dec_deg * deg)
     distance = float(pointing.separation(SkyCoord(ra_deg * deg, dec_deg * deg)).deg)
-    if distance > half_diagonal_deg + MARGIN_ARCMIN / 60:
+    if distance > half_diagonal_deg + MAX_POINTING_ERROR_DEG:
         raise InputError(
-            f"The image points {distance * 60:.1f} arcmin from the alert, more than its half-diagonal "
-            f"({half_diagonal_deg * 60:.1f} arcmin): check the EventID or the RA/DEC cards.",
+            f"The image points {distance:.1f} degrees from the alert, more than its half-diagonal "
+            f"({half_diagonal_deg * 60:.1f} arcmin) plus {MAX_POINTING_ERROR_DEG:g} degrees for a "
+            "wrong pointing: check the EventID or the RA/DEC cards.",
             code="image_not_near_target",
         )
 

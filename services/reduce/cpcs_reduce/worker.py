@@ -8,7 +8,6 @@ already exists is acknowledged without work. A field that cannot be solved ends 
 from __future__ import annotations
 
 import logging
-import math
 import time
 import warnings
 from dataclasses import asdict, replace
@@ -21,6 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cpcs import __version__
+from cpcs.catalogs.cone import MAX_CONE_RADIUS_DEG
+from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.consumers import decode_for
 from cpcs.context import Context
 from cpcs.db.models import CalibrationRequest, ImageReduction, Observation
@@ -35,7 +36,14 @@ from cpcs.messages import ImageReceivedV1, SourcesMeasuredV1
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
 from cpcs.science.airmass import airmass_at
-from cpcs.science.image_reduction import ImageReductionResult, PartialReduction, ReductionFailed, reduce_image
+from cpcs.science.astrometry import MIN_MATCHES
+from cpcs.science.image_reduction import (
+    ImageReductionResult,
+    PartialReduction,
+    ReductionFailed,
+    reduce_image,
+    reference_radius_deg,
+)
 from cpcs.science.imaging.header import ImageHeader, InstrumentDefaults, standardise_header
 from cpcs_calibrate.references import ReferenceSource
 
@@ -43,8 +51,10 @@ log = logging.getLogger(__name__)
 
 QUEUE = "reduce"
 BINDINGS = binding_keys(QUEUE)
-ASTROMETRIC_SURVEY = "Gaia"
-CONE_MARGIN_DEG = 2 / 60
+#: Catalogues the astrometry may be solved against, best positions first: Gaia (moved to the image's
+#: epoch), GaiaSP (Gaia's positions), then surveys good to a fraction of an arcsecond. The first one
+#: with enough stars in the cone is used, and named in the reduction record.
+ASTROMETRIC_SURVEYS = ("Gaia", "GaiaSP", "PS1", "SDSS", "2MASS", "APASS")
 
 
 class ReduceWorker:
@@ -89,18 +99,12 @@ class ReduceWorker:
             site_facts = (site.lon_deg, site.lat_deg, site.elevation_m)
         try:
             data, header = self._read(message.upload_sha256, form, defaults)
-            radius = _cone_radius_deg(header, data.shape)
-            gaia = self.references.cone(alert.ra_deg, alert.dec_deg, radius, [ASTROMETRIC_SURVEY])
-            if ASTROMETRIC_SURVEY not in gaia or len(gaia[ASTROMETRIC_SURVEY]) == 0:
-                raise CalibrationFailed(
-                    "No Gaia stars are cached for this field, so its astrometry cannot be solved; import "
-                    "them with 'cpcs catalog import --survey Gaia FILE' or enable the online catalogue.",
-                    code="no_astrometric_references",
-                )
+            radius = min(reference_radius_deg(header, data.shape), MAX_CONE_RADIUS_DEG)
+            references = self._astrometric_references(alert.ra_deg, alert.dec_deg, radius)
             result = reduce_image(
                 data,
                 header,
-                gaia[ASTROMETRIC_SURVEY],
+                references,
                 target_ra_deg=alert.ra_deg,
                 target_dec_deg=alert.dec_deg,
             )
@@ -117,6 +121,26 @@ class ReduceWorker:
             "reduced in %.0f ms",
             1e3 * (time.perf_counter() - started),
             extra={"duration_ms": result.timings_ms},
+        )
+
+    def _astrometric_references(self, ra_deg: float, dec_deg: float, radius_deg: float) -> ReferenceCatalogue:
+        """Gaia's cone when it has stars (the only survey fetched online for this), else the first of
+        the other ``ASTROMETRIC_SURVEYS`` with enough stars."""
+        first, *others = ASTROMETRIC_SURVEYS
+        for surveys in ([first], others):
+            try:
+                cones = self.references.cone(ra_deg, dec_deg, radius_deg, surveys)
+            except CalibrationFailed:
+                continue
+            for survey in surveys:
+                catalogue = cones.get(survey)
+                if catalogue is not None and len(catalogue) >= MIN_MATCHES:
+                    return catalogue
+        raise CalibrationFailed(
+            f"No reference stars with good positions ({', '.join(ASTROMETRIC_SURVEYS)}) are cached for "
+            "this field, so its astrometry cannot be solved; import them with 'cpcs catalog import "
+            "--survey Gaia FILE' (or PS1, APASS...) or enable the online catalogue.",
+            code="no_astrometric_references",
         )
 
     def _reuse(self, session: Session, message: ImageReceivedV1, reduction: ImageReduction) -> bool:
@@ -261,11 +285,6 @@ class ReduceWorker:
             log.exception("could not record the error state")
 
 
-def _cone_radius_deg(header: ImageHeader, shape: tuple[int, ...]) -> float:
-    scale = header.pixel_scale_arcsec or 1.0
-    return min(math.hypot(*shape[-2:]) / 2 * scale / 3600 + CONE_MARGIN_DEG, 2.0)
-
-
 def _header_summary(header: ImageHeader) -> dict[str, Any]:
     return json_record(
         {
@@ -281,6 +300,7 @@ def _header_summary(header: ImageHeader) -> dict[str, Any]:
             "had_wcs": header.wcs is not None,
             "date_source": header.date_source,
             "object": header.object_name,
+            "bayer_pattern": header.bayer_pattern,
             "notes": list(header.notes),
         }
     )
@@ -297,5 +317,7 @@ def _astrometry_summary(result: ImageReductionResult) -> dict[str, Any]:
             "pixel_scale_arcsec": solution.pixel_scale_arcsec,
             "rotation_deg": solution.rotation_deg,
             "flipped": solution.flipped,
+            "reference_survey": result.reference_survey,
+            "measured_plane": result.measured_plane,
         }
     )

@@ -765,6 +765,25 @@ def _build_references(
     return references, index, gaia_pm
 
 
+#: Response of a colour mosaic's red and blue sites relative to its green ones (the simulated light
+#: is the green light; see :func:`_make_mosaic`).
+_MOSAIC_RESPONSE = {"R": 0.6, "B": 0.4, "G": 1.0}
+
+
+def _make_mosaic(data: Float32Array, pattern: str, bias_adu: float) -> None:
+    """Turn a frame into a raw colour mosaic, in place: the simulated picture is what the green sites
+    see; red and blue sites see the same sky and stars scaled by ``_MOSAIC_RESPONSE`` (noise
+    included: those pixels are never measured, only their presence matters)."""
+    for row in (0, 1):
+        for col in (0, 1):
+            response = _MOSAIC_RESPONSE[pattern[2 * row + col]]
+            if response != 1.0:
+                site = data[row::2, col::2]
+                site -= np.float32(bias_adu)
+                site *= np.float32(response)
+                site += np.float32(bias_adu)
+
+
 # --------------------------------------------------------------------------------------------------
 # Header
 
@@ -945,6 +964,7 @@ def simulate_image(
     aperture_radius_fwhm: float = 2.5,
     annulus_fwhm: tuple[float, float] | None = (3.0, 5.0),
     keep_model: bool = False,
+    bayer_pattern: str | None = None,
 ) -> SimulatedImage:
     """Simulate a calibrated CCD image of a transient's field (model: see the module docstring).
 
@@ -1036,6 +1056,10 @@ def simulate_image(
         (None: sky known exactly).
     keep_model : bool
         Also return the noiseless image (``model_adu``).
+    bayer_pattern : str, optional
+        Make the frame a raw colour mosaic (``"RGGB"``...; a ``BAYERPAT`` card says so): the
+        simulated light is what its green sites see, the red and blue sites see it scaled (0.6,
+        0.4). Undersampled frames need nothing special: give ``fwhm_arcsec`` of about one pixel.
 
     Returns
     -------
@@ -1314,6 +1338,8 @@ def simulate_image(
     data = _noisy_frame(rng_noise, model_e, cosmic_pixels, cosmic_e, read_noise_e, gain_e_per_adu, bias_adu)
     if hot_pixels.size:
         data[hot_pixels[:, 1], hot_pixels[:, 0]] += hot_excess.astype(np.float32)
+    if bayer_pattern is not None:
+        _make_mosaic(data, bayer_pattern, bias_adu)
     np.minimum(data, np.float32(saturation_adu), out=data)
     model_adu: Float32Array | None = None
     if keep_model:
@@ -1355,6 +1381,8 @@ def simulate_image(
         pixscale_arcsec=float(header_scale_deg * 3600.0),
         wcs_cards=wcs_cards,
     )
+    if bayer_pattern is not None:
+        cards["BAYERPAT"] = (bayer_pattern, "colour filter array, top-left cell")
     header = fits.PrimaryHDU(data=data, header=cards).header
 
     # --- reference catalogues ---------------------------------------------------------------------------

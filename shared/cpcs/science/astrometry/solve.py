@@ -62,6 +62,7 @@ from cpcs.science.astrometry._geometry import (
     BoolArray,
     FloatArray,
     IntArray,
+    deproject,
     deproject_vectors,
     polynomial_design,
     polynomial_terms,
@@ -117,6 +118,9 @@ MIN_MATCH_SPREAD = 0.10
 MAX_SCATTER_TO_RADIUS = 0.3
 #: Required chance probability (decimal log) of the number of final matches.
 MAX_LOG10_CHANCE = -6.0
+
+#: A blind pointing uncertainty above this many image half-diagonals is searched in tiles.
+TILE_UNCERTAINTY_RATIO = 1.5
 
 #: Blind-mode passes: number of brightest sources used for triangles, largest number of references.
 _BLIND_PASSES = ((30, 100), (50, 160))
@@ -1076,6 +1080,7 @@ def _solve_blind(
     pointing_uncertainty_arcsec: float,
     sip_order: int | Literal["auto"],
     match_radius_arcsec: float | None,
+    passes: tuple[tuple[int, int], ...] = _BLIND_PASSES,
 ) -> AstrometricSolution:
     tangent = (float(pointing[0]) % 360.0, float(pointing[1]))
     frame = _Frame.build(problem, tangent)
@@ -1104,7 +1109,7 @@ def _solve_blind(
     expected = n_verify * verify_ref.size / (np.pi * search_px**2) * np.pi * verify_radius**2
 
     best: tuple[int, IntArray, IntArray] | None = None
-    for n_src, max_ref in _BLIND_PASSES:
+    for n_src, max_ref in passes:
         n_src_used = min(n_src, problem.x.size)
         n_ref_used = int(min(n_in_area, max(round(1.3 * n_src_used * area_ratio), n_src_used), max_ref))
         candidates = triangle_candidates(
@@ -1144,6 +1149,62 @@ def _solve_blind(
     matched = refiner.converge(start, verify_radius * scale, _LINEAR)
     matched = refiner.finish(refiner.select_model(matched, sip_order))
     return _finish(problem, matched, method="blind-pointing", expected_scale=scale)
+
+
+def _solve_blind_tiled(
+    problem: _Problem,
+    pointing: tuple[float, float],
+    scale: float,
+    *,
+    pointing_uncertainty_arcsec: float,
+    sip_order: int | Literal["auto"],
+    match_radius_arcsec: float | None,
+) -> AstrometricSolution:
+    """Blind solution; a large pointing uncertainty is searched in tiles (see the module docstring)."""
+    half_diagonal = problem.half_diagonal_px * scale
+    if pointing_uncertainty_arcsec <= TILE_UNCERTAINTY_RATIO * half_diagonal:
+        return _solve_blind(
+            problem,
+            pointing,
+            scale,
+            pointing_uncertainty_arcsec=pointing_uncertainty_arcsec,
+            sip_order=sip_order,
+            match_radius_arcsec=match_radius_arcsec,
+        )
+    # A square grid of spacing s leaves every point within s / sqrt(2) of a node: tiles of radius
+    # 0.75 s (plus the half-diagonal) cover the whole circle.
+    spacing = half_diagonal
+    reach = pointing_uncertainty_arcsec + 0.71 * spacing
+    steps = np.arange(-np.ceil(reach / spacing), np.ceil(reach / spacing) + 1) * spacing
+    gx, gy = np.meshgrid(steps, steps)
+    distance = np.hypot(gx, gy).ravel()
+    order = np.argsort(distance, kind="stable")
+    order = order[distance[order] <= reach]
+    ra, dec = deproject(gx.ravel()[order], gy.ravel()[order], pointing[0] % 360.0, pointing[1])
+    codes: set[str] = set()
+    # every tile with the quick pass first, then with the deeper one
+    for blind_pass in _BLIND_PASSES:
+        for tile_ra, tile_dec in zip(ra, dec, strict=True):
+            try:
+                return _solve_blind(
+                    problem,
+                    (float(tile_ra), float(tile_dec)),
+                    scale,
+                    pointing_uncertainty_arcsec=0.75 * spacing,
+                    sip_order=sip_order,
+                    match_radius_arcsec=match_radius_arcsec,
+                    passes=(blind_pass,),
+                )
+            except _TooFewForOrder:
+                raise
+            except CalibrationFailed as error:
+                codes.add(error.code)
+    raise CalibrationFailed(
+        f"no pattern of the brightest sources matches the reference stars within "
+        f"{pointing_uncertainty_arcsec / 3600:.2f} deg of the pointing (RA {pointing[0]:.4f}, "
+        f"Dec {pointing[1]:.4f}; {order.size} tiles searched) at {scale:.3f} arcsec/pixel",
+        code=_NO_REFERENCES if codes == {_NO_REFERENCES} else _FAILED,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1283,7 +1344,7 @@ def solve_astrometry(
         missing = "a pointing" if centre is None else "a pixel scale"
         raise CalibrationFailed(f"no usable header WCS, and a blind solution needs {missing}", code=_FAILED)
     try:
-        return _solve_blind(
+        return _solve_blind_tiled(
             problem,
             centre,
             expected_scale,

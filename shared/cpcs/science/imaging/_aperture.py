@@ -18,6 +18,16 @@ REFERENCE_RADIUS_FWHM = 2.5
 ANNULUS_FWHM = (3.0, 5.0)
 #: Smallest number of unmasked annulus pixels for a usable local sky.
 MIN_SKY_PIXELS = 20
+#: Apertures and annuli scale with the FWHM, but never with less than this (px): the light of an
+#: undersampled star (FWHM ~1 px) falls in a few pixels, and an aperture of 1 px would catch a
+#: fraction of it that changes by tens of per cent with the star's position in its pixel.
+MIN_APERTURE_SCALE_PX = 1.5
+
+
+def aperture_scale_px(fwhm_px: FloatArray | float) -> FloatArray:
+    """The FWHM (px) that apertures and annuli are scaled with: the FWHM, at least
+    ``MIN_APERTURE_SCALE_PX``."""
+    return np.maximum(np.asarray(fwhm_px, dtype=np.float64), MIN_APERTURE_SCALE_PX)
 
 
 @dataclass(frozen=True)
@@ -169,8 +179,8 @@ def stamp_aperture_flux(
     ny, nx = np.shape(data)
     half = int(np.ceil(max(float(np.max(rout)), float(np.max(radius))))) + 1
     offs = np.arange(-half, half + 1)
-    cx = np.rint(x).astype(np.intp)
-    cy = np.rint(y).astype(np.intp)
+    cx = np.rint(np.nan_to_num(x)).astype(np.intp)  # NaN positions (failed fits) give NaN sums
+    cy = np.rint(np.nan_to_num(y)).astype(np.intp)
     rows = cy[:, None, None] + offs[None, :, None]
     cols = cx[:, None, None] + offs[None, None, :]
     outside = (rows < 0) | (rows >= ny) | (cols < 0) | (cols >= nx)

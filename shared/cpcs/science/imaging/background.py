@@ -20,12 +20,21 @@ __all__ = [
     "ImageBackground",
     "MaskBit",
     "bad_pixel_mask",
+    "cosmic_contrast_for_psf",
     "estimate_background",
     "pixel_mask_bits",
 ]
 
 BoolImage = NDArray[np.bool_]
 FloatImage = NDArray[np.float32]
+
+#: Contrast of the cosmic-ray test for well-sampled stars (FWHM ≥ 2 px); see :func:`pixel_mask_bits`.
+DEFAULT_COSMIC_CONTRAST = 5.0
+#: A pixel counts as sharper than any star when its neighbours hold less than this fraction of the
+#: least a star of the image's PSF can leave them (noise and a PSF narrower than measured).
+COSMIC_STAR_MARGIN = 0.5
+#: Largest contrast used: beyond it a single frame cannot tell a cosmic ray from a star.
+MAX_COSMIC_CONTRAST = 1000.0
 
 
 class MaskBit(enum.IntFlag):
@@ -121,6 +130,37 @@ def estimate_background(
     )
 
 
+def cosmic_contrast_for_psf(fwhm_px: float, beta: float | None = None) -> float:
+    """The ``cosmic_contrast`` of :func:`pixel_mask_bits` that spares every star of this PSF.
+
+    For a star of the given profile (Moffat of index ``beta``, a Gaussian when ``beta`` is None or
+    not finite), integrated over pixels and centred anywhere within its brightest pixel, the least
+    ratio of the mean of the two lowest edge neighbours to the peak is found on a sub-pixel grid;
+    the contrast is ``1 / (COSMIC_STAR_MARGIN × ratio)``, never below ``DEFAULT_COSMIC_CONTRAST``
+    (the stars of a well-sampled image are spared by it already) nor above
+    ``MAX_COSMIC_CONTRAST``. At FWHM 2 px it is near the default; at 1 px 20-100 (Moffat to Gaussian).
+    """
+    if not np.isfinite(fwhm_px) or fwhm_px <= 0:
+        return DEFAULT_COSMIC_CONTRAST
+    sub = 10
+    grid = (np.arange(3 * sub) + 0.5) / sub - 1.5  # sub-pixel centres over the 3 x 3 pixels
+    worst = 1.0
+    for cx in np.linspace(0.0, 0.5, 6):
+        for cy in np.linspace(0.0, cx, max(round(cx / 0.1) + 1, 1)):
+            r2 = (grid[None, :] - cx) ** 2 + (grid[:, None] - cy) ** 2
+            if beta is not None and np.isfinite(beta) and beta > 0:
+                alpha2 = (fwhm_px / 2.0) ** 2 / (2.0 ** (1.0 / beta) - 1.0)
+                profile = (1.0 + r2 / alpha2) ** -beta
+            else:
+                profile = np.exp(-4.0 * np.log(2.0) * r2 / fwhm_px**2)
+            pixels = profile.reshape(3, sub, 3, sub).sum(axis=(1, 3))
+            four = np.sort([pixels[0, 1], pixels[2, 1], pixels[1, 0], pixels[1, 2]])
+            if pixels[1, 1] >= four[3]:
+                worst = min(worst, float((four[0] + four[1]) / 2.0 / pixels[1, 1]))
+    contrast = 1.0 / (COSMIC_STAR_MARGIN * max(worst, 1e-12))
+    return float(np.clip(contrast, DEFAULT_COSMIC_CONTRAST, MAX_COSMIC_CONTRAST))
+
+
 def _low_neighbours(
     image: FloatImage, rows: NDArray[np.intp], cols: NDArray[np.intp]
 ) -> tuple[FloatImage, FloatImage]:
@@ -156,7 +196,7 @@ def pixel_mask_bits(
     saturation_adu: float | None,
     background: ImageBackground,
     cosmic_sigma: float = 6.0,
-    cosmic_contrast: float = 5.0,
+    cosmic_contrast: float = DEFAULT_COSMIC_CONTRAST,
     saturation_grow: int = 2,
 ) -> NDArray[np.uint8]:
     """Bits (:class:`MaskBit`) of the bad pixels of an image.
@@ -167,7 +207,8 @@ def pixel_mask_bits(
     neighbours, and those neighbours (sky subtracted) hold less than ``1 / cosmic_contrast`` of its
     value (taking the two lowest catches 2-3 pixel tracks). A star of FWHM ≥ 2 px never does,
     wherever its centre falls in the pixel (its two faintest neighbours hold ≥ 35 % of the peak);
-    undersampled images (FWHM < 2 px) should pass a larger ``cosmic_contrast`` (≈ 10 at 1.5 px).
+    undersampled images (FWHM < 2 px) must pass a larger ``cosmic_contrast``, the one
+    :func:`cosmic_contrast_for_psf` gives for their measured PSF.
     The flagged pixel and its eight neighbours are masked. Saturated pixels are grown by
     ``saturation_grow`` px (bleed and the
     non-linear halo). Only pixels above threshold are examined, so the cost is a few full-image

@@ -26,7 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from cpcs.science.imaging._aperture import ANNULUS_FWHM, REFERENCE_RADIUS_FWHM, stamp_aperture_flux
+from cpcs.science.imaging._aperture import (
+    ANNULUS_FWHM,
+    REFERENCE_RADIUS_FWHM,
+    aperture_scale_px,
+    stamp_aperture_flux,
+)
 from cpcs.science.imaging.background import ImageBackground
 from cpcs.science.imaging.detection import Detections
 from cpcs.science.imaging.photometry import MAG_ERR_PER_INVERSE_SNR, instrumental_magnitude
@@ -238,7 +243,8 @@ def forced_photometry(
     if not bool(fitted["fit_ok"][0]) or not np.isfinite(flux_err):
         method = "aperture"
         chi2 = float("nan")
-        radius = aperture_radius_fwhm * fwhm
+        scale = float(aperture_scale_px(fwhm))
+        radius = aperture_radius_fwhm * scale
         sums = stamp_aperture_flux(
             data,
             background,
@@ -247,7 +253,7 @@ def forced_photometry(
             np.array([x]),
             np.array([y]),
             np.array([radius]),
-            (np.array([ANNULUS_FWHM[0] * fwhm]), np.array([ANNULUS_FWHM[1] * fwhm])),
+            (np.array([ANNULUS_FWHM[0] * scale]), np.array([ANNULUS_FWHM[1] * scale])),
             gain_e_per_adu,
         )
         fraction = _encircled_ratio(psf, x, y, radius)
@@ -263,7 +269,7 @@ def forced_photometry(
         exptime_s=exptime_s,
         x=x,
         y=y,
-        sky_err_adu=rms_here / math.sqrt(max(_ring_pixels(fwhm), 1.0)),
+        sky_err_adu=rms_here / math.sqrt(max(_ring_pixels(float(aperture_scale_px(fwhm))), 1.0)),
     )
     return ForcedMeasurement(
         x=float(x),
@@ -292,8 +298,7 @@ def _ring_pixels(fwhm: float) -> float:
 
 def _encircled_ratio(psf: PsfModel, x: float, y: float, radius: float) -> float:
     """Model flux inside ``radius`` over model flux inside the reference radius."""
-    fwhm = float(psf.fwhm_at(x, y))
-    r_ref = REFERENCE_RADIUS_FWHM * fwhm
+    r_ref = REFERENCE_RADIUS_FWHM * float(aperture_scale_px(psf.fwhm_at(x, y)))
     half = math.ceil(max(radius, r_ref)) + 2
     sub = 5
     grid = (np.arange(-half * sub, (half + 1) * sub) + 0.5) / sub - 0.5 / sub - 0.5

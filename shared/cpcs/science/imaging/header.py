@@ -19,7 +19,8 @@ Exposure time: ``EXPTIME``, ``EXPOSURE``, ``EXP_TIME``, ``ITIME``. Filter: ``FIL
 when another of these keywords names a real filter (an image taken with only a clear filter keeps
 ``CLEAR``). Gain (e-/ADU): ``GAIN``, ``EGAIN``, ``GAIN1``, ``CCDGAIN``. Saturation (ADU): ``SATURATE``,
 ``SATLEVEL``, ``SATUR``, ``MAXLIN``, ``DATAMAX``; when absent, :func:`estimate_saturation_level` looks
-at the data. Pointing: ``RA``/``DEC``, ``OBJCTRA``/``OBJCTDEC``, ``TELRA``/``TELDEC``, then the WCS
+at the data. Pointing: ``RA``/``DEC``, ``OBJCTRA``/``OBJCTDEC``, ``TELRA``/``TELDEC``, ``RA-MNT``/``DEC-MNT``
+(the mount, PANOPTES), then the WCS
 reference point (``CRVAL``); numbers are degrees, sexagesimal strings are hours (RA) and degrees (Dec).
 Pixel scale (arcsec/pixel): the WCS when it is valid, else ``PIXSCALE``, ``SECPIX``, ``PIXSCAL1``,
 ``SCALE``, then ``CDELT1`` / the ``CD`` matrix (degrees).
@@ -27,6 +28,10 @@ Pixel scale (arcsec/pixel): the WCS when it is valid, else ``PIXSCALE``, ``SECPI
 Numeric cards may be strings (``EXPTIME = '53.907456'``): a string that reads as a number counts as
 that number. Pixel unit: ``BUNIT`` as written (``nanomaggy``, ``ADU``, ``e-/s``...); what it means
 for the noise is decided in :mod:`~cpcs.science.imaging.noise`.
+
+Colour mosaics: ``BAYERPAT`` or a colour-filter pattern as the ``FILTER`` value marks a raw Bayer
+frame (:mod:`cpcs.science.imaging.bayer`); its green pixels are measured and, unless another filter
+card names a real filter, calibrated as ``V``.
 
 Headers win over :class:`InstrumentDefaults`, which only fill what the header lacks.
 """
@@ -43,6 +48,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning
+
+from cpcs.science.imaging.bayer import CFA_PATTERNS, DSLR_GREEN_BAND, bayer_pattern_from_cards
 
 __all__ = [
     "JD_TO_MJD",
@@ -68,7 +75,7 @@ _SATURATION_KEYS = ("SATURATE", "SATLEVEL", "SATUR", "MAXLIN", "DATAMAX")
 _TIME_OF_DAY_KEYS = ("TIME-OBS", "UT", "UTSTART", "UT-START", "TIME-BEG", "TAIHMS")
 #: Time-of-day cards on another time scale than UTC.
 _TIME_OF_DAY_SCALES = {"TAIHMS": "tai"}
-_POINTING_KEYS = (("RA", "DEC"), ("OBJCTRA", "OBJCTDEC"), ("TELRA", "TELDEC"))
+_POINTING_KEYS = (("RA", "DEC"), ("OBJCTRA", "OBJCTDEC"), ("TELRA", "TELDEC"), ("RA-MNT", "DEC-MNT"))
 _SCALE_KEYS_ARCSEC = ("PIXSCALE", "SECPIX", "PIXSCAL1", "SCALE")
 
 
@@ -128,6 +135,8 @@ class ImageHeader:
         Human-readable remarks: rejected WCS and why, HJD taken as JD, values from defaults...
     pixel_unit : str or None
         ``BUNIT`` card as written (None when absent).
+    bayer_pattern : str or None
+        Colour-filter pattern of a raw mosaic (``"RGGB"``...), None for a monochrome frame.
     """
 
     mjd_mid: float | None
@@ -143,6 +152,7 @@ class ImageHeader:
     object_name: str | None
     notes: tuple[str, ...] = ()
     pixel_unit: str | None = None
+    bayer_pattern: str | None = None
 
 
 def _number(value: object) -> float | None:
@@ -399,6 +409,11 @@ def standardise_header(header: fits.Header, *, instrument: InstrumentDefaults | 
         scale = float(np.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix)))) * 3600.0
     if scale is None:
         scale = _scale_from_keywords(cards)
+    filter_name = _filter(cards, instrument)
+    bayer_pattern = bayer_pattern_from_cards(cards)
+    if bayer_pattern is not None and (filter_name is None or filter_name.strip().upper() in CFA_PATTERNS):
+        filter_name = DSLR_GREEN_BAND
+        notes.append(f"Bayer {bayer_pattern} mosaic: its green pixels measured, calibrated as {filter_name}")
     if instrument is not None:
         if gain is None and instrument.gain is not None:
             gain = instrument.gain
@@ -412,7 +427,7 @@ def standardise_header(header: fits.Header, *, instrument: InstrumentDefaults | 
     return ImageHeader(
         mjd_mid=mjd_mid,
         exptime_s=exptime,
-        filter_name=_filter(cards, instrument),
+        filter_name=filter_name,
         gain_e_per_adu=gain,
         saturation_adu=saturation,
         ra_deg=ra,
@@ -423,15 +438,21 @@ def standardise_header(header: fits.Header, *, instrument: InstrumentDefaults | 
         object_name=_text(cards.get("OBJECT")),
         notes=tuple(notes),
         pixel_unit=_text(cards.get("BUNIT")),
+        bayer_pattern=bayer_pattern,
     )
 
 
-def estimate_saturation_level(data: np.ndarray, *, min_pixels: int = 4) -> float | None:
+def estimate_saturation_level(
+    data: np.ndarray, *, min_pixels: int = 4, max_hot_pixels: int = 16
+) -> float | None:
     """Guess the saturation level (ADU) of an image whose header does not give it.
 
     A saturated image shows a plateau: several pixels sharing (within 0.1 %) the largest value.
-    Returns 98 % of that value (pixels near saturation are already non-linear), or None when no
-    plateau exists (nothing saturated, so nothing needs masking). NaN pixels are ignored.
+    A raw frame whose white level lies below a few hot pixels (DSLRs) shows it just below them: a
+    value held exactly by at least ``min_pixels`` pixels and by four times as many pixels as lie
+    above it, with at most ``max_hot_pixels`` above. Returns 98 % of the plateau's value (pixels
+    near saturation are already non-linear), or None when no plateau exists (nothing saturated, so
+    nothing needs masking). NaN pixels are ignored.
 
     Parameters
     ----------
@@ -439,6 +460,8 @@ def estimate_saturation_level(data: np.ndarray, *, min_pixels: int = 4) -> float
         Image, ADU (before background subtraction).
     min_pixels : int
         Fewest pixels at the maximum that make a plateau.
+    max_hot_pixels : int
+        Most pixels above a plateau below the maximum.
     """
     finite = data[np.isfinite(data)]
     if finite.size == 0:
@@ -447,6 +470,15 @@ def estimate_saturation_level(data: np.ndarray, *, min_pixels: int = 4) -> float
     if top <= 0:
         return None
     n_top = int(np.count_nonzero(finite >= top - 1e-3 * abs(top)))
-    if n_top < min_pixels:
-        return None
-    return 0.98 * top
+    if n_top >= min_pixels:
+        return 0.98 * top
+    count = min(finite.size, max_hot_pixels + 1)
+    highest = np.partition(finite, finite.size - count)[finite.size - count :]
+    for value in np.unique(highest)[::-1]:
+        above = int(np.count_nonzero(highest > value))
+        if above > max_hot_pixels or value <= 0:
+            break
+        exact = int(np.count_nonzero(finite == value))
+        if exact >= max(min_pixels, 4 * above):
+            return 0.98 * float(value)
+    return None

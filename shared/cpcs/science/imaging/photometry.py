@@ -13,6 +13,8 @@ Conventions
   bright isolated stars (a surface over the field when the FWHM varies). PSF fluxes are put on the
   same scale (:mod:`~cpcs.science.imaging.psf`). For a Moffat of beta = 3 the 2.5 FWHM circle holds
   ≈ 98.5 % of the light; the rest is a constant absorbed by the zero point.
+* **Undersampled stars**: apertures and annuli scale with the FWHM but never with less than
+  ``MIN_APERTURE_SCALE_PX`` (1.5 px), so a 1 px star gets a 1.5 px aperture, not a 1 px one.
 * **Radius**: when the FWHM varies by more than 5 % over the field, each source's aperture and
   annulus scale with the local FWHM (``fwhm_at``), which keeps the encircled fraction nearly
   constant; ``aperture_radius_px`` is then the value at the median FWHM.
@@ -40,6 +42,7 @@ from cpcs.science.imaging._aperture import (
     MIN_SKY_PIXELS,
     REFERENCE_RADIUS_FWHM,
     ApertureImages,
+    aperture_scale_px,
     aperture_sums,
     source_mask,
 )
@@ -220,6 +223,9 @@ def measure_sources(
     variable = np.isfinite(detections.fwhm_variation) and detections.fwhm_variation > 1.05
     fwhm_local = np.asarray(detections.fwhm_at(x, y)) if variable else np.full(n, fwhm)
     fwhm_local = np.where(np.isfinite(fwhm_local) & (fwhm_local > 0), fwhm_local, fwhm)
+    # undersampled stars: apertures of at least MIN_APERTURE_SCALE_PX "FWHM"
+    fwhm = float(aperture_scale_px(fwhm))
+    fwhm_local = aperture_scale_px(fwhm_local)
     bits: NDArray[np.uint8] | None = None
     mask_bool = None
     if mask is not None:

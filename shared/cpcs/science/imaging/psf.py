@@ -41,7 +41,12 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from cpcs.science.imaging import _moffat
-from cpcs.science.imaging._aperture import ANNULUS_FWHM, REFERENCE_RADIUS_FWHM, stamp_aperture_flux
+from cpcs.science.imaging._aperture import (
+    ANNULUS_FWHM,
+    REFERENCE_RADIUS_FWHM,
+    aperture_scale_px,
+    stamp_aperture_flux,
+)
 from cpcs.science.imaging._poly import Poly2D, fit_surface
 from cpcs.science.imaging.background import ImageBackground
 from cpcs.science.imaging.detection import Detections
@@ -211,7 +216,7 @@ def build_psf(
         mask=mask,
         gain_e_per_adu=gain_e_per_adu,
     )
-    fwhm_local = model.fwhm_at(fitted["x"], fitted["y"])
+    fwhm_local = aperture_scale_px(model.fwhm_at(fitted["x"], fitted["y"]))
     ref = stamp_aperture_flux(
         data,
         background,
@@ -417,7 +422,7 @@ def _ring_sky(
     3-5 FWHM from the members and ≥ 3 FWHM from every listed source, after removing the
     current models of all sources (``models``; their wings are not sky)."""
     ny, nx = np.shape(data)
-    f = float(np.max(fwhm[idx]))
+    f = float(aperture_scale_px(np.max(fwhm[idx])))
     rin, rout = ANNULUS_FWHM[0] * f, ANNULUS_FWHM[1] * f
     x0 = int(max(np.floor(np.min(pos[idx, 0]) - rout), 0))
     x1 = int(min(np.ceil(np.max(pos[idx, 0]) + rout) + 1, nx))

@@ -375,3 +375,24 @@ def test_speed_with_2000_sources_and_3000_references(
     # Targets are 0.2 s and 1 s; the limits leave room for a loaded test machine.
     assert min(refine_times) < 0.4, refine_times
     assert min(blind_times) < 1.0, blind_times
+
+
+def test_a_pointing_degrees_off_is_searched_in_tiles(
+    field_factory: FieldFactory, wcs_difference: Callable[..., Any]
+) -> None:
+    """A crop of a wide-field camera: the pointing (its mount) is 3.5 half-diagonals from the crop's
+    centre, amid references all over the search area; the tiles nearer the pointing fail, a far one
+    solves."""
+    field = field_factory(
+        8, shape=(512, 512), scale_arcsec=3.0, n_stars_on_image=300, margin_arcmin=75.0, rotation_deg=40.0
+    )
+    half_diagonal_arcmin = np.hypot(512, 512) / 2 * 3.0 / 60
+    pointing = _off_pointing(field, 3.0 * half_diagonal_arcmin, -1.8 * half_diagonal_arcmin)
+    with pytest.raises(CalibrationFailed):
+        _solve(field, pointing=pointing, pixel_scale_arcsec=3.0)  # the default search: 5 arcmin
+    solution = _solve(
+        field, pointing=pointing, pixel_scale_arcsec=3.0, max_offset_arcmin=4.0 * half_diagonal_arcmin
+    )
+    assert solution.method == "blind-pointing"
+    worst, _ = wcs_difference(solution.wcs, field.true_wcs, field.shape)
+    assert worst < 0.2
