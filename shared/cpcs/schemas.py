@@ -95,6 +95,14 @@ class AlternativeOut(Schema):
     n_stars: int
     n_matched: int
     reason: str
+    err_zero_point: float | None = Field(
+        default=None, description="the target's zero-point error with this fit, mag (AUTO ranks by the total)"
+    )
+    err_scatter: float | None = Field(default=None, description="the fit's intrinsic scatter, mag")
+    err_colour: float | None = Field(
+        default=None,
+        description="colour term (unknown if not fitted) times the target's colour uncertainty, mag",
+    )
 
 
 class TargetOut(Schema):
