@@ -256,6 +256,8 @@ def calibrate_field(
                     target_colour_err=target_colour_err,
                     target_x=target_x,
                     target_y=target_y,
+                    star_x=x[src],
+                    star_y=y[src],
                 )
             )
 
@@ -286,6 +288,7 @@ def calibrate_field(
     definition = definitions[survey]
 
     colour, colour_err, colour_index = _target_colour(definition, band, night)
+    spatial = chosen.budget.unmodelled_spatial if chosen.budget is not None else 0.0
     if not fit.colour_fitted:
         colour_index = None
     limit_inst = limiting_magnitude(src_mag[field_stars], src_err[field_stars])
@@ -301,10 +304,17 @@ def calibrate_field(
                 colour=colour,
                 colour_err=colour_err,
                 limit_inst_mag=forced_target.limit_mag_inst,
+                unmodelled_spatial=spatial,
             )
         else:
             target = upper_limit(
-                fit, forced_target.limit_mag_inst, colour=colour, colour_err=colour_err, x=0.0, y=0.0
+                fit,
+                forced_target.limit_mag_inst,
+                colour=colour,
+                colour_err=colour_err,
+                x=0.0,
+                y=0.0,
+                unmodelled_spatial=spatial,
             )
     elif target_index is not None:
         target_ra, target_dec = float(src_ra[target_index]), float(src_dec[target_index])
@@ -318,13 +328,16 @@ def calibrate_field(
             x=float(x[target_index]),
             y=float(y[target_index]),
             limit_inst_mag=limit_inst,
+            unmodelled_spatial=spatial,
         )
     else:
         if limit_inst is None:
             # Too few stars to trace signal-to-noise against magnitude: the faintest source is
             # the most that can be said.
             limit_inst = float(np.nanmax(src_mag[field_stars]))
-        target = upper_limit(fit, limit_inst, colour=colour, colour_err=colour_err, x=0.0, y=0.0)
+        target = upper_limit(
+            fit, limit_inst, colour=colour, colour_err=colour_err, x=0.0, y=0.0, unmodelled_spatial=spatial
+        )
 
     band_definition = definition.band(band) if definition.has_band(band) else None
     offset: float | None = None

@@ -22,24 +22,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from numpy.typing import ArrayLike
 
 from cpcs.errors import CalibrationFailed
 from cpcs.science.target import CalibrationBudget, calibration_budget
 from cpcs.science.zeropoint import ZeroPointFit
 
 __all__ = [
+    "ERROR_TIE_FRACTION",
     "ERROR_TIE_MAG",
     "BandCandidate",
     "RankedCandidate",
     "choose_band",
     "filter_forced",
     "rank_candidates",
+    "unmodelled_spatial_error",
 ]
 
-#: Calibration errors closer than this (mag), or than the resolution of the colour part (see
-#: :func:`rank_candidates`), are a tie: the fit with more stars wins it.
+#: Calibration errors closer than this (mag), than this fraction of the best one, or than the
+#: resolution of the colour part (see :func:`rank_candidates`), are a tie: the fit with more stars
+#: wins it. (An error estimated from a fit is itself uncertain by several per cent.)
 ERROR_TIE_MAG = 0.002
+ERROR_TIE_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,9 @@ class BandCandidate:
         unknown (then 0 +- ``DEFAULT_COLOUR_ERR_MAG``).
     target_x, target_y : float
         The target's position in the fit's spatial coordinates.
+    star_x, star_y : ndarray or None
+        Positions of the stars given to the fit (aligned with ``fit.used``), in the same
+        coordinates; needed to judge a spatial pattern the fit does not model.
     """
 
     survey: str
@@ -76,6 +86,8 @@ class BandCandidate:
     target_colour_err: float = math.nan
     target_x: float = 0.0
     target_y: float = 0.0
+    star_x: ArrayLike | None = field(default=None, compare=False, repr=False)
+    star_y: ArrayLike | None = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -143,14 +155,77 @@ def _is_good(candidate: BandCandidate, min_stars: int) -> bool:
     )
 
 
-def _budget(candidate: BandCandidate) -> CalibrationBudget:
-    assert candidate.fit is not None
+def unmodelled_spatial_error(
+    pattern: ZeroPointFit, fit: ZeroPointFit, star_x: ArrayLike, star_y: ArrayLike, x: float, y: float
+) -> float:
+    """The error at ``(x, y)`` of ``fit`` from a zero-point pattern it does not model (mag).
+
+    A fit with a lower spatial order than ``pattern`` (the frame's best-constrained zero-point
+    pattern, e.g. the deep catalogue's quadratic) absorbs the pattern's mean over its stars into its
+    zero point, and misses the rest: at ``(x, y)`` it is off by ``P(x, y) - mean(P(stars used))``,
+    with ``P`` the part of ``pattern``'s spatial polynomial of order above ``fit``'s.
+
+    Parameters
+    ----------
+    pattern : ZeroPointFit
+        The fit whose spatial terms describe the frame's zero-point pattern.
+    fit : ZeroPointFit
+        The fit judged.
+    star_x, star_y : array_like
+        Positions of the stars given to ``fit`` (aligned with ``fit.used``).
+    x, y : float
+        Where the calibration is needed (the target).
+
+    Returns
+    -------
+    float
+        The absolute error, mag; 0 when ``fit`` models at least ``pattern``'s order.
+    """
+    if fit.spatial_order >= pattern.spatial_order:
+        return 0.0
+    terms = [
+        (term, coefficient)
+        for term, coefficient in zip(pattern.spatial_terms, pattern.spatial_coefficients, strict=True)
+        if sum(term) > fit.spatial_order
+    ]
+    sx = np.asarray(star_x, dtype=np.float64)[fit.used]
+    sy = np.asarray(star_y, dtype=np.float64)[fit.used]
+    if sx.size == 0:
+        return 0.0
+
+    def surface(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        total = np.zeros_like(u)
+        for (i, j), coefficient in terms:
+            total = total + coefficient * u**i * v**j
+        return total
+
+    at_target = float(surface(np.array([x], dtype=np.float64), np.array([y], dtype=np.float64))[0])
+    return abs(at_target - float(np.mean(surface(sx, sy))))
+
+
+def _spatial_pattern(candidates: Sequence[BandCandidate], min_stars: int) -> ZeroPointFit | None:
+    """The good fit that constrains the frame's zero-point pattern best: a spatial term, most stars."""
+    with_pattern = [
+        c.fit for c in candidates if c.fit is not None and _is_good(c, min_stars) and c.fit.spatial_order > 0
+    ]
+    return max(with_pattern, key=lambda f: (f.n_used, f.spatial_order), default=None)
+
+
+def _budget(candidate: BandCandidate, pattern: ZeroPointFit | None) -> CalibrationBudget:
+    fit = candidate.fit
+    assert fit is not None
+    spatial = 0.0
+    if pattern is not None and candidate.star_x is not None and candidate.star_y is not None:
+        spatial = unmodelled_spatial_error(
+            pattern, fit, candidate.star_x, candidate.star_y, candidate.target_x, candidate.target_y
+        )
     return calibration_budget(
-        candidate.fit,
+        fit,
         colour=candidate.target_colour,
         colour_err=candidate.target_colour_err,
         x=candidate.target_x,
         y=candidate.target_y,
+        unmodelled_spatial=spatial,
     )
 
 
@@ -164,8 +239,13 @@ def _describe(fit: ZeroPointFit, budget: CalibrationBudget) -> str:
         colour = f"colour term {fit.colour_term:+.3f}±{fit.colour_term_err:.3f}"
     else:
         colour = "colour term not fitted (unknown)"
+    spatial = (
+        f" with {budget.unmodelled_spatial:.3f} of unmodelled spatial pattern"
+        if budget.unmodelled_spatial > 0.0005
+        else ""
+    )
     return (
-        f"calibration error {budget.total:.3f} mag (zero point {budget.zero_point:.3f}, "
+        f"calibration error {budget.total:.3f} mag (zero point {budget.zero_point:.3f}{spatial}, "
         f"scatter {budget.scatter:.3f}, colour {budget.colour:.3f}: {colour} "
         f"× colour uncertainty {budget.colour_err_assumed:.2f}); {fit.n_used} stars, "
         f"residual rms {fit.scatter:.3f} mag"
@@ -213,7 +293,12 @@ def _order_tier(entries: list[_Entry]) -> list[_Entry]:
 
     def tied(entry: _Entry) -> bool:
         assert entry.budget is not None and entry.candidate.fit is not None
-        margin = max(ERROR_TIE_MAG, best_resolution, _resolution(entry.candidate.fit, entry.budget))
+        margin = max(
+            ERROR_TIE_MAG,
+            ERROR_TIE_FRACTION * best.score,
+            best_resolution,
+            _resolution(entry.candidate.fit, entry.budget),
+        )
         return entry.score - best.score <= margin
 
     tie = [e for e in entries if tied(e)]
@@ -246,9 +331,13 @@ def rank_candidates(
        ``|colour_term| * 0.5 mag`` in it); a shallow catalogue by the error of its zero point and
        colour term; an unmodelled gradient or an unsuitable catalogue by its intrinsic scatter; a
        band without colours by its unknown colour term.
+       The zero-point part includes the frame's zero-point pattern where a fit cannot model
+       it: the good fit with a spatial term and the most stars describes the pattern, and a fit
+       of lower spatial order (a shallow catalogue's few stars) is charged
+       :func:`unmodelled_spatial_error` at the target's position.
     4. **Ties go to the deeper reference**: fits whose error is within ``max(ERROR_TIE_MAG,
-       colour_term_err * colour_err)`` of the best (the colour part is known no better than
-       that) are ordered by the number of stars used, most first.
+       ERROR_TIE_FRACTION * best, colour_term_err * colour_err)`` of the best (an error estimate
+       is itself that uncertain) are ordered by the number of stars used, most first.
 
     Parameters
     ----------
@@ -264,12 +353,13 @@ def rank_candidates(
     list of RankedCandidate
         All candidates, best first.
     """
+    pattern = _spatial_pattern(candidates, min_stars)
     good: list[_Entry] = []
     failed: list[_Entry] = []
     for candidate in candidates:
         declared = candidate.declared_match or (declared_band is not None and candidate.band == declared_band)
         if candidate.fit is not None and _is_good(candidate, min_stars):
-            budget = _budget(candidate)
+            budget = _budget(candidate, pattern)
             good.append(_Entry(candidate, True, declared, True, budget, _describe(candidate.fit, budget)))
         else:
             failed.append(

@@ -4,7 +4,8 @@ The error budget of a detection has four independent parts, added in quadrature:
 
 * ``err_measurement``: the target's own instrumental error (from the uploaded catalogue);
 * ``err_zero_point``: the error of the fitted transformation at the target's colour and position,
-  propagated from the full covariance of the fit (zero point, colour term, spatial terms);
+  propagated from the full covariance of the fit (zero point, colour term, spatial terms), with any
+  zero-point pattern of the frame that the fit does not model (``unmodelled_spatial``) in quadrature;
 * ``err_scatter``: the fit's intrinsic scatter, a systematic error of any single star's calibration
   not explained by the catalogue errors;
 * ``err_colour``: ``hypot(colour_term, colour_term_err) * colour_err``, the effect of the target's
@@ -115,7 +116,9 @@ class CalibrationBudget:
     Attributes
     ----------
     zero_point : float
-        Error of the fitted transformation at the target's colour and position.
+        Error of the zero point at the target's colour and position: the fitted transformation's
+        (full covariance), and the spatial structure the fit could not model (``unmodelled_spatial``)
+        in quadrature.
     scatter : float
         The fit's intrinsic scatter.
     colour : float
@@ -125,6 +128,9 @@ class CalibrationBudget:
         Quadrature sum of the three.
     colour_assumed, colour_err_assumed : float
         The target colour and its uncertainty used (the defaults for an unknown colour).
+    unmodelled_spatial : float
+        Part of ``zero_point``: the zero-point pattern the frame shows (seen by a better-constrained
+        fit) that this fit has no spatial term for, at the target's position (0 when modelled).
     """
 
     zero_point: float
@@ -132,6 +138,7 @@ class CalibrationBudget:
     colour: float
     colour_assumed: float
     colour_err_assumed: float
+    unmodelled_spatial: float = 0.0
 
     @property
     def total(self) -> float:
@@ -158,6 +165,7 @@ def calibration_budget(
     colour_err: float = math.nan,
     x: float = 0.0,
     y: float = 0.0,
+    unmodelled_spatial: float = 0.0,
 ) -> CalibrationBudget:
     """The calibration error a target of this colour, at this position, would carry with ``fit``.
 
@@ -170,6 +178,9 @@ def calibration_budget(
         unknown: colour 0 with ``DEFAULT_COLOUR_ERR_MAG``.
     x, y : float, optional
         Target position in the fit's spatial coordinates.
+    unmodelled_spatial : float, optional
+        Zero-point structure at the target's position that the fit does not model, mag (see
+        :func:`cpcs.science.selection.unmodelled_spatial_error`); added to the zero-point part.
 
     Returns
     -------
@@ -182,11 +193,12 @@ def calibration_budget(
     else:
         colour_part = UNFITTED_COLOUR_TERM * colour_err
     return CalibrationBudget(
-        zero_point=fit.transformation_error(colour, x, y),
+        zero_point=math.hypot(fit.transformation_error(colour, x, y), unmodelled_spatial),
         scatter=float(fit.intrinsic_scatter),
         colour=float(colour_part),
         colour_assumed=colour,
         colour_err_assumed=colour_err,
+        unmodelled_spatial=float(unmodelled_spatial),
     )
 
 
@@ -200,6 +212,7 @@ def calibrate_target(
     x: float = 0.0,
     y: float = 0.0,
     limit_inst_mag: float | None = None,
+    unmodelled_spatial: float = 0.0,
 ) -> TargetMagnitude:
     """Calibrate the target's instrumental magnitude with a zero-point fit.
 
@@ -218,6 +231,8 @@ def calibrate_target(
     limit_inst_mag : float, optional
         Instrumental limiting magnitude (from :func:`limiting_magnitude`), calibrated into
         ``limit_mag`` at the target's colour and position. None/NaN leaves ``limit_mag`` None.
+    unmodelled_spatial : float, optional
+        Zero-point structure at the target the fit does not model (:func:`calibration_budget`), mag.
 
     Returns
     -------
@@ -236,7 +251,9 @@ def calibrate_target(
             f"the target's photometry is unusable (mag={inst_mag}, magerr={inst_err})",
             code="invalid_target_photometry",
         )
-    budget = calibration_budget(fit, colour=colour, colour_err=colour_err, x=x, y=y)
+    budget = calibration_budget(
+        fit, colour=colour, colour_err=colour_err, x=x, y=y, unmodelled_spatial=unmodelled_spatial
+    )
     colour, colour_err = budget.colour_assumed, budget.colour_err_assumed
     err_zero_point, err_scatter, err_colour = budget.zero_point, budget.scatter, budget.colour
     err_total = math.hypot(inst_err, budget.total)
@@ -267,6 +284,7 @@ def upper_limit(
     x: float = 0.0,
     y: float = 0.0,
     snr: float = LIMIT_SNR,
+    unmodelled_spatial: float = 0.0,
 ) -> TargetMagnitude:
     """Calibrated upper limit for an undetected (or too weak) target.
 
@@ -276,7 +294,7 @@ def upper_limit(
         The chosen calibration.
     limit_inst_mag : float
         Instrumental limiting magnitude, e.g. from :func:`limiting_magnitude`.
-    colour, colour_err, x, y : float, optional
+    colour, colour_err, x, y, unmodelled_spatial : float, optional
         As for :func:`calibrate_target`.
     snr : float, optional
         The S/N that defines the limit (recorded in the result).
@@ -297,7 +315,9 @@ def upper_limit(
             "the target is not detected and the image's limiting magnitude cannot be estimated",
             code="no_limiting_magnitude",
         )
-    budget = calibration_budget(fit, colour=colour, colour_err=colour_err, x=x, y=y)
+    budget = calibration_budget(
+        fit, colour=colour, colour_err=colour_err, x=x, y=y, unmodelled_spatial=unmodelled_spatial
+    )
     colour, colour_err = budget.colour_assumed, budget.colour_err_assumed
     err_zero_point, err_scatter, err_colour = budget.zero_point, budget.scatter, budget.colour
     limit_mag = float(fit.predict(limit_inst_mag, colour, x, y))
