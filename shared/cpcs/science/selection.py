@@ -34,6 +34,7 @@ from cpcs.science.zeropoint import ZeroPointFit
 __all__ = [
     "ERROR_TIE_FRACTION",
     "ERROR_TIE_MAG",
+    "ERROR_TIE_SIGMAS",
     "BandCandidate",
     "RankedCandidate",
     "choose_band",
@@ -47,6 +48,9 @@ __all__ = [
 #: wins it. (An error estimated from a fit is itself uncertain by several per cent.)
 ERROR_TIE_MAG = 0.002
 ERROR_TIE_FRACTION = 0.05
+#: ... or than this many standard deviations of the difference of their colour parts: a fit from
+#: fewer stars must be significantly better to beat one from more.
+ERROR_TIE_SIGMAS = 2.0
 
 
 @dataclass(frozen=True)
@@ -293,12 +297,8 @@ def _order_tier(entries: list[_Entry]) -> list[_Entry]:
 
     def tied(entry: _Entry) -> bool:
         assert entry.budget is not None and entry.candidate.fit is not None
-        margin = max(
-            ERROR_TIE_MAG,
-            ERROR_TIE_FRACTION * best.score,
-            best_resolution,
-            _resolution(entry.candidate.fit, entry.budget),
-        )
+        resolution = math.hypot(best_resolution, _resolution(entry.candidate.fit, entry.budget))
+        margin = max(ERROR_TIE_MAG, ERROR_TIE_FRACTION * best.score, ERROR_TIE_SIGMAS * resolution)
         return entry.score - best.score <= margin
 
     tie = [e for e in entries if tied(e)]
@@ -336,8 +336,9 @@ def rank_candidates(
        of lower spatial order (a shallow catalogue's few stars) is charged
        :func:`unmodelled_spatial_error` at the target's position.
     4. **Ties go to the deeper reference**: fits whose error is within ``max(ERROR_TIE_MAG,
-       ERROR_TIE_FRACTION * best, colour_term_err * colour_err)`` of the best (an error estimate
-       is itself that uncertain) are ordered by the number of stars used, most first.
+       ERROR_TIE_FRACTION * best, ERROR_TIE_SIGMAS * hypot(r_best, r))`` of the best, with
+       ``r = colour_term_err * colour_err`` how well each colour part is known (an error estimate
+       is itself that uncertain), are ordered by the number of stars used, most first.
 
     Parameters
     ----------
