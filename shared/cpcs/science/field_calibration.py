@@ -153,6 +153,7 @@ def calibrate_field(
     same_night_mags: Mapping[str, tuple[float, float]] | None = None,
     forced_target: ForcedTarget | None = None,
     min_stars: int = MIN_STARS,
+    colour_term_priors: Mapping[tuple[str, str], tuple[float, float]] | None = None,
 ) -> FieldCalibration:
     """Calibrate a source list (instrumental magnitudes) and measure the target.
 
@@ -175,6 +176,10 @@ def calibrate_field(
     forced_target : ForcedTarget, optional
         The target measured at the alert's position (images): used instead of the nearest source;
         below S/N 5 the result is the 5-sigma upper limit at that position.
+    colour_term_priors : mapping of (survey, band) to (mean, sigma), optional
+        Colour terms learned from the instrument's earlier frames
+        (:func:`cpcs.science.colour_terms.learn_colour_term`, ``LearnedColourTerm.prior``): the fit
+        of that survey/band takes it as a Gaussian prior (``fit.colour_term_prior`` records it).
 
     Raises
     ------
@@ -238,6 +243,7 @@ def calibrate_field(
                     y[src],
                     fit_colour_term=with_colour >= MIN_COLOUR_STARS,
                     min_stars=min_stars,
+                    colour_term_prior=(colour_term_priors or {}).get((survey, band)),
                 )
             except CalibrationFailed as exc:
                 failure = exc.code

@@ -7,8 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.errors import CalibrationFailed
 from cpcs.science.colour_terms import learn_colour_term
+from cpcs.science.field_calibration import calibrate_field
 from cpcs.science.target import calibrate_target
 from cpcs.science.zeropoint import ZeroPointFit, fit_zero_point
 from cpcs.testing import SimulatedField, match_field, simulate_field
@@ -124,3 +126,26 @@ def test_pulls_of_the_error_budget() -> None:
         pulls_without_scatter.append(error / parts)
     assert 0.9 <= float(np.std(pulls_without_scatter)) <= 1.1, float(np.std(pulls_without_scatter))
     assert 0.6 <= float(np.std(pulls)) <= 1.1, float(np.std(pulls))
+
+
+def test_calibrate_field_applies_a_learned_prior_to_its_survey_band(series: list[SimulatedField]) -> None:
+    field = series[3]
+    references = {
+        ref.survey: ReferenceCatalogue(ref.survey, ref.ra_deg, ref.dec_deg, dict(ref.mags), dict(ref.magerrs))
+        for ref in field.references
+        if ref.survey == "PS1"
+    }
+    assert field.target is not None
+    position = {"target_ra_deg": field.target.ra_deg, "target_dec_deg": field.target.dec_deg}
+    args = (field.ra_deg, field.dec_deg, field.mag, field.magerr)
+    own = calibrate_field(*args, **position, references=references, force_filter="PS1/r")
+    learned = calibrate_field(
+        *args,
+        **position,
+        references=references,
+        force_filter="PS1/r",
+        colour_term_priors={("PS1", "r"): (0.12, 0.004)},
+    )
+    assert own.fit.colour_term_prior is None and learned.fit.colour_term_prior == (0.12, 0.004)
+    assert learned.fit.colour_term_err < 0.004 < own.fit.colour_term_err
+    assert abs(learned.fit.colour_term - TRUE_COLOUR_TERM) < 0.01
