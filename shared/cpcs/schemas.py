@@ -138,6 +138,11 @@ class CalibrationOut(Schema):
     zp_err: float
     colour_term: float
     colour_term_err: float
+    colour_term_prior: list[float] | None = Field(
+        default=None,
+        description="(mean, sigma) of the colour term learned from the instrument's earlier frames that "
+        "this calibration used as a prior; null when the frame's own colour term was fitted alone",
+    )
     spatial_order: int
     scatter: float
     intrinsic_scatter: float
