@@ -6,7 +6,8 @@ and the fits are ranked by what matters for the target: **the calibration error 
 (:func:`cpcs.science.target.calibration_budget`), the quadrature sum of
 
 * the error of the fitted transformation at the target's colour and position (from the fit's full
-  covariance: zero point, colour term, spatial terms),
+  covariance: zero point, colour term, spatial terms), plus the frame's zero-point pattern where the
+  fit has no spatial term for it (:func:`unmodelled_spatial_error`),
 * the fit's intrinsic scatter (the part of the residuals the measurement errors do not explain),
 * the colour term times the target's colour uncertainty, the colour term's own uncertainty
   included (``hypot(colour_term, colour_term_err) * colour_err``; the target's colour is 0 +- 0.5
