@@ -95,6 +95,14 @@ class AlternativeOut(Schema):
     n_stars: int
     n_matched: int
     reason: str
+    err_zero_point: float | None = Field(
+        default=None, description="the target's zero-point error with this fit, mag (AUTO ranks by the total)"
+    )
+    err_scatter: float | None = Field(default=None, description="the fit's intrinsic scatter, mag")
+    err_colour: float | None = Field(
+        default=None,
+        description="colour term (unknown if not fitted) times the target's colour uncertainty, mag",
+    )
 
 
 class TargetOut(Schema):
@@ -130,6 +138,11 @@ class CalibrationOut(Schema):
     zp_err: float
     colour_term: float
     colour_term_err: float
+    colour_term_prior: list[float] | None = Field(
+        default=None,
+        description="(mean, sigma) of the colour term learned from the instrument's earlier frames that "
+        "this calibration used as a prior; null when the frame's own colour term was fitted alone",
+    )
     spatial_order: int
     scatter: float
     intrinsic_scatter: float

@@ -56,8 +56,10 @@ def test_curl_flow_across_processes(tmp_path: Path, gaia16aye_field: SimulatedFi
         assert response.status_code == 200, response.text
         result = response.json()
         assert time.monotonic() - started < 30
+        # The band closest to the instrument's (R); PS1's R, derived from g, r, i, is nearly as close
+        # and may win it by the target's calibration error (as in the embedded legacy flow).
         closest = min(field.truth.bands, key=lambda b: abs(b.colour_term))
-        assert (result["survey"], result["filter"]) == (closest.survey, closest.band)
+        assert result["filter"] == closest.band and result["survey"] in (closest.survey, "PS1")
 
         lc = httpx.get(
             f"{system.api_url}/followup/get_alert_lc_data",

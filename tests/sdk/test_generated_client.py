@@ -40,7 +40,10 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("sdk-system")
-    system = start_system(Settings(data_dir=folder / "data", retry_base_s=0.05, outbox_poll_s=0.05))
+    listener = ServerThread()
+    system = start_system(
+        Settings(data_dir=folder / "data", retry_base_s=0.05, outbox_poll_s=0.05, public_url=listener.url)
+    )
     field = simulate_field(7, n_stars=300, ra_deg=FIELD_RA_DEG, dec_deg=FIELD_DEC_DEG, target="bright")
     system.import_field(field, folder / "refs")
     (folder / "frame.cat").write_text(
@@ -48,8 +51,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     )
     assert system.assembly.app is not None
     try:
-        with ServerThread(system.assembly.app) as server:
-            url = f"http://127.0.0.1:{server.port}"
+        with listener.serve(system.assembly.app):
+            url = listener.url
             document = httpx.get(f"{url}/openapi.json").json()
             yield Served(system, url, document)
     finally:

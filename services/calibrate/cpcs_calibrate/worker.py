@@ -26,7 +26,7 @@ from cpcs.context import Context
 from cpcs.db.models import Calibration, CalibrationRequest, ImageReduction, Observation, Point
 from cpcs.db.outbox import add_to_outbox
 from cpcs.domain.observations import record_failure, record_internal_error
-from cpcs.errors import CpcsError
+from cpcs.errors import CalibrationFailed, CpcsError
 from cpcs.formats.source_catalogue import read_source_catalogue
 from cpcs.jsonsafe import json_record
 from cpcs.logs import observation_context
@@ -37,6 +37,7 @@ from cpcs.messages import (
 )
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
+from cpcs.science.colour_terms import MIN_FRAMES, learn_colour_term
 from cpcs.science.field_calibration import FieldCalibration, ForcedTarget, calibrate_field
 from cpcs.science.imaging.photometry import SourceFlag
 from cpcs.science.photometric_systems import ab_flux_ujy
@@ -88,6 +89,7 @@ class CalibrateWorker:
             mjd = observation.mjd
             declared = observation.filter_declared
             night = self._same_night_mags(session, alert.id, mjd, observation.id)
+            priors = _colour_term_priors(session, observation)
             forced = (
                 _forced_target(session, observation.id) if isinstance(message, SourcesMeasuredV1) else None
             )
@@ -108,6 +110,7 @@ class CalibrateWorker:
                 declared_filter=declared,
                 same_night_mags=night,
                 forced_target=forced,
+                colour_term_priors=priors,
             )
         except CpcsError as exc:
             if exc.http_status >= 500:
@@ -192,6 +195,7 @@ class CalibrateWorker:
                 ra_deg=result.target_ra_deg,
                 dec_deg=result.target_dec_deg,
                 inst_mag=result.target_inst_mag,
+                colour_term_prior=list(fit.colour_term_prior) if fit.colour_term_prior is not None else None,
             )
             calibration = Calibration(
                 observation_id=observation.id,
@@ -341,3 +345,63 @@ def _cone_radius_deg(ra_deg: np.ndarray, dec_deg: np.ndarray, ra0: float, dec0: 
     cos_d = np.sin(dec) * math.sin(d0) + np.cos(dec) * math.cos(d0) * np.cos(ra - r0)
     extent = float(np.degrees(np.arccos(np.clip(cos_d, -1, 1))).max())
     return min(extent + 1 / 60, MAX_CONE_RADIUS_DEG)
+
+
+#: The most recent calibrated frames of an instrument and filter a colour term is learned from.
+COLOUR_TERM_FRAMES = 200
+
+
+def _colour_term_priors(
+    session: Session, observation: Observation
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """Colour terms learned from the instrument's other frames in the same declared filter.
+
+    One (survey, band) at a time, from the latest calibration of each of the most recent
+    ``COLOUR_TERM_FRAMES`` other observations that fitted its own colour term (calibrations made
+    with a prior are left out, so that a prior never feeds on itself). Computed afresh for each
+    calibration, so it follows the frames as they arrive and a recalibration re-applies it; the
+    prior used is recorded in the calibration's target record (``colour_term_prior``).
+    """
+    if observation.instrument_id is None:
+        return {}
+    same_filter = (
+        Observation.filter_declared.is_(None)
+        if observation.filter_declared is None
+        else Observation.filter_declared == observation.filter_declared
+    )
+    rows = session.execute(
+        select(
+            Calibration.observation_id,
+            Calibration.survey,
+            Calibration.band,
+            Calibration.colour_term,
+            Calibration.colour_term_err,
+            Calibration.result,
+        )
+        .join(Observation, Calibration.observation_id == Observation.id)
+        .where(
+            Observation.instrument_id == observation.instrument_id,
+            same_filter,
+            Observation.id != observation.id,
+            Calibration.colour_term_err > 0.0,
+        )
+        .order_by(Calibration.id.desc())
+        .limit(4 * COLOUR_TERM_FRAMES)
+    ).all()
+    frames: dict[tuple[str, str], dict[int, tuple[float, float]]] = {}
+    for observation_id, survey, band, value, error, record in rows:
+        if (record or {}).get("colour_term_prior") is not None:
+            continue
+        per_band = frames.setdefault((survey, band), {})
+        if observation_id not in per_band and len(per_band) < COLOUR_TERM_FRAMES:
+            per_band[observation_id] = (value, error)  # the latest calibration of that frame
+    priors = {}
+    for key, values in frames.items():
+        if len(values) < MIN_FRAMES:
+            continue
+        try:
+            learned = learn_colour_term([v for v, _ in values.values()], [e for _, e in values.values()])
+        except CalibrationFailed:
+            continue
+        priors[key] = learned.prior
+    return priors

@@ -135,3 +135,53 @@ def test_bug_goes_to_dead_letters_shows_error_and_replays(context: Context, tmp_
     with context.db.transaction() as session:
         assert session.scalars(select(CalibrationRequest)).one().status == "calibrated"
         assert session.scalars(select(Observation)).one().status == "calibrated"
+
+
+def test_colour_term_learned_from_the_instruments_frames_is_used_and_recorded(
+    context: Context, tmp_path: Path
+) -> None:
+    """Six frames of one instrument in one filter: the sixth uses the colour term learned from the five."""
+    import numpy as np
+
+    from cpcs.domain.accounts import authenticate
+    from cpcs.domain.instruments import add_instrument
+    from cpcs.domain.points import calibration_view
+
+    field = simulate_field(3, n_stars=120, ra_deg=RA, dec_deg=DEC)
+    store = TileStore(context.settings.catalogs_dir)
+    for survey, path in write_reference_tables(field, tmp_path / "refs").items():
+        import_catalogue_file(store, survey, path, path.name)
+    with context.db.transaction() as session:
+        token = add_user(session, "obs", observatory="site").token
+        add_instrument(session, observatory="site", name="cam")
+        create_alert(session, "ivo://T1", RA, DEC, None)
+        user = authenticate(session, token)
+    rng = np.random.default_rng(4)
+    worker = CalibrateWorker(context, LocalReferences(ConeService(store, online=False)))
+    for k in range(6):
+        mag = field.mag + 0.005 * rng.normal(size=field.mag.size)  # another night's noise
+        data = to_sextractor_ascii(field.ra_deg, field.dec_deg, mag, field.magerr).encode()
+        params = CalibrationParamsV1(force_filter="PS1/r")
+        upload = Upload(
+            "ivo://T1", io.BytesIO(data), f"{k}.cat", 60000.1 + k, 30.0, "r", None, params, instrument="cam"
+        )
+        IngestService(context).accept(user, upload)
+        with context.db.transaction() as session:
+            row = session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.routing_key == "catalogue.received")
+                .order_by(OutboxMessage.id.desc())
+            ).first()
+            assert row is not None
+            envelope = Envelope(row.message_id, row.routing_key, row.body.encode(), {}, 1)
+        worker.handle(envelope)
+    with context.db.transaction() as session:
+        calibrations = session.scalars(select(Calibration).order_by(Calibration.id)).all()
+        assert len(calibrations) == 6
+        assert all(c.result.get("colour_term_prior") is None for c in calibrations[:5])
+        prior = calibrations[5].result["colour_term_prior"]
+        own = [c.colour_term for c in calibrations[:5]]
+        assert prior[0] == pytest.approx(np.mean(own), abs=3 * prior[1]) and prior[1] > 0
+        assert calibrations[5].colour_term_err < min(c.colour_term_err for c in calibrations[:5])
+        assert calibration_view(calibrations[5]).colour_term_prior == prior
+        assert calibration_view(calibrations[0]).colour_term_prior is None

@@ -28,6 +28,7 @@ def calibration_view(row: Calibration) -> CalibrationOut:
         zp_err=row.zp_err,
         colour_term=row.colour_term,
         colour_term_err=row.colour_term_err,
+        colour_term_prior=(row.result or {}).get("colour_term_prior"),
         spatial_order=row.spatial_order,
         scatter=row.scatter,
         intrinsic_scatter=row.intrinsic_scatter,

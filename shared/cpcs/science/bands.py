@@ -38,6 +38,7 @@ __all__ = [
     "SURVEY_BANDPASSES",
     "ExportBand",
     "StandardBand",
+    "band_family",
     "describe_calibrated_filter",
     "emitted_sncosmo_names",
     "export_band",
@@ -194,6 +195,46 @@ def standard_band(filter_name: str | None) -> StandardBand | None:
         return STANDARD_BANDS[name]
     alias = _ALIASES.get(name.lower())
     return STANDARD_BANDS[alias] if alias else None
+
+
+#: The band families a declared filter fixes: a Johnson-Cousins band and its Sloan namesake (an
+#: observer's "R" or "r" filter is calibrated to an R or an r band, whichever survey calibrates it
+#: best), every other band alone. ``Clear`` fixes no family.
+_FAMILIES: tuple[frozenset[str], ...] = tuple(
+    frozenset(f)
+    for f in (
+        ("U", "u"),
+        ("R", "r"),
+        ("I", "i"),
+        ("B",),
+        ("V",),
+        ("g",),
+        ("z",),
+        ("y",),
+        ("J",),
+        ("H",),
+        ("K",),
+        ("G",),
+        ("BP",),
+        ("RP",),
+    )
+)
+
+
+def band_family(filter_name: str | None) -> frozenset[str] | None:
+    """The standard bands a declared filter stands for, or None when it fixes none.
+
+    ``"r'"`` and ``"Rc"`` give ``{"R", "r"}``, ``"V"`` gives ``{"V"}``; an unfiltered (``Clear``),
+    unknown or missing filter name gives None: any band may then calibrate the frame. A reference
+    band belongs to the family when :func:`standard_band` of its name is in it.
+    """
+    band = standard_band(filter_name)
+    if band is None or band.name == "Clear":
+        return None
+    for family in _FAMILIES:
+        if band.name in family:
+            return family
+    return frozenset({band.name})
 
 
 def filter_aliases() -> dict[str, str]:

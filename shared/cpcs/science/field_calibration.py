@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.catalogs.surveys import SurveyDefinition, colour_of, definition_for
 from cpcs.errors import CalibrationFailed
-from cpcs.science.bands import STANDARD_BANDS, standard_band
+from cpcs.science.bands import band_family, standard_band
 from cpcs.science.crossmatch import match_catalogues, nearest_source, tangent_plane_offsets
 from cpcs.science.photometric_systems import ab_offset
 from cpcs.science.selection import (
@@ -32,7 +32,6 @@ from cpcs.science.zeropoint import ZeroPointFit, fit_zero_point
 
 MIN_STARS = 5
 DETECTION_SNR = 5.0  # forced measurements below this are reported as 5-sigma upper limits
-DECLARED_BAND_TOLERANCE_NM = 60.0  # a band this close to the declared filter counts as "declared"
 MIN_COLOUR_STARS = 8  # fewer stars with a colour: fit the zero point alone
 # A relation this loose is no calibration: chance matches of a catalogue whose astrometry is off
 # scatter by a magnitude or more, while real fields, even poor ones, stay well under this.
@@ -52,6 +51,11 @@ class Alternative:
     n_stars: int
     n_matched: int
     reason: str
+    # The target's calibration error with this fit and its parts (mag; None for failed fits): the
+    # quantity AUTO ranks by (cpcs.science.selection).
+    err_zero_point: float | None = None
+    err_scatter: float | None = None
+    err_colour: float | None = None
 
 
 @dataclass(frozen=True)
@@ -93,19 +97,17 @@ def parse_forced(force_filter: str | None) -> tuple[str | None, str] | None:
     return (None if survey.strip().lower() == "any" else survey.strip()), band.strip()
 
 
-def _is_declared(
-    band: str, definition: SurveyDefinition, declared_nm: float | None, declared_name: str | None
-) -> bool:
-    if declared_name is not None and band == declared_name:
-        return True
-    if declared_nm is None or not definition.has_band(band):
+def _in_family(band: str, family: frozenset[str] | None) -> bool:
+    """The reference band belongs to the declared filter's band family (``band_family``)."""
+    if family is None:
         return False
-    wavelength = definition.band(band).wavelength_nm
-    return wavelength is not None and abs(wavelength - declared_nm) <= DECLARED_BAND_TOLERANCE_NM
+    standard = standard_band(band)
+    return standard is not None and standard.name in family
 
 
 def _alternative(entry: RankedCandidate) -> Alternative:
     fit = entry.candidate.fit
+    budget = entry.budget
     return Alternative(
         survey=entry.candidate.survey,
         band=entry.candidate.band,
@@ -116,6 +118,9 @@ def _alternative(entry: RankedCandidate) -> Alternative:
         n_stars=fit.n_used if fit is not None else 0,
         n_matched=entry.candidate.n_matched,
         reason=entry.reason,
+        err_zero_point=budget.zero_point if budget is not None else None,
+        err_scatter=budget.scatter if budget is not None else None,
+        err_colour=budget.colour if budget is not None else None,
     )
 
 
@@ -148,6 +153,7 @@ def calibrate_field(
     same_night_mags: Mapping[str, tuple[float, float]] | None = None,
     forced_target: ForcedTarget | None = None,
     min_stars: int = MIN_STARS,
+    colour_term_priors: Mapping[tuple[str, str], tuple[float, float]] | None = None,
 ) -> FieldCalibration:
     """Calibrate a source list (instrumental magnitudes) and measure the target.
 
@@ -163,12 +169,17 @@ def calibrate_field(
     force_filter : str, optional
         ``"SURVEY/BAND"`` or ``"any/BAND"``; None chooses automatically.
     declared_filter : str, optional
-        The observer's filter name; bands near it are preferred in AUTO mode.
+        The observer's filter name; in AUTO mode it fixes the band family (``band_family``: "r"
+        -> r or R bands; ``Clear`` fixes none) and the survey is chosen within it.
     same_night_mags : mapping of band to (mag, err), optional
         The target's calibrated magnitudes from the same night, to estimate its colour.
     forced_target : ForcedTarget, optional
         The target measured at the alert's position (images): used instead of the nearest source;
         below S/N 5 the result is the 5-sigma upper limit at that position.
+    colour_term_priors : mapping of (survey, band) to (mean, sigma), optional
+        Colour terms learned from the instrument's earlier frames
+        (:func:`cpcs.science.colour_terms.learn_colour_term`, ``LearnedColourTerm.prior``): the fit
+        of that survey/band takes it as a Gaussian prior (``fit.colour_term_prior`` records it).
 
     Raises
     ------
@@ -181,15 +192,19 @@ def calibrate_field(
     src_mag = np.asarray(mag, dtype=float)
     src_err = np.asarray(magerr, dtype=float)
     forced = parse_forced(force_filter)
-    declared = standard_band(declared_filter)
-    declared_nm = declared.wavelength_nm if declared is not None else None
-    declared_name = declared.name if declared is not None and declared.name in STANDARD_BANDS else None
+    family = band_family(declared_filter)
 
     x, y = tangent_plane_offsets(src_ra, src_dec, target_ra_deg, target_dec_deg)
     target_index = nearest_source(src_ra, src_dec, target_ra_deg, target_dec_deg, match_radius_arcsec)
     field_stars = np.arange(src_ra.size)
     if target_index is not None:
         field_stars = field_stars[field_stars != target_index]
+    # Where the target's calibration is judged (tangent-plane offsets from the alert's position).
+    if forced_target is None and target_index is not None:
+        target_x, target_y = float(x[target_index]), float(y[target_index])
+    else:
+        target_x = target_y = 0.0
+    night = same_night_mags or {}
 
     candidates: list[BandCandidate] = []
     definitions: dict[str, SurveyDefinition] = {}
@@ -228,11 +243,13 @@ def calibrate_field(
                     y[src],
                     fit_colour_term=with_colour >= MIN_COLOUR_STARS,
                     min_stars=min_stars,
+                    colour_term_prior=(colour_term_priors or {}).get((survey, band)),
                 )
             except CalibrationFailed as exc:
                 failure = exc.code
             if fit is not None and fit.scatter > MAX_SCATTER_MAG:
                 failure = "scatter_too_large"
+            target_colour, target_colour_err, _ = _target_colour(definition, band, night)
             candidates.append(
                 BandCandidate(
                     survey=survey,
@@ -240,7 +257,13 @@ def calibrate_field(
                     fit=fit,
                     n_matched=n_matched,
                     failure=failure,
-                    declared_match=_is_declared(band, definition, declared_nm, declared_name),
+                    declared_match=_in_family(band, family),
+                    target_colour=target_colour,
+                    target_colour_err=target_colour_err,
+                    target_x=target_x,
+                    target_y=target_y,
+                    star_x=x[src],
+                    star_y=y[src],
                 )
             )
 
@@ -254,7 +277,7 @@ def calibrate_field(
             "or redo the astrometry.",
             code="too_few_matches",
         )
-    ranked = rank_candidates(candidates, declared_band=declared_name, min_stars=min_stars)
+    ranked = rank_candidates(candidates, min_stars=min_stars)
     if not any(entry.good for entry in ranked) and any(c.failure == "scatter_too_large" for c in candidates):
         best_scatter = min(c.fit.scatter for c in candidates if c.fit is not None)
         raise CalibrationFailed(
@@ -270,7 +293,8 @@ def calibrate_field(
     assert fit is not None
     definition = definitions[survey]
 
-    colour, colour_err, colour_index = _target_colour(definition, band, same_night_mags or {})
+    colour, colour_err, colour_index = _target_colour(definition, band, night)
+    spatial = chosen.budget.unmodelled_spatial if chosen.budget is not None else 0.0
     if not fit.colour_fitted:
         colour_index = None
     limit_inst = limiting_magnitude(src_mag[field_stars], src_err[field_stars])
@@ -286,10 +310,17 @@ def calibrate_field(
                 colour=colour,
                 colour_err=colour_err,
                 limit_inst_mag=forced_target.limit_mag_inst,
+                unmodelled_spatial=spatial,
             )
         else:
             target = upper_limit(
-                fit, forced_target.limit_mag_inst, colour=colour, colour_err=colour_err, x=0.0, y=0.0
+                fit,
+                forced_target.limit_mag_inst,
+                colour=colour,
+                colour_err=colour_err,
+                x=0.0,
+                y=0.0,
+                unmodelled_spatial=spatial,
             )
     elif target_index is not None:
         target_ra, target_dec = float(src_ra[target_index]), float(src_dec[target_index])
@@ -303,13 +334,16 @@ def calibrate_field(
             x=float(x[target_index]),
             y=float(y[target_index]),
             limit_inst_mag=limit_inst,
+            unmodelled_spatial=spatial,
         )
     else:
         if limit_inst is None:
             # Too few stars to trace signal-to-noise against magnitude: the faintest source is
             # the most that can be said.
             limit_inst = float(np.nanmax(src_mag[field_stars]))
-        target = upper_limit(fit, limit_inst, colour=colour, colour_err=colour_err, x=0.0, y=0.0)
+        target = upper_limit(
+            fit, limit_inst, colour=colour, colour_err=colour_err, x=0.0, y=0.0, unmodelled_spatial=spatial
+        )
 
     band_definition = definition.band(band) if definition.has_band(band) else None
     offset: float | None = None

@@ -4,12 +4,21 @@ The error budget of a detection has four independent parts, added in quadrature:
 
 * ``err_measurement``: the target's own instrumental error (from the uploaded catalogue);
 * ``err_zero_point``: the error of the fitted transformation at the target's colour and position,
-  propagated from the full covariance of the fit (zero point, colour term, spatial terms);
+  propagated from the full covariance of the fit (zero point, colour term, spatial terms), with any
+  zero-point pattern of the frame that the fit does not model (``unmodelled_spatial``) in quadrature;
 * ``err_scatter``: the fit's intrinsic scatter, a systematic error of any single star's calibration
   not explained by the catalogue errors;
-* ``err_colour``: ``|colour_term| * colour_err``, the effect of the target's colour uncertainty.
-  A transient's colour is usually unknown: it is then assumed to be 0 with an uncertainty of
-  ``DEFAULT_COLOUR_ERR_MAG`` (a typical spread of stellar colours).
+* ``err_colour``: ``hypot(colour_term, colour_term_err) * colour_err``, the effect of the target's
+  colour uncertainty (the colour term's own uncertainty counts too: a poorly constrained colour term
+  is no better than a large one). A transient's colour is usually unknown: it is then assumed to be
+  0 with an uncertainty of ``DEFAULT_COLOUR_ERR_MAG`` (a typical spread of stellar colours). When
+  no colour term could be fitted (no colours, too few stars with one), the colour term is *unknown*,
+  not zero: ``UNFITTED_COLOUR_TERM`` stands in for it, so ``err_colour = UNFITTED_COLOUR_TERM *
+  colour_err``.
+
+:func:`calibration_budget` is this budget without the measurement error: what a calibration would
+add to any target of that colour and position. The choice of the reference band ranks candidate
+fits by it (:mod:`cpcs.science.selection`).
 """
 
 from __future__ import annotations
@@ -30,14 +39,22 @@ __all__ = [
     "LIMIT_FIT_MAX_SNR",
     "LIMIT_SNR",
     "MAX_LIMIT_EXTRAPOLATION_MAG",
+    "UNFITTED_COLOUR_TERM",
+    "CalibrationBudget",
     "TargetMagnitude",
     "calibrate_target",
+    "calibration_budget",
     "limiting_magnitude",
     "upper_limit",
 ]
 
 #: Colour uncertainty (mag) assumed for a target of unknown colour: a typical spread of stellar colours.
 DEFAULT_COLOUR_ERR_MAG = 0.5
+#: Colour term (mag per mag of colour) assumed for a calibration whose colour term could not be
+#: fitted: the scale of the colour terms met in practice (a filtered CCD against the nearest
+#: catalogue band 0.03-0.15, an unfiltered one against Gaia G or r 0.1-0.3), taken at its
+#: conservative end so that an unknown colour term never looks better than a measured, moderate one.
+UNFITTED_COLOUR_TERM = 0.25
 #: Signal-to-noise ratio defining the limiting magnitude.
 LIMIT_SNR = 5.0
 #: Only catalogue sources fainter than this S/N enter the S/N-magnitude relation of the limit.
@@ -63,7 +80,8 @@ class TargetMagnitude:
     err_scatter : float
         Intrinsic scatter of the fit, mag.
     err_colour : float
-        ``|colour_term| * colour_err_assumed``, mag.
+        ``hypot(colour_term, colour_term_err) * colour_err_assumed`` (``UNFITTED_COLOUR_TERM`` in
+        place of the colour term when none was fitted), mag.
     err_total : float
         Quadrature sum of the four parts above, mag.
     colour_assumed, colour_err_assumed : float
@@ -91,6 +109,42 @@ class TargetMagnitude:
     snr: float
 
 
+@dataclass(frozen=True)
+class CalibrationBudget:
+    """The calibration part of a target's error budget (mag), see the module docstring.
+
+    Attributes
+    ----------
+    zero_point : float
+        Error of the zero point at the target's colour and position: the fitted transformation's
+        (full covariance), and the spatial structure the fit could not model (``unmodelled_spatial``)
+        in quadrature.
+    scatter : float
+        The fit's intrinsic scatter.
+    colour : float
+        ``hypot(colour_term, colour_term_err) * colour_err``, or ``UNFITTED_COLOUR_TERM * colour_err``
+        without a fitted colour term.
+    total : float
+        Quadrature sum of the three.
+    colour_assumed, colour_err_assumed : float
+        The target colour and its uncertainty used (the defaults for an unknown colour).
+    unmodelled_spatial : float
+        Part of ``zero_point``: the zero-point pattern the frame shows (seen by a better-constrained
+        fit) that this fit has no spatial term for, at the target's position (0 when modelled).
+    """
+
+    zero_point: float
+    scatter: float
+    colour: float
+    colour_assumed: float
+    colour_err_assumed: float
+    unmodelled_spatial: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return math.sqrt(self.zero_point**2 + self.scatter**2 + self.colour**2)
+
+
 def _colour_and_error(colour: float, colour_err: float) -> tuple[float, float]:
     if not math.isfinite(colour):
         return 0.0, DEFAULT_COLOUR_ERR_MAG
@@ -104,12 +158,48 @@ def _check_position(fit: ZeroPointFit, x: float, y: float) -> None:
         raise ValueError("the fit has a spatial term: the target position x, y must be finite")
 
 
-def _calibration_parts(
-    fit: ZeroPointFit, colour: float, colour_err: float, x: float, y: float
-) -> tuple[float, float, float]:
-    err_zero_point = fit.transformation_error(colour, x, y)
-    err_colour = abs(fit.colour_term) * colour_err if fit.colour_fitted else 0.0
-    return err_zero_point, float(fit.intrinsic_scatter), float(err_colour)
+def calibration_budget(
+    fit: ZeroPointFit,
+    *,
+    colour: float = math.nan,
+    colour_err: float = math.nan,
+    x: float = 0.0,
+    y: float = 0.0,
+    unmodelled_spatial: float = 0.0,
+) -> CalibrationBudget:
+    """The calibration error a target of this colour, at this position, would carry with ``fit``.
+
+    Parameters
+    ----------
+    fit : ZeroPointFit
+        A zero-point fit.
+    colour, colour_err : float, optional
+        Target colour in the fit's colour system and its uncertainty, mag; NaN (the default) means
+        unknown: colour 0 with ``DEFAULT_COLOUR_ERR_MAG``.
+    x, y : float, optional
+        Target position in the fit's spatial coordinates.
+    unmodelled_spatial : float, optional
+        Zero-point structure at the target's position that the fit does not model, mag (see
+        :func:`cpcs.science.selection.unmodelled_spatial_error`); added to the zero-point part.
+
+    Returns
+    -------
+    CalibrationBudget
+    """
+    colour, colour_err = _colour_and_error(colour, colour_err)
+    _check_position(fit, x, y)
+    if fit.colour_fitted:
+        colour_part = math.hypot(fit.colour_term, fit.colour_term_err) * colour_err
+    else:
+        colour_part = UNFITTED_COLOUR_TERM * colour_err
+    return CalibrationBudget(
+        zero_point=math.hypot(fit.transformation_error(colour, x, y), unmodelled_spatial),
+        scatter=float(fit.intrinsic_scatter),
+        colour=float(colour_part),
+        colour_assumed=colour,
+        colour_err_assumed=colour_err,
+        unmodelled_spatial=float(unmodelled_spatial),
+    )
 
 
 def calibrate_target(
@@ -122,6 +212,7 @@ def calibrate_target(
     x: float = 0.0,
     y: float = 0.0,
     limit_inst_mag: float | None = None,
+    unmodelled_spatial: float = 0.0,
 ) -> TargetMagnitude:
     """Calibrate the target's instrumental magnitude with a zero-point fit.
 
@@ -140,6 +231,8 @@ def calibrate_target(
     limit_inst_mag : float, optional
         Instrumental limiting magnitude (from :func:`limiting_magnitude`), calibrated into
         ``limit_mag`` at the target's colour and position. None/NaN leaves ``limit_mag`` None.
+    unmodelled_spatial : float, optional
+        Zero-point structure at the target the fit does not model (:func:`calibration_budget`), mag.
 
     Returns
     -------
@@ -158,10 +251,12 @@ def calibrate_target(
             f"the target's photometry is unusable (mag={inst_mag}, magerr={inst_err})",
             code="invalid_target_photometry",
         )
-    colour, colour_err = _colour_and_error(colour, colour_err)
-    _check_position(fit, x, y)
-    err_zero_point, err_scatter, err_colour = _calibration_parts(fit, colour, colour_err, x, y)
-    err_total = math.sqrt(inst_err**2 + err_zero_point**2 + err_scatter**2 + err_colour**2)
+    budget = calibration_budget(
+        fit, colour=colour, colour_err=colour_err, x=x, y=y, unmodelled_spatial=unmodelled_spatial
+    )
+    colour, colour_err = budget.colour_assumed, budget.colour_err_assumed
+    err_zero_point, err_scatter, err_colour = budget.zero_point, budget.scatter, budget.colour
+    err_total = math.hypot(inst_err, budget.total)
     limit_mag = None
     if limit_inst_mag is not None and math.isfinite(limit_inst_mag):
         limit_mag = float(fit.predict(limit_inst_mag, colour, x, y))
@@ -189,6 +284,7 @@ def upper_limit(
     x: float = 0.0,
     y: float = 0.0,
     snr: float = LIMIT_SNR,
+    unmodelled_spatial: float = 0.0,
 ) -> TargetMagnitude:
     """Calibrated upper limit for an undetected (or too weak) target.
 
@@ -198,7 +294,7 @@ def upper_limit(
         The chosen calibration.
     limit_inst_mag : float
         Instrumental limiting magnitude, e.g. from :func:`limiting_magnitude`.
-    colour, colour_err, x, y : float, optional
+    colour, colour_err, x, y, unmodelled_spatial : float, optional
         As for :func:`calibrate_target`.
     snr : float, optional
         The S/N that defines the limit (recorded in the result).
@@ -219,9 +315,11 @@ def upper_limit(
             "the target is not detected and the image's limiting magnitude cannot be estimated",
             code="no_limiting_magnitude",
         )
-    colour, colour_err = _colour_and_error(colour, colour_err)
-    _check_position(fit, x, y)
-    err_zero_point, err_scatter, err_colour = _calibration_parts(fit, colour, colour_err, x, y)
+    budget = calibration_budget(
+        fit, colour=colour, colour_err=colour_err, x=x, y=y, unmodelled_spatial=unmodelled_spatial
+    )
+    colour, colour_err = budget.colour_assumed, budget.colour_err_assumed
+    err_zero_point, err_scatter, err_colour = budget.zero_point, budget.scatter, budget.colour
     limit_mag = float(fit.predict(limit_inst_mag, colour, x, y))
     return TargetMagnitude(
         mag=limit_mag,
@@ -229,7 +327,7 @@ def upper_limit(
         err_zero_point=err_zero_point,
         err_scatter=err_scatter,
         err_colour=err_colour,
-        err_total=math.sqrt(err_zero_point**2 + err_scatter**2 + err_colour**2),
+        err_total=budget.total,
         colour_assumed=colour,
         colour_err_assumed=colour_err,
         is_upper_limit=True,

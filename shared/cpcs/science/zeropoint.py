@@ -135,6 +135,8 @@ class ZeroPointFit:
     inst_err_cut : float or None
         Largest instrumental error (mag) admitted (``max_inst_err``, or larger when relaxed), or None
         when the cut is disabled.
+    colour_term_prior : (float, float) or None
+        ``(mean, sigma)`` of the prior the colour term was fitted with, or None (the frame's own).
     """
 
     zp: float
@@ -159,6 +161,7 @@ class ZeroPointFit:
     chi2_reduced: float
     clip_iterations: int
     inst_err_cut: float | None
+    colour_term_prior: tuple[float, float] | None = None
 
     def _gradient(self, colour: FloatArray, x: FloatArray, y: FloatArray) -> list[FloatArray]:
         """Partial derivatives of the model with respect to each parameter (covariance order)."""
@@ -237,16 +240,29 @@ class _Solution:
     chi2: float
 
 
+@dataclass(frozen=True)
+class _Prior:
+    """A Gaussian prior on the colour term (row 1 of the design): mean and precision (1 / sigma**2)."""
+
+    mean: float
+    precision: float
+
+
 def _solve_weighted(
-    design: FloatArray, delta: FloatArray, weight: FloatArray
+    design: FloatArray, delta: FloatArray, weight: FloatArray, prior: _Prior | None = None
 ) -> tuple[FloatArray, FloatArray]:
     """Weighted least squares through the normal equations, with a conditioning check.
 
-    ``design`` is stored transposed, shape (n_parameters, n_stars), for fast products.
+    ``design`` is stored transposed, shape (n_parameters, n_stars), for fast products. A ``prior``
+    on the colour term adds its precision to the normal matrix (a Gaussian prior, the maximum of the
+    posterior).
     """
     weighted = design * weight
     normal = weighted @ design.T
     rhs = weighted @ delta
+    if prior is not None:
+        normal[1, 1] += prior.precision
+        rhs[1] += prior.precision * prior.mean
     diagonal = np.sqrt(np.diag(normal))
     if not np.all(diagonal > 0.0):
         raise CalibrationFailed(
@@ -288,12 +304,14 @@ def _intrinsic_variance(residual2: FloatArray, variance: FloatArray, dof: int, s
     return s2
 
 
-def _fit_with_scatter(design: FloatArray, delta: FloatArray, variance: FloatArray, start: float) -> _Solution:
+def _fit_with_scatter(
+    design: FloatArray, delta: FloatArray, variance: FloatArray, start: float, prior: _Prior | None = None
+) -> _Solution:
     """Weighted fit alternating with the intrinsic-scatter solution until they agree."""
     dof = delta.size - design.shape[0]
     s2 = start
     for _ in range(10):
-        beta, covariance = _solve_weighted(design, delta, 1.0 / (variance + s2))
+        beta, covariance = _solve_weighted(design, delta, 1.0 / (variance + s2), prior)
         residual2 = (delta - beta @ design) ** 2
         updated = _intrinsic_variance(residual2, variance, dof, s2)
         if abs(updated - s2) <= 1e-8 + 1e-2 * updated:
@@ -331,10 +349,11 @@ def _clipped_fit(
     clip_sigma: float | None,
     max_iterations: int,
     min_kept: int,
+    prior: _Prior | None = None,
 ) -> _ClippedFit:
     """Iteratively sigma-clipped fit; ``kept`` always matches the returned solution."""
     kept = np.ones(delta.size, dtype=bool)
-    solution = _fit_with_scatter(design[:, kept], delta[kept], variance[kept], 0.0)
+    solution = _fit_with_scatter(design[:, kept], delta[kept], variance[kept], 0.0, prior)
     passes = 0
     if clip_sigma is None or not np.isfinite(clip_sigma):
         return _ClippedFit(order, design, solution, kept, passes)
@@ -352,27 +371,47 @@ def _clipped_fit(
             break  # a star sits on the threshold and flips in and out: keep the current set
         previous, kept = kept, new_kept
         solution = _fit_with_scatter(
-            design[:, kept], delta[kept], variance[kept], solution.intrinsic_variance
+            design[:, kept], delta[kept], variance[kept], solution.intrinsic_variance, prior
         )
         passes += 1
     return _ClippedFit(order, design, solution, kept, passes)
 
 
 def _improves(
-    base: _ClippedFit, candidate_design: FloatArray, delta: FloatArray, variance: FloatArray
+    base: _ClippedFit,
+    candidate_design: FloatArray,
+    delta: FloatArray,
+    variance: FloatArray,
+    prior: _Prior | None = None,
 ) -> bool:
-    """BIC test of a richer model refitted on the base model's kept stars and weights."""
+    """BIC test of a richer model refitted on the base model's kept stars.
+
+    Both models are compared by their Gaussian likelihood with their own intrinsic scatter
+    (``-2 ln L = sum(r**2 / (var + s2) + ln(var + s2))``): a spatial pattern the base model
+    absorbed into its intrinsic scatter counts for the richer model, which explains it.
+    """
     kept = base.kept
-    weight = 1.0 / (variance[kept] + base.solution.intrinsic_variance)
     design = candidate_design[:, kept]
+    star_variance = variance[kept]
+    base_s2 = base.solution.intrinsic_variance
     try:
-        beta, _ = _solve_weighted(design, delta[kept], weight)
+        # One solve with the base weights, then the candidate's own scatter (cheap, and close to
+        # the fully iterated solution for the question asked).
+        beta, _ = _solve_weighted(design, delta[kept], 1.0 / (star_variance + base_s2), prior)
     except CalibrationFailed:
         return False
-    chi2_candidate = float(np.sum(weight * (delta[kept] - beta @ design) ** 2))
+    residual2 = (delta[kept] - beta @ design) ** 2
+    dof = residual2.size - design.shape[0]
+    candidate_s2 = _intrinsic_variance(residual2, star_variance, dof, base_s2)
+
+    def deviance(chi2: float, s2: float) -> float:
+        return chi2 + float(np.sum(np.log(star_variance + s2)))
+
+    base_deviance = deviance(base.solution.chi2, base_s2)
+    candidate_deviance = deviance(float(np.sum(residual2 / (star_variance + candidate_s2))), candidate_s2)
     extra_parameters = candidate_design.shape[0] - base.design.shape[0]
     n = int(np.count_nonzero(kept))
-    return base.solution.chi2 - chi2_candidate > extra_parameters * np.log(n)
+    return base_deviance - candidate_deviance > extra_parameters * np.log(n)
 
 
 def _optional_array(values: ArrayLike | None, name: str, size: int) -> FloatArray | None:
@@ -394,6 +433,7 @@ def fit_zero_point(
     max_iterations: int = 10,
     min_stars: int = 5,
     max_inst_err: float | None = DEFAULT_MAX_INST_ERR_MAG,
+    colour_term_prior: tuple[float, float] | None = None,
 ) -> ZeroPointFit:
     """Fit ``m_cat = m_inst + zp + colour_term * colour + P(x, y)`` robustly to matched stars.
 
@@ -413,10 +453,12 @@ def fit_zero_point(
         Fit a colour term (only possible when ``colour`` is given).
     spatial_order : int or "auto", optional
         Order of the spatial polynomial (0, 1, 2 or 3), or ``"auto"``: order 0, then order 1 if at
-        least ``AUTO_MIN_STARS_LINEAR`` stars are kept and the linear terms lower the chi-square by
-        more than the BIC penalty (``n_extra * ln(n)``), then order 2 under the same rule against
-        the best model so far with at least ``AUTO_MIN_STARS_QUADRATIC`` stars. Without ``x``/``y``
-        "auto" means 0.
+        least ``AUTO_MIN_STARS_LINEAR`` stars are kept and the linear terms lower the deviance
+        ``-2 ln L`` by more than the BIC penalty (``n_extra * ln(n)``), then order 2 under the same
+        rule against the best model so far with at least ``AUTO_MIN_STARS_QUADRATIC`` stars. Each
+        model's deviance is taken with its own intrinsic scatter, so a pattern that a simpler model
+        hides in its scatter (a radial vignetting-like drop) counts for the model that explains it.
+        Without ``x``/``y`` "auto" means 0.
     clip_sigma : float or None, optional
         Clipping threshold in robust sigmas of the normalised residuals; None disables clipping.
     max_iterations : int, optional
@@ -427,6 +469,12 @@ def fit_zero_point(
         Stars with ``inst_err`` above this (mag) are not used (see ``DEFAULT_MAX_INST_ERR_MAG``).
         When fewer than ``2 * max(min_stars, n_parameters + 1)`` stars pass, the cut is relaxed to
         keep that many stars with the smallest errors. None disables it.
+    colour_term_prior : (float, float), optional
+        ``(mean, sigma)`` of a Gaussian prior on the colour term, e.g. the colour term learned from
+        the instrument's earlier frames (:mod:`cpcs.science.colour_terms`): the fitted colour term
+        is the posterior's, pulled towards the prior as much as the frame's own stars leave it
+        free, and its error the posterior's. A small sigma all but fixes it. Ignored when no colour
+        term is fitted.
 
     Returns
     -------
@@ -518,7 +566,19 @@ def fit_zero_point(
         scale = 1.0
     u, v = x_valid / scale, y_valid / scale
 
-    clip_options: dict[str, Any] = {"clip_sigma": clip_sigma, "max_iterations": max_iterations}
+    prior = None
+    if use_colour and colour_term_prior is not None:
+        prior_mean, prior_sigma = (float(v) for v in colour_term_prior)
+        if not (np.isfinite(prior_mean) and np.isfinite(prior_sigma) and prior_sigma > 0.0):
+            raise ValueError(
+                f"colour_term_prior must be a finite (mean, sigma > 0), got {colour_term_prior!r}"
+            )
+        prior = _Prior(prior_mean, 1.0 / prior_sigma**2)
+    clip_options: dict[str, Any] = {
+        "clip_sigma": clip_sigma,
+        "max_iterations": max_iterations,
+        "prior": prior,
+    }
 
     def run(order: int) -> _ClippedFit:
         design = _build_design(colour_valid, u, v, order)
@@ -533,7 +593,7 @@ def fit_zero_point(
             for order, minimum in ((1, AUTO_MIN_STARS_LINEAR), (2, AUTO_MIN_STARS_QUADRATIC)):
                 if np.count_nonzero(best.kept) < minimum:
                     break
-                if _improves(best, _build_design(colour_valid, u, v, order), delta, variance):
+                if _improves(best, _build_design(colour_valid, u, v, order), delta, variance, prior):
                     best = run(order)
 
     return _assemble(
@@ -545,6 +605,7 @@ def fit_zero_point(
         scale=scale,
         n_input=n_input,
         inst_err_cut=inst_err_cut,
+        colour_term_prior=None if prior is None else colour_term_prior,
     )
 
 
@@ -558,6 +619,7 @@ def _assemble(
     scale: float,
     n_input: int,
     inst_err_cut: float | None,
+    colour_term_prior: tuple[float, float] | None = None,
 ) -> ZeroPointFit:
     terms = spatial_terms(best.order)
     # Undo the internal scaling of x and y: coefficient of u**i v**j = c * scale**(i+j).
@@ -602,4 +664,5 @@ def _assemble(
         chi2_reduced=float(chi2_reduced),
         clip_iterations=best.passes,
         inst_err_cut=inst_err_cut,
+        colour_term_prior=colour_term_prior,
     )

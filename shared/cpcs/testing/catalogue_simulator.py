@@ -14,8 +14,10 @@ features that matter for calibration:
   synthetic-photometry-like, bright survey) has B, V, R, I for stars with V < 17.5. Reference errors
   are ``hypot(ref_noise_mag, 0.2 * 10**(0.4 (m - depth)))``, quoted honestly and drawn as Gaussian
   noise; ``missing_fraction`` of the values of each band are NaN (gaps). Positions carry 0.02 arcsec noise.
-* **Instrument.** The uploaded band is r-like: ``r = m_inst + zp + colour_term * c + gx * xi + gy * eta``
-  (``xi``, ``eta`` tangent-plane offsets in degrees from the field centre), so against a reference band
+* **Instrument.** The uploaded band is r-like: ``r = m_inst + zp + colour_term * c + P`` with
+  ``P = gx * xi + gy * eta - radial_zp_drop_mag * (rho / radius)**2`` (``xi``, ``eta`` tangent-plane
+  offsets in degrees from the field centre, ``rho`` the distance from it: a vignetting-like drop of the
+  zero point towards the edge), so against a reference band
   ``b`` the true relation is ``b = m_inst + (zp + offset_b) + (colour_term + slope_b) * c + P``
   (see :class:`BandTruth`). Fluxes (electrons) have Poisson plus sky noise,
   ``var = F + sky_variance_e``, scaled so that a colour-0 star at the centre with ``r = faint_limit_mag``
@@ -32,6 +34,9 @@ features that matter for calibration:
 
 The instrumental magnitudes follow ``m_inst = -2.5 log10(flux) + constant`` with the constant chosen so
 that the zero point is ``zp``.
+
+Further reference catalogues (a shallow APASS-like survey, a single-band Gaia G table) can be made from
+the truth of any simulated star list with :func:`reference_from_truth`.
 """
 
 from __future__ import annotations
@@ -42,8 +47,9 @@ from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
+from cpcs.catalogs.model import ReferenceCatalogue as CatalogueReference
 from cpcs.science.crossmatch import match_catalogues, tangent_plane_offsets
 
 FloatArray = NDArray[np.float64]
@@ -53,7 +59,9 @@ BoolArray = NDArray[np.bool_]
 TargetKind = Literal["bright", "faint", "undetected"]
 
 __all__ = [
+    "APASS_LIKE",
     "DETECTION_SNR",
+    "GAIA_G_ONLY",
     "SURVEYS",
     "BandRelation",
     "BandTruth",
@@ -64,6 +72,7 @@ __all__ = [
     "SimulatedTarget",
     "SurveyModel",
     "match_field",
+    "reference_from_truth",
     "simulate_field",
     "to_sextractor_ascii",
 ]
@@ -131,6 +140,27 @@ SURVEYS: tuple[SurveyModel, ...] = (
 )
 
 
+#: A shallow APASS-like survey (g', r' on the PS1-like system of the simulation, 10 < r < 16.5),
+#: for :func:`reference_from_truth` with a 0.03 mag error floor.
+APASS_LIKE = SurveyModel(
+    name="APASS",
+    bands=(BandRelation("g", 0.0, 1.0), BandRelation("r", 0.0, 0.0)),
+    selection_band="r",
+    bright_mag=10.0,
+    faint_mag=16.5,
+    depth_mag=18.0,
+)
+#: A Gaia table with the G band alone (no BP, RP: no colour), as a cache may hold one.
+GAIA_G_ONLY = SurveyModel(
+    name="Gaia",
+    bands=(BandRelation("G", 0.10, -0.25),),
+    selection_band="G",
+    bright_mag=3.0,
+    faint_mag=20.7,
+    depth_mag=23.0,
+)
+
+
 @dataclass(frozen=True)
 class BandTruth:
     """True relation ``band = m_inst + zp + colour_term * (g - r)_true + P(xi, eta)`` for one band."""
@@ -150,7 +180,9 @@ class FieldTruth:
     zp, colour_term : float
         Relation to PS1 r: ``r = m_inst + zp + colour_term * (g - r) + P``.
     spatial_gradient_mag_per_deg : tuple of float
-        ``(gx, gy)`` of ``P = gx * xi + gy * eta`` (xi, eta in degrees).
+        ``(gx, gy)`` of the linear part of ``P`` (xi, eta in degrees).
+    radial_zp_drop_mag : float
+        Drop of the zero point from the centre to the field's edge (quadratic in radius), mag.
     limit_inst_mag_5sigma : float
         Instrumental magnitude with a true S/N of 5.
     limit_mag_5sigma : float
@@ -166,6 +198,7 @@ class FieldTruth:
     zp: float
     colour_term: float
     spatial_gradient_mag_per_deg: tuple[float, float]
+    radial_zp_drop_mag: float
     limit_inst_mag_5sigma: float
     limit_mag_5sigma: float
     extra_scatter_mag: float
@@ -318,6 +351,7 @@ def simulate_field(
     zp: float = 25.0,
     colour_term: float = 0.12,
     spatial_gradient_mag_per_deg: tuple[float, float] = (0.0, 0.0),
+    radial_zp_drop_mag: float = 0.0,
     outlier_fraction: float = 0.05,
     missing_fraction: float = 0.0,
     ref_noise_mag: float = 0.02,
@@ -346,7 +380,10 @@ def simulate_field(
         True zero point and colour term (vs PS1 g - r) of the instrumental band against PS1 r:
         ``r = m_inst + zp + colour_term * (g - r) + P``.
     spatial_gradient_mag_per_deg : (float, float)
-        ``(gx, gy)`` of ``P = gx * xi + gy * eta``, mag per degree.
+        ``(gx, gy)`` of the linear part of ``P``, mag per degree.
+    radial_zp_drop_mag : float
+        The zero point is this much lower at the field's edge than at its centre (quadratic in
+        radius: ``P`` gains ``-radial_zp_drop_mag * (rho / radius)**2``), mag.
     outlier_fraction : float
         Fraction of stars whose image magnitude is off by 0.2-1.0 mag.
     missing_fraction : float
@@ -449,7 +486,8 @@ def simulate_field(
 
     is_outlier_all = rng.uniform(size=n_total) < outlier_fraction
     offsets = rng.uniform(0.2, 1.0, n_total) * np.where(rng.uniform(size=n_total) < 0.7, -1.0, 1.0)
-    inst_true = true_r - zp - colour_term * true_c - (gx * xi + gy * eta)
+    pattern = gx * xi + gy * eta - radial_zp_drop_mag * (rho / radius_deg) ** 2
+    inst_true = true_r - zp - colour_term * true_c - pattern
     inst_true = (
         inst_true + np.where(is_outlier_all, offsets, 0.0) + extra_scatter_mag * rng.normal(size=n_total)
     )
@@ -513,6 +551,7 @@ def simulate_field(
         zp=float(zp),
         colour_term=float(colour_term),
         spatial_gradient_mag_per_deg=(gx, gy),
+        radial_zp_drop_mag=float(radial_zp_drop_mag),
         limit_inst_mag_5sigma=float(limit_inst),
         limit_mag_5sigma=float(faint_limit_mag),
         extra_scatter_mag=float(extra_scatter_mag),
@@ -586,3 +625,61 @@ def match_field(
         source_index=src,
         reference_index=ref,
     )
+
+
+def reference_from_truth(
+    model: SurveyModel,
+    ra_deg: ArrayLike,
+    dec_deg: ArrayLike,
+    true_r: ArrayLike,
+    true_colour: ArrayLike,
+    *,
+    seed: int,
+    floor_mag: float,
+    position_noise_arcsec: float = 0.05,
+) -> CatalogueReference:
+    """A reference catalogue of ``model`` made from the truth of simulated stars.
+
+    Stars with ``bright_mag < selection band < faint_mag`` are listed; each band is
+    ``r + offset + slope * (g - r)`` observed with the simulator's error model
+    ``hypot(floor_mag, 0.2 * 10**(0.4 (m - depth_mag)))`` (quoted honestly, drawn as noise), and
+    positions get ``position_noise_arcsec`` of noise per axis.
+
+    Parameters
+    ----------
+    model : SurveyModel
+        The survey (e.g. :data:`APASS_LIKE`, :data:`GAIA_G_ONLY`).
+    ra_deg, dec_deg, true_r, true_colour : array_like
+        True positions (deg), PS1-like r and g - r of the stars (mag).
+    seed : int
+        Seed of the noise.
+    floor_mag : float
+        Error floor of the magnitudes, mag.
+    position_noise_arcsec : float, optional
+        Position noise per axis, arcsec.
+
+    Returns
+    -------
+    cpcs.catalogs.model.ReferenceCatalogue
+        What :func:`cpcs.science.field_calibration.calibrate_field` takes.
+    """
+    rng = np.random.default_rng(seed)
+    ra = np.asarray(ra_deg, dtype=np.float64)
+    dec = np.asarray(dec_deg, dtype=np.float64)
+    r = np.asarray(true_r, dtype=np.float64)
+    c = np.asarray(true_colour, dtype=np.float64)
+    true_band = {b.band: r + b.offset_mag + b.colour_slope * c for b in model.bands}
+    selection = true_band[model.selection_band]
+    listed = (selection > model.bright_mag) & (selection < model.faint_mag)
+    mags: dict[str, FloatArray] = {}
+    errs: dict[str, FloatArray] = {}
+    for band, values in true_band.items():
+        truth = values[listed]
+        error = np.hypot(floor_mag, 0.2 * 10.0 ** (0.4 * (truth - model.depth_mag)))
+        mags[band] = truth + error * rng.normal(size=truth.size)
+        errs[band] = error
+    noise_deg = position_noise_arcsec / 3600.0
+    n = int(np.count_nonzero(listed))
+    north = dec[listed] + noise_deg * rng.normal(size=n)
+    east = ra[listed] + noise_deg * rng.normal(size=n) / np.cos(np.radians(dec[listed]))
+    return CatalogueReference(model.name, np.mod(east, 360.0), north, mags, errs)

@@ -21,7 +21,10 @@ def field() -> SimulatedField:
 @pytest.fixture
 def live(tmp_path: Path, field: SimulatedField) -> Iterator[LiveSystem]:
     """The whole system on a loopback port, the alert created and its reference stars imported."""
-    settings = Settings(data_dir=tmp_path / "data", retry_base_s=0.05, outbox_poll_s=0.05)
+    listener = ServerThread()
+    settings = Settings(
+        data_dir=tmp_path / "data", retry_base_s=0.05, outbox_poll_s=0.05, public_url=listener.url
+    )
     system = start_system(settings)
     system.import_field(field, tmp_path / "refs")
     created = system.client.post(
@@ -32,8 +35,8 @@ def live(tmp_path: Path, field: SimulatedField) -> Iterator[LiveSystem]:
     assert created.status_code == 201, created.text
     assert system.assembly.app is not None
     try:
-        with ServerThread(system.assembly.app) as server:
-            yield LiveSystem(system, f"http://127.0.0.1:{server.port}")
+        with listener.serve(system.assembly.app):
+            yield LiveSystem(system, listener.url)
     finally:
         system.client.close()
         system.assembly.stop()

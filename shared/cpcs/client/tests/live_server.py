@@ -22,15 +22,23 @@ class LiveSystem:
 
 
 class ServerThread:
-    """A uvicorn server on an already bound socket, in a daemon thread."""
+    """A uvicorn server on a loopback socket bound at once, in a daemon thread.
 
-    def __init__(self, app: FastAPI):
+    The port is known before the app exists (``url`` goes into the settings as the public URL, so
+    that the links the server gives out point at it); :meth:`serve` starts the app on it.
+    """
+
+    def __init__(self) -> None:
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.bind(("127.0.0.1", 0))
         self.port = int(self.socket.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def serve(self, app: FastAPI) -> ServerThread:
         config = uvicorn.Config(app, log_level="warning", lifespan="off", log_config=None)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+        return self
 
     def __enter__(self) -> ServerThread:
         self.thread.start()

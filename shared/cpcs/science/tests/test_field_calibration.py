@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from cpcs.catalogs.model import ReferenceCatalogue
-from cpcs.catalogs.surveys import definition_for
 from cpcs.errors import CalibrationFailed
-from cpcs.science.bands import standard_band
-from cpcs.science.field_calibration import _is_declared, calibrate_field
+from cpcs.science.bands import band_family
+from cpcs.science.field_calibration import _in_family, calibrate_field
 from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field
 
 RA, DEC = 210.0, -12.0
@@ -81,12 +80,19 @@ def test_same_night_colour_replaces_the_default() -> None:
 
 @pytest.mark.parametrize(
     ("declared", "band", "expected"),
-    [("r'", "r", True), ("sdss_r", "r", True), ("Clear", "r", True), ("Rc", "i", False), ("V", "g", False)],
+    [
+        ("r'", "r", True),
+        ("sdss_r", "r", True),
+        ("r", "R", True),  # Sloan r and Cousins R are one family: AUTO chooses the survey
+        ("Rc", "r", True),
+        ("r", "G", False),  # Gaia G is near r in wavelength, but no r band
+        ("Clear", "r", False),  # Clear fixes no family: every band competes
+        ("Rc", "i", False),
+        ("V", "g", False),
+    ],
 )
-def test_bands_near_the_declared_filter_count_as_declared(declared: str, band: str, expected: bool) -> None:
-    standard = standard_band(declared)
-    assert standard is not None
-    assert _is_declared(band, definition_for("PS1"), standard.wavelength_nm, standard.name) is expected
+def test_the_declared_filter_fixes_the_band_family(declared: str, band: str, expected: bool) -> None:
+    assert _in_family(band, band_family(declared)) is expected
 
 
 def test_undetected_target_gives_an_upper_limit() -> None:

@@ -7,23 +7,38 @@ import pytest
 
 from cpcs.errors import CalibrationFailed
 from cpcs.science.selection import (
+    ERROR_TIE_MAG,
     BandCandidate,
     RankedCandidate,
     choose_band,
     filter_forced,
     rank_candidates,
 )
+from cpcs.science.target import DEFAULT_COLOUR_ERR_MAG, UNFITTED_COLOUR_TERM, calibration_budget
 from cpcs.science.zeropoint import ZeroPointFit, fit_zero_point
 from cpcs.testing import match_field, simulate_field
 
 
-def _synthetic_fit(seed: int, *, colour_term: float, scatter: float, n: int = 200) -> ZeroPointFit:
-    """A fit of clean data with a given colour term and per-star scatter (mag)."""
+def _synthetic_fit(
+    seed: int,
+    *,
+    colour_term: float,
+    scatter: float,
+    n: int = 200,
+    extra_scatter: float = 0.0,
+    colour_term_noise: float = 0.0,
+) -> ZeroPointFit:
+    """A fit of clean data with a given colour term and per-star scatter explained by the errors (mag).
+
+    ``extra_scatter`` adds scatter the errors do not explain; ``colour_term_noise`` shifts the data's
+    colour term (a chance departure of a small sample).
+    """
     rng = np.random.default_rng(seed)
     colour = rng.uniform(0.2, 1.5, n)
     inst = rng.uniform(-12.0, -6.0, n)
     err = np.full(n, scatter / np.sqrt(2.0))
-    cat = inst + 25.0 + colour_term * colour + scatter * rng.normal(size=n)
+    noise = scatter * rng.normal(size=n) + extra_scatter * rng.normal(size=n)
+    cat = inst + 25.0 + (colour_term + colour_term_noise) * colour + noise
     return fit_zero_point(inst, err, cat, err, colour, clip_sigma=None)
 
 
@@ -54,34 +69,81 @@ def test_wrong_band_with_similar_scatter_but_large_colour_term_loses() -> None:
     assert wrong.scatter < right.scatter
     ranked = rank_candidates([_candidate("PS1", "i", wrong), _candidate("PS1", "r", right)])
     assert choose_band(ranked).band == "r"
-    assert ranked[0].comparable_scatter and ranked[1].comparable_scatter
-    assert ranked[0].score == pytest.approx(abs(right.colour_term))
+    # The score is the target's calibration error: zero point at colour 0, scatter, colour part.
+    assert ranked[0].score == pytest.approx(calibration_budget(right).total)
+    assert ranked[1].budget is not None and ranked[1].budget.colour == pytest.approx(
+        np.hypot(wrong.colour_term, wrong.colour_term_err) * DEFAULT_COLOUR_ERR_MAG
+    )
+    assert (
+        "calibration error" in ranked[0].reason
+        and f"colour term {right.colour_term:+.3f}" in ranked[0].reason
+    )
 
 
-def test_much_worse_scatter_loses_even_with_a_small_colour_term() -> None:
-    precise = _synthetic_fit(3, colour_term=0.30, scatter=0.02)
-    noisy = _synthetic_fit(4, colour_term=0.01, scatter=0.10)  # 0.10 > max(1.5 * 0.02, 0.02 + 0.02)
+def test_unexplained_scatter_loses_even_with_a_small_colour_term() -> None:
+    precise = _synthetic_fit(3, colour_term=0.10, scatter=0.02)
+    noisy = _synthetic_fit(4, colour_term=0.01, scatter=0.02, extra_scatter=0.10)
+    assert noisy.intrinsic_scatter > 0.08
     ranked = rank_candidates([_candidate("APASS", "r", noisy), _candidate("PS1", "r", precise)])
     assert choose_band(ranked).survey == "PS1"
-    assert ranked[1].good and not ranked[1].comparable_scatter
-    assert "scatter above" in ranked[1].reason
+    assert ranked[1].budget is not None and ranked[1].budget.scatter == noisy.intrinsic_scatter
 
 
-def test_declared_band_is_preferred_unless_clearly_worse() -> None:
+def test_raw_scatter_explained_by_the_errors_does_not_lose() -> None:
+    """The old rule's weakness: a deep catalogue has a large raw scatter (faint stars), yet the
+    better calibration; the shallow one's colour term, from few stars, is off (as in issue 8)."""
+    shallow = _synthetic_fit(11, colour_term=0.12, scatter=0.03, n=38, colour_term_noise=0.04)
+    deep = _synthetic_fit(12, colour_term=0.12, scatter=0.08, n=400)
+    assert shallow.scatter < deep.scatter
+    ranked = rank_candidates([_candidate("APASS", "r", shallow), _candidate("GaiaSP", "r", deep)])
+    assert choose_band(ranked).survey == "GaiaSP"
+
+
+def test_ties_go_to_the_fit_with_more_stars() -> None:
+    few = _synthetic_fit(13, colour_term=0.12, scatter=0.03, n=40)
+    many = _synthetic_fit(14, colour_term=0.12, scatter=0.03, n=400)
+    ranked = rank_candidates([_candidate("APASS", "r", few), _candidate("PS1", "r", many)])
+    assert abs(ranked[0].score - ranked[1].score) <= max(
+        ERROR_TIE_MAG, few.colour_term_err * DEFAULT_COLOUR_ERR_MAG
+    )
+    assert choose_band(ranked).survey == "PS1"
+    assert "more stars win" in ranked[0].reason
+
+
+def test_unfitted_colour_term_counts_as_unknown_not_zero() -> None:
+    with_colour = _synthetic_fit(15, colour_term=0.12, scatter=0.02)
+    rng = np.random.default_rng(16)
+    inst = rng.uniform(-12.0, -6.0, 300)
+    err = np.full(300, 0.01)
+    no_colour = fit_zero_point(inst, err, inst + 25.0 + 0.01 * rng.normal(size=300), err, clip_sigma=None)
+    assert not no_colour.colour_fitted and no_colour.colour_term == 0.0
+    ranked = rank_candidates([_candidate("Gaia", "G", no_colour), _candidate("PS1", "r", with_colour)])
+    assert choose_band(ranked).band == "r"
+    assert ranked[1].budget is not None
+    assert ranked[1].budget.colour == pytest.approx(UNFITTED_COLOUR_TERM * DEFAULT_COLOUR_ERR_MAG)
+    assert "not fitted" in ranked[1].reason
+
+
+def test_the_declared_family_is_binding_when_it_has_a_good_fit() -> None:
     a = _synthetic_fit(5, colour_term=0.10, scatter=0.03)
     b = _synthetic_fit(6, colour_term=0.13, scatter=0.03)
-    close_call = [_candidate("PS1", "r", a), _candidate("GaiaSP", "R", b)]
+    close_call = [_candidate("PS1", "r", a), _candidate("GaiaSP", "V", b)]
     assert choose_band(rank_candidates(close_call)).band == "r"
-    ranked = rank_candidates(close_call, declared_band="R")
-    assert choose_band(ranked).band == "R"
+    ranked = rank_candidates(close_call, declared_band="V")
+    assert choose_band(ranked).band == "V"
     assert ranked[0].declared and "declared" in ranked[0].reason
-    # The flag set by the caller ("close to" the declared filter) works the same way.
-    flagged = [_candidate("PS1", "r", a), _candidate("GaiaSP", "R", b, declared_match=True)]
-    assert choose_band(rank_candidates(flagged)).band == "R"
-    # A declared band whose colour term is larger by more than the bonus loses.
+    assert not ranked[1].eligible and "outside the declared" in ranked[1].reason
+    # The flag set by the caller (the band is in the declared filter's family) works the same way.
+    flagged = [_candidate("PS1", "r", a), _candidate("GaiaSP", "V", b, declared_match=True)]
+    assert choose_band(rank_candidates(flagged)).band == "V"
+    # Even a declared band with a much larger colour term: the observer's filter fixes the family.
     c = _synthetic_fit(7, colour_term=0.40, scatter=0.03)
     ranked = rank_candidates([_candidate("PS1", "r", a), _candidate("PS1", "i", c)], declared_band="i")
-    assert choose_band(ranked).band == "r"
+    assert choose_band(ranked).band == "i"
+    # A declared band without a good fit: every good fit competes again.
+    failed = BandCandidate("PS1", "i", None, n_matched=2, failure="too_few_stars", declared_match=True)
+    ranked = rank_candidates([_candidate("PS1", "r", a), failed])
+    assert choose_band(ranked).band == "r" and "no band of the declared family" in ranked[0].reason
 
 
 def test_failed_candidates_rank_last_and_no_good_fit_raises() -> None:

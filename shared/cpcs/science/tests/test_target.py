@@ -44,8 +44,10 @@ def test_detected_target_is_calibrated_within_its_errors(kind: str, seed: int) -
     truth = field.target.true_mag
     assert not result.is_upper_limit
     assert abs(result.mag - truth) < 3.0 * result.err_total
-    # At the assumed colour 0 the calibration misses colour_term * true colour, covered by err_colour.
-    assert result.err_colour == pytest.approx(abs(fit.colour_term) * DEFAULT_COLOUR_ERR_MAG)
+    # At the assumed colour 0 the calibration misses colour_term * true colour, covered by err_colour
+    # (the colour term's own uncertainty counts too).
+    expected_colour = math.hypot(fit.colour_term, fit.colour_term_err) * DEFAULT_COLOUR_ERR_MAG
+    assert result.err_colour == pytest.approx(expected_colour)
     assert result.err_colour > abs(0.12 * field.target.true_colour)
     if kind == "bright":
         assert result.snr > 100.0
@@ -64,7 +66,9 @@ def test_error_budget_adds_in_quadrature() -> None:
     assert result.err_measurement == 0.05
     assert result.err_zero_point == pytest.approx(fit.transformation_error(0.9, 0.01, -0.02), rel=1e-12)
     assert result.err_scatter == fit.intrinsic_scatter > 0.0
-    assert result.err_colour == pytest.approx(abs(fit.colour_term) * 0.1, rel=1e-12)
+    assert result.err_colour == pytest.approx(
+        math.hypot(fit.colour_term, fit.colour_term_err) * 0.1, rel=1e-12
+    )
     assert result.colour_assumed == 0.9 and result.colour_err_assumed == 0.1
     assert result.mag == pytest.approx(float(fit.predict(-8.0, 0.9, 0.01, -0.02)), abs=1e-12)
     assert result.snr == pytest.approx(1.0857362 / 0.05, rel=1e-6)
