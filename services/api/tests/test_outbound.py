@@ -1,10 +1,13 @@
-"""Outbound flow: calibrated points to signed webhooks and to SkyPortal, over real local HTTP servers.
+"""Outbound flow: points, their new versions and deletions to signed webhooks and to SkyPortal,
+over real local HTTP servers.
 
-The SkyPortal stand-in checks every PUT against what SkyPortal publishes for its photometry
-endpoint (``PhotMagFlexible``/``PhotometryMag`` in skyportal/skyportal, see the docstring of
-``cpcs_api.outbound.skyportal``) and answers like it (200 / 400 ``{"status": "error"}``); it can
-also fail its first calls with 500. The webhook receiver checks each HMAC signature. Both listen on
-127.0.0.1 only; nothing here leaves the machine.
+The SkyPortal stand-in keeps photometry rows and checks every request against what SkyPortal
+publishes for its photometry endpoints (see the docstring of ``cpcs_api.outbound.skyportal``):
+a PUT against ``PhotMagFlexible`` (a repeat of a row answers the existing id), a PATCH of a row
+against ``PhotometryMag`` (``group_ids``/``stream_ids`` popped first; ``altdata`` kept), a DELETE
+of a row; an unknown row is 400 ``Invalid Photometry id``. It answers like SkyPortal (200 / 400
+``{"status": "error"}``) and can fail its first calls with 500. The webhook receiver checks each
+HMAC signature. Both listen on 127.0.0.1 only; nothing here leaves the machine.
 """
 
 from __future__ import annotations
@@ -80,6 +83,15 @@ SKYPORTAL_MAG_KEYS = frozenset(
     }
 )  # fmt: skip
 SKYPORTAL_REQUIRED = ("obj_id", "mjd", "instrument_id", "filter", "magsys")
+#: Keys ``PhotometryMag`` (with ``PhotBase``) declares: what a PATCH may carry besides the popped
+#: ``group_ids``/``stream_ids``; ``limiting_mag_nsigma`` is not one of them.
+SKYPORTAL_PATCH_KEYS = frozenset(
+    {
+        "obj_id", "mjd", "instrument_id", "filter", "magsys", "mag", "magerr", "limiting_mag",
+        "magref", "e_magref", "assignment_id", "ra", "dec", "ra_unc", "dec_unc", "origin",
+        "alert_id", "altdata",
+    }
+)  # fmt: skip
 #: Bandpass names registered by sncosmo (sncosmo/builtins.py), which SkyPortal's ALLOWED_BANDPASSES lists.
 SNCOSMO_BANDPASSES = frozenset(
     {
@@ -163,11 +175,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def skyportal_violations(body: Any, *, instrument_id: int) -> list[str]:
-    """Everything in ``body`` that SkyPortal's photometry PUT (mag form) would refuse or misread."""
+def skyportal_violations(body: Any, *, instrument_id: int, patch: bool = False) -> list[str]:
+    """Everything in ``body`` that SkyPortal's photometry PUT (or, ``patch``, a row's PATCH; mag
+    form) would refuse or misread."""
     if not isinstance(body, dict):
         return ["the body is not a JSON object"]
-    problems = [f"unknown key {key!r}" for key in body if key not in SKYPORTAL_MAG_KEYS]
+    if patch:
+        body = {key: value for key, value in body.items() if key not in ("group_ids", "stream_ids")}
+    known = SKYPORTAL_PATCH_KEYS if patch else SKYPORTAL_MAG_KEYS
+    problems = [f"unknown key {key!r}" for key in body if key not in known]
     for key in SKYPORTAL_REQUIRED:
         if body.get(key) is None:
             problems.append(f"missing required {key}")
@@ -217,30 +233,43 @@ def skyportal_violations(body: Any, *, instrument_id: int) -> list[str]:
 
 @dataclass
 class FakeSkyPortal:
-    """SkyPortal's photometry endpoint as far as CPCS uses it."""
+    """SkyPortal's photometry endpoints as far as CPCS uses them, with the rows they hold."""
 
     instrument_id: int = SKYPORTAL_INSTRUMENT
     token: str = SKYPORTAL_TOKEN
     fail_first: int = 0
     always_fail: bool = False
     calls: list[dict[str, Any]] = field(default_factory=list)
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    next_id: int = 1001
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/api/photometry", self.photometry, methods=["PUT"])])
+        return Starlette(
+            routes=[
+                Route("/api/photometry", self.photometry, methods=["PUT"]),
+                Route("/api/photometry/{photometry_id:int}", self.row, methods=["PATCH", "DELETE"]),
+            ]
+        )
 
-    async def photometry(self, request: Request) -> Response:
-        raw = await request.body()
-        try:
-            body: Any = json.loads(raw)
-        except ValueError:
-            body = None
-        problems = skyportal_violations(body, instrument_id=self.instrument_id)
+    def _call(
+        self, request: Request, raw: bytes, body: Any, problems: list[str]
+    ) -> tuple[dict[str, Any], int]:
         with self.lock:
-            number = len(self.calls) + 1
-            call = {"raw": raw, "body": body, "headers": dict(request.headers), "problems": problems}
+            call = {
+                "method": request.method,
+                "path": request.url.path,
+                "raw": raw,
+                "body": body,
+                "headers": dict(request.headers),
+                "problems": problems,
+            }
             self.calls.append(call)
-        if request.headers.get("authorization") != f"token {self.token}":
+            return call, len(self.calls)
+
+    def _refusal(self, call: dict[str, Any], number: int, problems: list[str]) -> Response | None:
+        """The error answer SkyPortal would give first, if any."""
+        if call["headers"].get("authorization") != f"token {self.token}":
             call["status"] = 401
             return JSONResponse({"status": "error", "message": "Unauthorized"}, status_code=401)
         if problems:
@@ -249,8 +278,68 @@ class FakeSkyPortal:
         if self.always_fail or number <= self.fail_first:
             call["status"] = 500
             return JSONResponse({"status": "error", "message": "database is away"}, status_code=500)
+        return None
+
+    @staticmethod
+    def _same_row(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        """SkyPortal's duplicate test: (obj_id, instrument_id, origin, mjd, flux, fluxerr)."""
+        keys = ("obj_id", "instrument_id", "origin", "mjd", "mag", "magerr")
+        limits = a["mag"] is not None or a["limiting_mag"] == b["limiting_mag"]
+        return all(a.get(key) == b.get(key) for key in keys) and limits
+
+    async def photometry(self, request: Request) -> Response:
+        raw = await request.body()
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = None
+        call, number = self._call(
+            request, raw, body, skyportal_violations(body, instrument_id=self.instrument_id)
+        )
+        refusal = self._refusal(call, number, call["problems"])
+        if refusal is not None:
+            return refusal
+        with self.lock:
+            existing = [row_id for row_id, row in self.rows.items() if self._same_row(row, body)]
+            if existing:
+                row_id = existing[0]
+            else:
+                row_id, self.next_id = self.next_id, self.next_id + 1
+                self.rows[row_id] = dict(body)
         call["status"] = 200
-        return JSONResponse({"status": "success", "data": {"ids": [1000 + number]}})
+        return JSONResponse({"status": "success", "data": {"ids": [row_id], "upload_id": f"u-{number}"}})
+
+    async def row(self, request: Request) -> Response:
+        row_id = int(request.path_params["photometry_id"])
+        raw = await request.body()
+        body: Any = None
+        problems: list[str] = []
+        if request.method == "PATCH":
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+            problems = skyportal_violations(body, instrument_id=self.instrument_id, patch=True)
+        call, number = self._call(request, raw, body, problems)
+        with self.lock:
+            missing = row_id not in self.rows
+        if missing and call["headers"].get("authorization") == f"token {self.token}":
+            call["status"] = 400  # get_if_accessible_by(..., raise_if_none=True): an AccessError
+            return JSONResponse(
+                {"status": "error", "message": f"Invalid Photometry id: {row_id}"}, status_code=400
+            )
+        refusal = self._refusal(call, number, problems)
+        if refusal is not None:
+            return refusal
+        with self.lock:
+            if request.method == "DELETE":
+                del self.rows[row_id]
+            else:
+                kept = self.rows[row_id].get("altdata")  # PhotometryMag builds the row without altdata
+                values = {key: value for key, value in body.items() if key not in ("group_ids", "stream_ids")}
+                self.rows[row_id] = {**self.rows[row_id], **values, "altdata": kept}
+        call["status"] = 200
+        return JSONResponse({"status": "success", "data": {}})
 
 
 @dataclass
@@ -472,6 +561,8 @@ def test_point_reaches_webhooks_and_skyportal_with_retries(
     assert [a["http_status"] for a in sent["attempt_log"]] == [500, 500, 200]
     assert sent["last_http_status"] == 200 and sent["last_error"] is None and sent["delivered_at"]
     assert sent["point_id"] == point["id"] and sent["calibration_id"] == calibration["id"]
+    [row_id] = skyportal.rows
+    assert sent["action"] == "calibrated" and sent["remote_url"] == f"{skyportal_url}/api/photometry/{row_id}"
     assert [c["status"] for c in skyportal.calls] == [500, 500, 200]
     assert all(c["problems"] == [] for c in skyportal.calls), skyportal.calls
     assert len({c["raw"] for c in skyportal.calls}) == 1
@@ -577,14 +668,22 @@ def test_point_reaches_webhooks_and_skyportal_with_retries(
     time.sleep(0.5)  # let point.calibrated of the dry run reach the dispatcher
     assert _delivery_count(cpcs) == 3
 
-    # A recalibration moves the point: every target gets the new calibration once more.
+    # A recalibration moves the point: every target gets the new calibration once more, SkyPortal
+    # as a PATCH of the row it already holds (one row per point), webhooks as point.updated.
     again = _upload(cpcs, bright_field, ALERT, match_radius_arcsec="4")
     assert again["id"] == observation["id"] and again["calibration"]["version"] == 2
     newest = _settled(cpcs, sp_url, admin, 2)[0]
     assert newest["status"] == "delivered" and newest["attempts"] == 1
-    assert newest["calibration_id"] == again["calibration"]["id"]
+    assert newest["calibration_id"] == again["calibration"]["id"] and newest["action"] == "updated"
     assert newest["body"]["altdata"]["cpcs_calibration_version"] == 2
-    assert len(_settled(cpcs, f"/api/v1/webhooks/{mine['id']}/deliveries", system.observer_token, 2)) == 2
+    assert newest["remote_url"] == sent["remote_url"]
+    assert (
+        skyportal.calls[-1]["method"] == "PATCH"
+        and skyportal.calls[-1]["path"] == f"/api/photometry/{row_id}"
+    )
+    assert list(skyportal.rows) == [row_id]
+    hooks = _settled(cpcs, f"/api/v1/webhooks/{mine['id']}/deliveries", system.observer_token, 2)
+    assert [h["body"]["event"] for h in hooks] == ["point.updated", "point.calibrated"]
     assert all(c["problems"] == [] for c in skyportal.calls)
 
 

@@ -72,6 +72,13 @@ class DeliveryOut(Schema):
     target_id: int
     point_id: int
     calibration_id: int
+    action: str = Field(
+        description="calibrated (the target's first version of the point), updated (a new version: "
+        "webhook point.updated, SkyPortal PATCH) or deleted (webhook point.deleted, SkyPortal DELETE)"
+    )
+    remote_url: str | None = Field(
+        None, description="SkyPortal: the photometry row the point is kept in (from the PUT's answer)"
+    )
     status: str
     attempts: int
     last_http_status: int | None
@@ -188,6 +195,8 @@ def _deliveries(
             target_id=row.target_id,
             point_id=row.point_id,
             calibration_id=row.calibration_id,
+            action=row.action,
+            remote_url=row.remote_url,
             status=row.status,
             attempts=row.attempts,
             last_http_status=row.last_http_status,
@@ -244,7 +253,7 @@ def router() -> APIRouter:
         response_model=NewWebhookOut,
         status_code=201,
         tags=["webhooks"],
-        summary="Subscribe a URL to calibrated points; the answer shows the signing secret once",
+        summary="Subscribe a URL to points (calibrated, updated, deleted); the answer shows the secret once",
     )
     def add_webhook(body: WebhookIn, context: ContextDep, user: UserDep) -> NewWebhookOut:
         _check_target(context, "url", body.url, code="invalid_webhook_url")
