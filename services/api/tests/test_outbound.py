@@ -25,17 +25,17 @@ from typing import Any
 
 import pytest
 import uvicorn
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cpcs.catalogs.surveys import SURVEYS
-from cpcs.db.delivery_models import Delivery, DeliveryAttempt, WebhookSubscription
+from cpcs.db.delivery_models import Delivery, DeliveryAttempt, SkyPortalDestination, WebhookSubscription
 from cpcs.db.engine import Database
 from cpcs.db.models import Alert, Base, Calibration, Observation, Observatory, Point, Upload, User, utcnow
-from cpcs.messages import PointCalibratedV1, encode
+from cpcs.messages import PointCalibratedV1, PointDeletedV1, encode
 from cpcs.messaging.bus import Envelope
 from cpcs.settings import Settings
 from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
@@ -45,11 +45,13 @@ from cpcs_api.outbound.dispatcher import MAX_REMOTE_ERROR_CHARS, DeliveryWorker,
 from cpcs_api.outbound.facts import PointFacts
 from cpcs_api.outbound.skyportal import (
     NotSendable,
+    encode_body,
     limiting_magnitude,
     obj_id,
     photometry_body,
     sncosmo_magsys,
     sncosmo_name,
+    update_body,
 )
 from cpcs_api.outbound.webhooks import (
     DELIVERY_HEADER,
@@ -687,6 +689,167 @@ def test_point_reaches_webhooks_and_skyportal_with_retries(
     assert all(c["problems"] == [] for c in skyportal.calls)
 
 
+def _recalibrated(cpcs: OutboundSystem, observation_id: int, version: int, **changes: Any) -> dict[str, Any]:
+    """Recalibrate through the v1 API and wait for the observation's new current version."""
+    observer = cpcs.system.observer_token
+    accepted = cpcs.client.post(
+        f"/api/v1/observations/{observation_id}/recalibrate", json=changes, headers=_auth(observer)
+    )
+    assert accepted.status_code == 202, accepted.text
+
+    def current() -> dict[str, Any] | None:
+        body: dict[str, Any] = cpcs.client.get(
+            f"/api/v1/observations/{observation_id}", headers=_auth(observer)
+        ).json()
+        calibration = body.get("calibration") or {}
+        return body if calibration.get("version") == version and body.get("point") else None
+
+    result: dict[str, Any] = _wait_for(current, what=f"calibration version {version}")
+    return result
+
+
+def _redeliver(cpcs: OutboundSystem, message: PointCalibratedV1 | PointDeletedV1) -> None:
+    routing_key, raw = encode(message)
+    cpcs.outbound.dispatcher.handle(Envelope("again", routing_key, raw, {}, 2))
+
+
+def test_new_versions_and_deletions_reach_every_target_that_had_the_point_once(
+    cpcs: OutboundSystem,
+    bright_field: SimulatedField,
+    skyportal_server: tuple[FakeSkyPortal, str],
+    receiver_server: tuple[WebhookReceiver, str],
+    tmp_path: Path,
+) -> None:
+    skyportal, skyportal_url = skyportal_server
+    receiver, receiver_url = receiver_server
+    system = cpcs.system
+    observer, admin = system.observer_token, system.admin_token
+    system.import_field(bright_field, tmp_path / "refs")
+    alert_id = _create_alert(cpcs, ALERT, FIELD_RA_DEG, FIELD_DEC_DEG)
+    hook = _add_webhook(cpcs, observer, f"{receiver_url}/hook/news", alert_id)
+    receiver.secrets["news"] = hook["secret"]
+    destination = _add_destination(cpcs, skyportal_url)
+    sp_url = f"/api/v1/skyportal/destinations/{destination['id']}/deliveries"
+    hook_url = f"/api/v1/webhooks/{hook['id']}/deliveries"
+
+    # The first version: one PUT, one row at SkyPortal; its id is kept on the delivery.
+    observation = _upload(cpcs, bright_field, ALERT)
+    point = observation["point"]
+    [put] = _settled(cpcs, sp_url, admin, 1)
+    [row_id] = skyportal.rows
+    assert put["status"] == "delivered" and put["remote_url"] == f"{skyportal_url}/api/photometry/{row_id}"
+    _settled(cpcs, hook_url, observer, 1)
+
+    # A recalibration: the same SkyPortal row takes the new values (a PATCH, no second row); the
+    # webhook gets point.updated. Both once, even when point.calibrated comes again.
+    second = _recalibrated(cpcs, observation["id"], 2, match_radius_arcsec=4.0, force_filter="PS1/i")
+    moved = second["point"]
+    assert moved["id"] == point["id"] and moved["band"] == "i" != point["band"]
+    patch = _settled(cpcs, sp_url, admin, 2)[0]
+    assert patch["action"] == "updated" and patch["status"] == "delivered" and patch["attempts"] == 1
+    assert patch["calibration_id"] == second["calibration"]["id"] and patch["remote_url"] == put["remote_url"]
+    assert [(c["method"], c["path"], c["status"]) for c in skyportal.calls] == [
+        ("PUT", "/api/photometry", 200),
+        ("PATCH", f"/api/photometry/{row_id}", 200),
+    ]
+    assert all(c["problems"] == [] for c in skyportal.calls), skyportal.calls
+    [row] = skyportal.rows.values()
+    assert row["mag"] == moved["mag"] and row["magerr"] == moved["mag_err_total"]
+    assert row["filter"] == EXPECTED_BANDPASS[("PS1", "i")] == "ps1::i"
+    updated = _settled(cpcs, hook_url, observer, 2)[0]
+    assert updated["action"] == "updated" and updated["status"] == "delivered"
+    update_call = receiver.calls["news"][-1]
+    assert update_call["verified"] and update_call["headers"]["x-cpcs-event"] == "point.updated"
+    document = json.loads(update_call["raw"])
+    assert document["event"] == "point.updated" and document["delivery_id"] == updated["id"]
+    assert document["point"]["id"] == point["id"] and document["point"]["mag"] == moved["mag"]
+    assert document["point"]["calibration"]["version"] == 2
+    assert receiver.calls["news"][0]["headers"]["x-cpcs-event"] == "point.calibrated"
+
+    before = _delivery_count(cpcs)
+    _redeliver(
+        cpcs,
+        PointCalibratedV1(
+            observation_id=observation["id"],
+            calibration_id=second["calibration"]["id"],
+            calibration_version=2,
+            point_id=point["id"],
+            alert_id=alert_id,
+            mjd=MJD,
+            survey=moved["survey"],
+            band=moved["band"],
+            mag=moved["mag"],
+            mag_err=moved["mag_err_total"],
+            is_upper_limit=False,
+        ),
+    )
+    assert _delivery_count(cpcs) == before == 4
+
+    # The deletion: the SkyPortal row goes, the webhook hears point.deleted; once each.
+    deleted = cpcs.client.delete(f"/api/v1/points/{point['id']}", headers=_auth(observer))
+    assert deleted.status_code == 200, deleted.text
+    gone = _settled(cpcs, sp_url, admin, 3)[0]
+    assert gone["action"] == "deleted" and gone["status"] == "delivered" and gone["body"] is None
+    assert (
+        skyportal.calls[-1]["method"] == "DELETE"
+        and skyportal.calls[-1]["path"] == f"/api/photometry/{row_id}"
+    )
+    assert skyportal.rows == {}
+    farewell = _settled(cpcs, hook_url, observer, 3)[0]
+    assert farewell["action"] == "deleted" and farewell["status"] == "delivered"
+    delete_call = receiver.calls["news"][-1]
+    assert delete_call["verified"] and delete_call["headers"]["x-cpcs-event"] == "point.deleted"
+    document = json.loads(delete_call["raw"])
+    assert document["event"] == "point.deleted" and document["point"]["id"] == point["id"]
+    assert document["point"]["deleted_at"] and document["point"]["calibration"]["version"] == 2
+
+    _redeliver(
+        cpcs,
+        PointDeletedV1(
+            point_id=point["id"],
+            observation_id=observation["id"],
+            alert_id=alert_id,
+            calibration_id=second["calibration"]["id"],
+            deleted_by_user_id=1,
+        ),
+    )
+    time.sleep(0.3)
+    assert _delivery_count(cpcs) == 6
+    assert len(skyportal.calls) == 3 and len(receiver.calls["news"]) == 3
+
+
+def test_a_legacy_delpoint_reaches_the_webhooks_and_skyportal(
+    cpcs: OutboundSystem,
+    bright_field: SimulatedField,
+    skyportal_server: tuple[FakeSkyPortal, str],
+    receiver_server: tuple[WebhookReceiver, str],
+    tmp_path: Path,
+) -> None:
+    skyportal, skyportal_url = skyportal_server
+    receiver, receiver_url = receiver_server
+    system = cpcs.system
+    system.import_field(bright_field, tmp_path / "refs")
+    _create_alert(cpcs, ALERT, FIELD_RA_DEG, FIELD_DEC_DEG)
+    hook = _add_webhook(cpcs, system.other_token, f"{receiver_url}/hook/all", None)
+    receiver.secrets["all"] = hook["secret"]
+    destination = _add_destination(cpcs, skyportal_url)
+    observation = _upload(cpcs, bright_field, ALERT)
+    sp_url = f"/api/v1/skyportal/destinations/{destination['id']}/deliveries"
+    _settled(cpcs, sp_url, system.admin_token, 1)
+    _settled(cpcs, f"/api/v1/webhooks/{hook['id']}/deliveries", system.other_token, 1)
+    assert len(skyportal.rows) == 1
+
+    answer = cpcs.client.post(
+        "/followup/cgi/delpoint",
+        data={"hashtag": system.observer_token, "followupid": str(observation["point"]["id"])},
+    )
+    assert answer.status_code == 200, answer.text
+    assert _settled(cpcs, sp_url, system.admin_token, 2)[0]["action"] == "deleted"
+    assert skyportal.rows == {}
+    [farewell, _first] = _settled(cpcs, f"/api/v1/webhooks/{hook['id']}/deliveries", system.other_token, 2)
+    assert farewell["body"]["event"] == "point.deleted"
+
+
 def test_upper_limit_goes_to_skyportal_as_a_non_detection(
     cpcs: OutboundSystem,
     undetected_field: SimulatedField,
@@ -1125,4 +1288,115 @@ def test_workers_sharing_a_database_send_each_delivery_once(
         for worker in workers:
             worker.stop()
             worker.db.dispose()
+        database.dispose()
+
+
+def test_updates_and_deletions_wait_for_the_row_and_never_guess_it(
+    tmp_path: Path, skyportal_server: tuple[FakeSkyPortal, str]
+) -> None:
+    skyportal, skyportal_url = skyportal_server
+    database = Database(f"sqlite:///{tmp_path / 'order.sqlite3'}")
+    worker = DeliveryWorker(database, FAST.model_copy(update={"workers": 1}))
+    body = photometry_body(_facts(), instrument_id=SKYPORTAL_INSTRUMENT, group_ids=[])
+    put_body = encode_body(body).decode()
+    patch_body = encode_body(update_body({**body, "mag": 15.25})).decode()
+    later = utcnow() + dt.timedelta(hours=1)
+    try:
+        Base.metadata.create_all(database.engine)
+        point_id, calibration_id = _seed_point(database)
+        with database.transaction() as session:
+            targets = []
+            for name, base_url in (
+                ("waits", skyportal_url),
+                ("gone", skyportal_url),
+                ("put failed", skyportal_url),
+                ("moved", skyportal_url),
+            ):
+                destination = SkyPortalDestination(
+                    name=name, base_url=base_url, token=SKYPORTAL_TOKEN, instrument_id=SKYPORTAL_INSTRUMENT
+                )
+                session.add(destination)
+                session.flush()
+                targets.append(destination.id)
+            waits, gone, put_failed, moved = targets
+
+            def add(target: int, action: str, request_body: str, **state: Any) -> None:
+                values: dict[str, Any] = dict(status="pending", next_attempt_at=utcnow()) | state
+                session.add(
+                    Delivery(
+                        kind="skyportal", target_id=target, point_id=point_id, calibration_id=calibration_id,
+                        action=action, request_body=request_body, **values,
+                    )
+                )  # fmt: skip
+                session.flush()
+
+            # The PUT is not answered yet (due in an hour); its update and deletion are due now.
+            add(waits, "calibrated", put_body, next_attempt_at=later)
+            add(waits, "updated", patch_body)
+            add(waits, "deleted", "")
+            # Somebody already removed the row at SkyPortal (or our first DELETE's answer was lost).
+            add(gone, "calibrated", put_body, status="delivered", next_attempt_at=None,
+                remote_url=f"{skyportal_url}/api/photometry/999")  # fmt: skip
+            add(gone, "deleted", "", next_attempt_at=later)
+            # The first PUT failed for good: SkyPortal holds no row to update.
+            add(put_failed, "calibrated", put_body, status="failed", next_attempt_at=None)
+            add(put_failed, "updated", patch_body, next_attempt_at=later)
+            # The row was made at the destination's earlier base_url: not addressed with today's token.
+            add(moved, "calibrated", put_body, status="delivered", next_attempt_at=None,
+                remote_url="http://old-skyportal.test/api/photometry/5")  # fmt: skip
+            add(moved, "updated", patch_body, next_attempt_at=later)
+
+        def state(target: int, action: str) -> Delivery:
+            with database.transaction() as session:
+                row = session.scalar(
+                    select(Delivery).where(Delivery.target_id == target, Delivery.action == action)
+                )
+                assert row is not None
+                session.expunge(row)
+                return row
+
+        assert worker.run_once() is False  # both wait for the PUT; nothing is sent, no attempt counted
+        assert skyportal.calls == []
+        assert state(waits, "updated").attempts == 0 and state(waits, "deleted").attempts == 0
+        assert state(waits, "updated").status == "pending"
+
+        with database.transaction() as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.target_id == waits, Delivery.action == "calibrated")
+                .values(next_attempt_at=utcnow() - dt.timedelta(seconds=1))
+            )
+        assert worker.run_once() is True
+        put = state(waits, "calibrated")
+        [row_id] = skyportal.rows
+        assert put.status == "delivered" and put.remote_url == f"{skyportal_url}/api/photometry/{row_id}"
+        time.sleep(2 * FAST.poll_s)
+        assert worker.run_once() and worker.run_once()
+        assert [(c["method"], c["path"], c["status"]) for c in skyportal.calls] == [
+            ("PUT", "/api/photometry", 200),
+            ("PATCH", f"/api/photometry/{row_id}", 200),
+            ("DELETE", f"/api/photometry/{row_id}", 200),
+        ]
+        assert all(c["problems"] == [] for c in skyportal.calls), skyportal.calls
+        assert skyportal.rows == {}
+        assert state(waits, "updated").status == state(waits, "deleted").status == "delivered"
+
+        with database.transaction() as session:
+            session.execute(
+                update(Delivery).where(Delivery.next_attempt_at == later).values(next_attempt_at=utcnow())
+            )
+        while worker.run_once():
+            pass
+        already = state(gone, "deleted")
+        assert already.status == "delivered" and already.last_http_status == 400
+        assert already.last_error is not None and "already gone" in already.last_error
+        no_row = state(put_failed, "updated")
+        assert (
+            no_row.status == "failed" and no_row.attempts == 0 and "holds no row" in (no_row.last_error or "")
+        )
+        elsewhere = state(moved, "updated")
+        assert elsewhere.status == "failed" and "earlier base_url" in (elsewhere.last_error or "")
+        assert len(skyportal.calls) == 4  # only the DELETE of the gone row went out
+    finally:
+        worker.stop()
         database.dispose()
