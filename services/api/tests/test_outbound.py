@@ -42,7 +42,7 @@ from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_
 from cpcs.testing.servers import temporary_postgres_database
 from cpcs_api.outbound import Outbound, OutboundSettings, outbound_for
 from cpcs_api.outbound.dispatcher import MAX_REMOTE_ERROR_CHARS, DeliveryWorker, remote_error_summary
-from cpcs_api.outbound.facts import PointFacts
+from cpcs_api.outbound.facts import PointFacts, as_utc
 from cpcs_api.outbound.skyportal import (
     NotSendable,
     encode_body,
@@ -1358,7 +1358,11 @@ def test_updates_and_deletions_wait_for_the_row_and_never_guess_it(
         assert worker.run_once() is False  # both wait for the PUT; nothing is sent, no attempt counted
         assert skyportal.calls == []
         assert state(waits, "updated").attempts == 0 and state(waits, "deleted").attempts == 0
-        assert state(waits, "updated").status == "pending"
+        held = state(waits, "updated")
+        assert held.status == "pending" and held.next_attempt_at is not None
+        assert as_utc(held.next_attempt_at) >= later - dt.timedelta(
+            seconds=1
+        )  # no polling while the PUT waits
 
         with database.transaction() as session:
             session.execute(
@@ -1370,8 +1374,7 @@ def test_updates_and_deletions_wait_for_the_row_and_never_guess_it(
         put = state(waits, "calibrated")
         [row_id] = skyportal.rows
         assert put.status == "delivered" and put.remote_url == f"{skyportal_url}/api/photometry/{row_id}"
-        time.sleep(2 * FAST.poll_s)
-        assert worker.run_once() and worker.run_once()
+        assert worker.run_once() and worker.run_once()  # the PUT's end released them
         assert [(c["method"], c["path"], c["status"]) for c in skyportal.calls] == [
             ("PUT", "/api/photometry", 200),
             ("PATCH", f"/api/photometry/{row_id}", 200),
@@ -1383,7 +1386,9 @@ def test_updates_and_deletions_wait_for_the_row_and_never_guess_it(
 
         with database.transaction() as session:
             session.execute(
-                update(Delivery).where(Delivery.next_attempt_at == later).values(next_attempt_at=utcnow())
+                update(Delivery)
+                .where(Delivery.status == "pending", Delivery.next_attempt_at == later)
+                .values(next_attempt_at=utcnow())
             )
         while worker.run_once():
             pass

@@ -28,9 +28,10 @@ Two parts, joined by the ``delivery`` table:
   be taken again when its lease ends: delivery is at least once, and receivers de-duplicate on
   the delivery id.
 
-Order per point: a point's delivery to a target waits (``poll_s`` at a time, no attempt counted)
-while an earlier delivery of the same point to the same target is pending, so a target sees
-calibrated, then each update, then the deletion, in that order. That is also how a SkyPortal
+Order per point: a point's delivery to a target waits (no attempt counted) while an earlier
+delivery of the same point to the same target is pending — until that one is due again, and
+at once when it ends — so a target sees calibrated, then each update, then the deletion, in
+that order. That is also how a SkyPortal
 update or deletion planned before the first PUT was answered gets its row: it waits for the PUT;
 the PUT's answer names the row (``remote_url``), and the PATCH or DELETE goes there. If that PUT
 failed in the end, SkyPortal holds no row of the point: an update then fails with that reason
@@ -375,6 +376,30 @@ class _Outcome:
     remote_url: str | None = None
 
 
+def _same_stream(delivery: Delivery) -> tuple[Any, ...]:
+    """Conditions of the deliveries of ``delivery``'s point to its target (sent in id order)."""
+    return (
+        Delivery.kind == delivery.kind,
+        Delivery.target_id == delivery.target_id,
+        Delivery.point_id == delivery.point_id,
+    )
+
+
+def _release_successors(session: Session, delivery: Delivery) -> None:
+    """``delivery`` ended: the later deliveries of its point to its target that wait for it are due now."""
+    session.execute(
+        update(Delivery)
+        .where(
+            *_same_stream(delivery),
+            Delivery.id > delivery.id,
+            Delivery.status == STATUS_PENDING,
+            Delivery.next_attempt_at > utcnow(),
+        )
+        .values(next_attempt_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _truncate(text: str) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
@@ -581,25 +606,24 @@ class DeliveryWorker:
         delivery.status = STATUS_FAILED
         delivery.next_attempt_at = None
         delivery.last_error = reason
+        _release_successors(session, delivery)
         return None
 
     def _waits(self, session: Session, delivery: Delivery) -> bool:
         """Hold ``delivery`` back (no attempt counted) while an earlier delivery of its point to its
-        target is pending."""
-        earlier = session.scalar(
-            select(Delivery.id)
-            .where(
-                Delivery.kind == delivery.kind,
-                Delivery.target_id == delivery.target_id,
-                Delivery.point_id == delivery.point_id,
-                Delivery.id < delivery.id,
-                Delivery.status == STATUS_PENDING,
-            )
+        target is pending: until that one is due again, at least ``poll_s``; its end releases it."""
+        earlier = session.execute(
+            select(Delivery.id, Delivery.next_attempt_at)
+            .where(*_same_stream(delivery), Delivery.id < delivery.id, Delivery.status == STATUS_PENDING)
+            .order_by(Delivery.id)
             .limit(1)
-        )
+        ).first()
         if earlier is None:
             return False
-        delivery.next_attempt_at = utcnow() + dt.timedelta(seconds=self.settings.poll_s)
+        now = utcnow()
+        soonest = now + dt.timedelta(seconds=self.settings.poll_s)
+        due = as_utc(earlier.next_attempt_at) if earlier.next_attempt_at is not None else soonest
+        delivery.next_attempt_at = max(due, soonest)
         return True
 
     @staticmethod
@@ -713,6 +737,8 @@ class DeliveryWorker:
             else:
                 delivery.status = STATUS_FAILED
                 delivery.next_attempt_at = None
+            if delivery.status != STATUS_PENDING:
+                _release_successors(session, delivery)
             status, attempts = delivery.status, delivery.attempts
         log.info(
             "delivery %d (%s) attempt %d: %s",
