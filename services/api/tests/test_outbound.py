@@ -45,10 +45,13 @@ from cpcs_api.outbound.dispatcher import MAX_REMOTE_ERROR_CHARS, DeliveryWorker,
 from cpcs_api.outbound.facts import PointFacts, as_utc
 from cpcs_api.outbound.skyportal import (
     NotSendable,
+    already_deleted,
     encode_body,
+    is_row_of,
     limiting_magnitude,
     obj_id,
     photometry_body,
+    photometry_id,
     sncosmo_magsys,
     sncosmo_name,
     update_body,
@@ -63,6 +66,7 @@ from cpcs_api.outbound.webhooks import (
     sign,
     verify_signature,
 )
+from cpcs_api.outbound.webhooks import payload as webhook_payload
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
 
 ALERT = "ivo://Gaia16aye"
@@ -1397,7 +1401,9 @@ def test_updates_and_deletions_wait_for_the_row_and_never_guess_it(
         assert already.last_error is not None and "already gone" in already.last_error
         no_row = state(put_failed, "updated")
         assert (
-            no_row.status == "failed" and no_row.attempts == 0 and "holds no row" in (no_row.last_error or "")
+            no_row.status == "failed"
+            and no_row.attempts == 0
+            and "holds no row of this point" in (no_row.last_error or "")
         )
         elsewhere = state(moved, "updated")
         assert elsewhere.status == "failed" and "earlier base_url" in (elsewhere.last_error or "")
@@ -1405,3 +1411,42 @@ def test_updates_and_deletions_wait_for_the_row_and_never_guess_it(
     finally:
         worker.stop()
         database.dispose()
+
+
+def test_update_bodies_answers_and_events_follow_skyportal_and_the_webhook_contract() -> None:
+    put = photometry_body(_facts(), instrument_id=2, group_ids=[4])
+    patch = update_body(put)
+    assert skyportal_violations(patch, instrument_id=2, patch=True) == []
+    assert skyportal_violations(put, instrument_id=2, patch=True) == ["unknown key 'limiting_mag_nsigma'"]
+    limit = update_body(
+        photometry_body(_facts(is_upper_limit=True, limit_mag=18.2), instrument_id=2, group_ids=[])
+    )
+    assert limit["mag"] is None and limit["limiting_mag"] == 18.2
+    assert skyportal_violations(limit, instrument_id=2, patch=True) == []
+
+    assert photometry_id(b'{"status": "success", "data": {"ids": [4711], "upload_id": "u"}}') == 4711
+    for answer in (
+        b"",
+        b"[]",
+        b'{"data": {"ids": []}}',
+        b'{"data": {"ids": ["7"]}}',
+        b'{"data": {"ids": [true]}}',
+    ):
+        assert photometry_id(answer) is None, answer
+    assert is_row_of("https://fritz.test/api/photometry/12", "https://fritz.test/")
+    assert not is_row_of("https://old.test/api/photometry/12", "https://fritz.test")
+    assert not is_row_of("https://fritz.test/api/photometry/12/x", "https://fritz.test")
+    assert already_deleted(400, "Invalid Photometry id: 12")
+    assert not already_deleted(400, "Unauthorized") and not already_deleted(500, "Invalid Photometry id: 12")
+
+    created = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
+    updated = webhook_payload(_facts(), delivery_id=9, created_at=created, event="point.updated")
+    assert updated["event"] == "point.updated" and "deleted_at" not in updated["point"]
+    gone = webhook_payload(
+        _facts(), delivery_id=9, created_at=created, event="point.deleted", deleted_at=created
+    )
+    assert gone["point"]["deleted_at"] == "2024-01-02T00:00:00+00:00"
+    with pytest.raises(ValueError):
+        webhook_payload(_facts(), delivery_id=9, created_at=created, event="point.deleted")
+    with pytest.raises(ValueError):
+        webhook_payload(_facts(), delivery_id=9, created_at=created, event="point.moved")

@@ -637,12 +637,16 @@ class DeliveryWorker:
                 Delivery.point_id == delivery.point_id,
                 Delivery.action == ACTION_CALIBRATED,
                 Delivery.status == STATUS_DELIVERED,
+                Delivery.remote_url.is_not(None),
             )
             .order_by(Delivery.id.desc())
             .limit(1)
         )
         if row is None:
-            return None, "SkyPortal holds no row of this point: its first delivery there did not succeed"
+            return None, (
+                "SkyPortal holds no row of this point that we know of: no PUT of it there succeeded "
+                "with a photometry id in the answer"
+            )
         if not skyportal.is_row_of(row, base_url):
             return None, (
                 f"the point's SkyPortal row {row} belongs to an earlier base_url of this destination; "

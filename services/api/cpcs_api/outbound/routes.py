@@ -3,9 +3,11 @@
 * ``POST/GET /api/v1/webhooks``, ``DELETE /api/v1/webhooks/{id}`` — the caller's own subscriptions;
   the secret is in the creation answer only. Removing a subscription removes its history.
 * ``GET /api/v1/webhooks/{id}/deliveries`` — the subscriber's delivery history; anyone else,
-  admins included, gets 404 (the subscription's existence is not disclosed).
+  admins included, gets 404 (the subscription's existence is not disclosed). Each delivery names
+  its ``action``: ``calibrated``, ``updated`` or ``deleted`` (the events of :mod:`.webhooks`).
 * ``POST/GET /api/v1/skyportal/destinations``, ``PATCH …/{id}``, ``GET …/{id}/deliveries`` —
-  admins only; the token is write-only (answers show its last four characters).
+  admins only; the token is write-only (answers show its last four characters). A delivery
+  shows the SkyPortal row the point is kept in (``remote_url``) once the first PUT is answered.
 """
 
 from __future__ import annotations
