@@ -9,7 +9,8 @@ Three events, named in the body's ``event`` and in the ``X-CPCS-Event`` header:
   ``point.deleted_at``. Nothing follows it for that point.
 
 A subscription gets each event of a point once (at least once over the wire: see below), in
-order: a point's next delivery to a subscription waits until the one before it has ended.
+order: a point's next delivery to a subscription waits until the one before it has ended. The
+header is for routing; the body's ``event`` is the signed one.
 
 Every request carries
 
