@@ -2,22 +2,60 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from cpcs.testing.catalogue_simulator import SimulatedField, to_sextractor_ascii
 from cpcs.testing.image_simulator import image_to_fits_bytes, simulate_image
 from cpcs.testing.processes import distributed_processes
 from cpcs.testing.reference_files import write_reference_tables
 from cpcs.testing.servers import temporary_postgres_database, temporary_rabbitmq_vhost
+from cpcs_api.outbound.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG
 
 
-def test_curl_flow_across_processes(tmp_path: Path, gaia16aye_field: SimulatedField) -> None:
+@contextmanager
+def webhook_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A subscriber's endpoint on 127.0.0.1: its URL and every request it got (body and headers)."""
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            received.append({"raw": raw, "headers": {k.lower(): v for k, v in self.headers.items()}})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            del format, args
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, name="test-webhook", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_curl_flow_across_processes(
+    tmp_path: Path, gaia16aye_field: SimulatedField, monkeypatch: pytest.MonkeyPatch
+) -> None:
     field = gaia16aye_field
+    monkeypatch.setenv("CPCS_OUTBOUND_ALLOW_PRIVATE_TARGETS", "true")  # the receiver is on loopback
+    monkeypatch.setenv("CPCS_OUTBOUND_POLL_S", "0.2")
     with (
+        webhook_receiver() as (hook_url, received),
         temporary_rabbitmq_vhost() as broker_url,
         temporary_postgres_database() as database_url,
         distributed_processes(tmp_path / "data", database_url, broker_url) as system,
@@ -34,6 +72,13 @@ def test_curl_flow_across_processes(tmp_path: Path, gaia16aye_field: SimulatedFi
             data={"ivorn": "ivo://Gaia16aye", "ra": FIELD_RA_DEG, "dec": FIELD_DEC_DEG, "hashtag": token},
         )
         assert created.status_code == 201, created.text
+        subscribed = httpx.post(
+            f"{system.api_url}/api/v1/webhooks",
+            json={"url": hook_url, "alert_id": created.json()["id"]},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert subscribed.status_code == 201, subscribed.text
+        secret = subscribed.json()["secret"]
         catalogue = to_sextractor_ascii(field.ra_deg, field.dec_deg, field.mag, field.magerr).encode()
         form = {
             "matchDist": "2",
@@ -80,6 +125,25 @@ def test_curl_flow_across_processes(tmp_path: Path, gaia16aye_field: SimulatedFi
         assert deleted.status_code == 200
         for url in (system.ingest_url, system.api_url):
             assert httpx.get(f"{url}/readyz").json()["status"] == "ready"
+
+        # The subscriber heard the point and its deletion (outbox -> RabbitMQ -> api), once each.
+        deadline = time.monotonic() + 30
+        while len(received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # a third (duplicate) request would show up here
+        assert [r["headers"]["x-cpcs-event"] for r in received] == ["point.calibrated", "point.deleted"]
+        assert all(
+            verify_signature(
+                secret,
+                r["raw"],
+                r["headers"][SIGNATURE_HEADER.lower()],
+                r["headers"][TIMESTAMP_HEADER.lower()],
+            )
+            for r in received
+        )
+        documents = [json.loads(r["raw"]) for r in received]
+        assert {d["point"]["id"] for d in documents} == {result["followup_id"]}
+        assert documents[1]["event"] == "point.deleted" and documents[1]["point"]["deleted_at"]
 
         # An image of another target (its own simulated sky): reduce and calibrate as their own processes.
         image = simulate_image(9, shape=(768, 768), zp=27.5, ra_deg=150.1, dec_deg=2.2, target="bright")

@@ -228,6 +228,7 @@ def router() -> APIRouter:
             with context.db.transaction() as session:
                 user = authenticate(session, token)
                 point = delete_point(session, user, point_id)
+            context.committed()
             return {"deleted": point.id, "alert_name": point.alert_name}
 
         return JSONResponse(await run_in_threadpool(work))

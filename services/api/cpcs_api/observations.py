@@ -205,6 +205,8 @@ def router() -> APIRouter:
     )
     def delete_point(point_id: RecordId, context: ContextDep, user: UserDep) -> PointOut:
         with context.db.transaction() as session:
-            return point_store.delete_point(session, user, point_id)
+            deleted = point_store.delete_point(session, user, point_id)
+        context.committed()
+        return deleted
 
     return api

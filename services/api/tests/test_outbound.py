@@ -1,10 +1,13 @@
-"""Outbound flow: calibrated points to signed webhooks and to SkyPortal, over real local HTTP servers.
+"""Outbound flow: points, their new versions and deletions to signed webhooks and to SkyPortal,
+over real local HTTP servers.
 
-The SkyPortal stand-in checks every PUT against what SkyPortal publishes for its photometry
-endpoint (``PhotMagFlexible``/``PhotometryMag`` in skyportal/skyportal, see the docstring of
-``cpcs_api.outbound.skyportal``) and answers like it (200 / 400 ``{"status": "error"}``); it can
-also fail its first calls with 500. The webhook receiver checks each HMAC signature. Both listen on
-127.0.0.1 only; nothing here leaves the machine.
+The SkyPortal stand-in keeps photometry rows and checks every request against what SkyPortal
+publishes for its photometry endpoints (see the docstring of ``cpcs_api.outbound.skyportal``):
+a PUT against ``PhotMagFlexible`` (a repeat of a row answers the existing id), a PATCH of a row
+against ``PhotometryMag`` (``group_ids``/``stream_ids`` popped first; ``altdata`` kept), a DELETE
+of a row; an unknown row is 400 ``Invalid Photometry id``. It answers like SkyPortal (200 / 400
+``{"status": "error"}``) and can fail its first calls with 500. The webhook receiver checks each
+HMAC signature. Both listen on 127.0.0.1 only; nothing here leaves the machine.
 """
 
 from __future__ import annotations
@@ -24,31 +27,36 @@ from typing import Any
 
 import pytest
 import uvicorn
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cpcs.catalogs.surveys import SURVEYS
-from cpcs.db.delivery_models import Delivery, DeliveryAttempt, WebhookSubscription
+from cpcs.db.delivery_models import Delivery, DeliveryAttempt, SkyPortalDestination, WebhookSubscription
 from cpcs.db.engine import Database
 from cpcs.db.models import Alert, Base, Calibration, Observation, Observatory, Point, Upload, User, utcnow
-from cpcs.messages import PointCalibratedV1, encode
+from cpcs.messages import PointCalibratedV1, PointDeletedV1, encode
 from cpcs.messaging.bus import Envelope
 from cpcs.settings import Settings
 from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
 from cpcs.testing.servers import temporary_postgres_database
 from cpcs_api.outbound import Outbound, OutboundSettings, outbound_for
 from cpcs_api.outbound.dispatcher import MAX_REMOTE_ERROR_CHARS, DeliveryWorker, remote_error_summary
-from cpcs_api.outbound.facts import PointFacts
+from cpcs_api.outbound.facts import PointFacts, as_utc
 from cpcs_api.outbound.skyportal import (
     NotSendable,
+    already_deleted,
+    encode_body,
+    is_row_of,
     limiting_magnitude,
     obj_id,
     photometry_body,
+    photometry_id,
     sncosmo_magsys,
     sncosmo_name,
+    update_body,
 )
 from cpcs_api.outbound.webhooks import (
     DELIVERY_HEADER,
@@ -61,6 +69,7 @@ from cpcs_api.outbound.webhooks import (
     sign,
     verify_signature,
 )
+from cpcs_api.outbound.webhooks import payload as webhook_payload
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
 
 ALERT = "ivo://Gaia16aye"
@@ -83,6 +92,15 @@ SKYPORTAL_MAG_KEYS = frozenset(
     }
 )  # fmt: skip
 SKYPORTAL_REQUIRED = ("obj_id", "mjd", "instrument_id", "filter", "magsys")
+#: Keys ``PhotometryMag`` (with ``PhotBase``) declares: what a PATCH may carry besides the popped
+#: ``group_ids``/``stream_ids``; ``limiting_mag_nsigma`` is not one of them.
+SKYPORTAL_PATCH_KEYS = frozenset(
+    {
+        "obj_id", "mjd", "instrument_id", "filter", "magsys", "mag", "magerr", "limiting_mag",
+        "magref", "e_magref", "assignment_id", "ra", "dec", "ra_unc", "dec_unc", "origin",
+        "alert_id", "altdata",
+    }
+)  # fmt: skip
 #: Bandpass names registered by sncosmo (sncosmo/builtins.py), which SkyPortal's ALLOWED_BANDPASSES lists.
 SNCOSMO_BANDPASSES = frozenset(
     {
@@ -166,11 +184,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def skyportal_violations(body: Any, *, instrument_id: int) -> list[str]:
-    """Everything in ``body`` that SkyPortal's photometry PUT (mag form) would refuse or misread."""
+def skyportal_violations(body: Any, *, instrument_id: int, patch: bool = False) -> list[str]:
+    """Everything in ``body`` that SkyPortal's photometry PUT (or, ``patch``, a row's PATCH; mag
+    form) would refuse or misread."""
     if not isinstance(body, dict):
         return ["the body is not a JSON object"]
-    problems = [f"unknown key {key!r}" for key in body if key not in SKYPORTAL_MAG_KEYS]
+    if patch:
+        body = {key: value for key, value in body.items() if key not in ("group_ids", "stream_ids")}
+    known = SKYPORTAL_PATCH_KEYS if patch else SKYPORTAL_MAG_KEYS
+    problems = [f"unknown key {key!r}" for key in body if key not in known]
     for key in SKYPORTAL_REQUIRED:
         if body.get(key) is None:
             problems.append(f"missing required {key}")
@@ -220,30 +242,43 @@ def skyportal_violations(body: Any, *, instrument_id: int) -> list[str]:
 
 @dataclass
 class FakeSkyPortal:
-    """SkyPortal's photometry endpoint as far as CPCS uses it."""
+    """SkyPortal's photometry endpoints as far as CPCS uses them, with the rows they hold."""
 
     instrument_id: int = SKYPORTAL_INSTRUMENT
     token: str = SKYPORTAL_TOKEN
     fail_first: int = 0
     always_fail: bool = False
     calls: list[dict[str, Any]] = field(default_factory=list)
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    next_id: int = 1001
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/api/photometry", self.photometry, methods=["PUT"])])
+        return Starlette(
+            routes=[
+                Route("/api/photometry", self.photometry, methods=["PUT"]),
+                Route("/api/photometry/{photometry_id:int}", self.row, methods=["PATCH", "DELETE"]),
+            ]
+        )
 
-    async def photometry(self, request: Request) -> Response:
-        raw = await request.body()
-        try:
-            body: Any = json.loads(raw)
-        except ValueError:
-            body = None
-        problems = skyportal_violations(body, instrument_id=self.instrument_id)
+    def _call(
+        self, request: Request, raw: bytes, body: Any, problems: list[str]
+    ) -> tuple[dict[str, Any], int]:
         with self.lock:
-            number = len(self.calls) + 1
-            call = {"raw": raw, "body": body, "headers": dict(request.headers), "problems": problems}
+            call = {
+                "method": request.method,
+                "path": request.url.path,
+                "raw": raw,
+                "body": body,
+                "headers": dict(request.headers),
+                "problems": problems,
+            }
             self.calls.append(call)
-        if request.headers.get("authorization") != f"token {self.token}":
+            return call, len(self.calls)
+
+    def _refusal(self, call: dict[str, Any], number: int, problems: list[str]) -> Response | None:
+        """The error answer SkyPortal would give first, if any."""
+        if call["headers"].get("authorization") != f"token {self.token}":
             call["status"] = 401
             return JSONResponse({"status": "error", "message": "Unauthorized"}, status_code=401)
         if problems:
@@ -252,8 +287,68 @@ class FakeSkyPortal:
         if self.always_fail or number <= self.fail_first:
             call["status"] = 500
             return JSONResponse({"status": "error", "message": "database is away"}, status_code=500)
+        return None
+
+    @staticmethod
+    def _same_row(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        """SkyPortal's duplicate test: (obj_id, instrument_id, origin, mjd, flux, fluxerr)."""
+        keys = ("obj_id", "instrument_id", "origin", "mjd", "mag", "magerr")
+        limits = a["mag"] is not None or a["limiting_mag"] == b["limiting_mag"]
+        return all(a.get(key) == b.get(key) for key in keys) and limits
+
+    async def photometry(self, request: Request) -> Response:
+        raw = await request.body()
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = None
+        call, number = self._call(
+            request, raw, body, skyportal_violations(body, instrument_id=self.instrument_id)
+        )
+        refusal = self._refusal(call, number, call["problems"])
+        if refusal is not None:
+            return refusal
+        with self.lock:
+            existing = [row_id for row_id, row in self.rows.items() if self._same_row(row, body)]
+            if existing:
+                row_id = existing[0]
+            else:
+                row_id, self.next_id = self.next_id, self.next_id + 1
+                self.rows[row_id] = dict(body)
         call["status"] = 200
-        return JSONResponse({"status": "success", "data": {"ids": [1000 + number]}})
+        return JSONResponse({"status": "success", "data": {"ids": [row_id], "upload_id": f"u-{number}"}})
+
+    async def row(self, request: Request) -> Response:
+        row_id = int(request.path_params["photometry_id"])
+        raw = await request.body()
+        body: Any = None
+        problems: list[str] = []
+        if request.method == "PATCH":
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+            problems = skyportal_violations(body, instrument_id=self.instrument_id, patch=True)
+        call, number = self._call(request, raw, body, problems)
+        with self.lock:
+            missing = row_id not in self.rows
+        if missing and call["headers"].get("authorization") == f"token {self.token}":
+            call["status"] = 400  # get_if_accessible_by(..., raise_if_none=True): an AccessError
+            return JSONResponse(
+                {"status": "error", "message": f"Invalid Photometry id: {row_id}"}, status_code=400
+            )
+        refusal = self._refusal(call, number, problems)
+        if refusal is not None:
+            return refusal
+        with self.lock:
+            if request.method == "DELETE":
+                del self.rows[row_id]
+            else:
+                kept = self.rows[row_id].get("altdata")  # PhotometryMag builds the row without altdata
+                values = {key: value for key, value in body.items() if key not in ("group_ids", "stream_ids")}
+                self.rows[row_id] = {**self.rows[row_id], **values, "altdata": kept}
+        call["status"] = 200
+        return JSONResponse({"status": "success", "data": {}})
 
 
 @dataclass
@@ -480,6 +575,8 @@ def test_point_reaches_webhooks_and_skyportal_with_retries(
     assert [a["http_status"] for a in sent["attempt_log"]] == [500, 500, 200]
     assert sent["last_http_status"] == 200 and sent["last_error"] is None and sent["delivered_at"]
     assert sent["point_id"] == point["id"] and sent["calibration_id"] == calibration["id"]
+    [row_id] = skyportal.rows
+    assert sent["action"] == "calibrated" and sent["remote_url"] == f"{skyportal_url}/api/photometry/{row_id}"
     assert [c["status"] for c in skyportal.calls] == [500, 500, 200]
     assert all(c["problems"] == [] for c in skyportal.calls), skyportal.calls
     assert len({c["raw"] for c in skyportal.calls}) == 1
@@ -585,15 +682,184 @@ def test_point_reaches_webhooks_and_skyportal_with_retries(
     time.sleep(0.5)  # let point.calibrated of the dry run reach the dispatcher
     assert _delivery_count(cpcs) == 3
 
-    # A recalibration moves the point: every target gets the new calibration once more.
+    # A recalibration moves the point: every target gets the new calibration once more, SkyPortal
+    # as a PATCH of the row it already holds (one row per point), webhooks as point.updated.
     again = _upload(cpcs, bright_field, ALERT, match_radius_arcsec="4")
     assert again["id"] == observation["id"] and again["calibration"]["version"] == 2
     newest = _settled(cpcs, sp_url, admin, 2)[0]
     assert newest["status"] == "delivered" and newest["attempts"] == 1
-    assert newest["calibration_id"] == again["calibration"]["id"]
+    assert newest["calibration_id"] == again["calibration"]["id"] and newest["action"] == "updated"
     assert newest["body"]["altdata"]["cpcs_calibration_version"] == 2
-    assert len(_settled(cpcs, f"/api/v1/webhooks/{mine['id']}/deliveries", system.observer_token, 2)) == 2
+    assert newest["remote_url"] == sent["remote_url"]
+    assert (
+        skyportal.calls[-1]["method"] == "PATCH"
+        and skyportal.calls[-1]["path"] == f"/api/photometry/{row_id}"
+    )
+    assert list(skyportal.rows) == [row_id]
+    hooks = _settled(cpcs, f"/api/v1/webhooks/{mine['id']}/deliveries", system.observer_token, 2)
+    assert [h["body"]["event"] for h in hooks] == ["point.updated", "point.calibrated"]
     assert all(c["problems"] == [] for c in skyportal.calls)
+
+
+def _recalibrated(cpcs: OutboundSystem, observation_id: int, version: int, **changes: Any) -> dict[str, Any]:
+    """Recalibrate through the v1 API and wait for the observation's new current version."""
+    observer = cpcs.system.observer_token
+    accepted = cpcs.client.post(
+        f"/api/v1/observations/{observation_id}/recalibrate", json=changes, headers=_auth(observer)
+    )
+    assert accepted.status_code == 202, accepted.text
+
+    def current() -> dict[str, Any] | None:
+        body: dict[str, Any] = cpcs.client.get(
+            f"/api/v1/observations/{observation_id}", headers=_auth(observer)
+        ).json()
+        calibration = body.get("calibration") or {}
+        return body if calibration.get("version") == version and body.get("point") else None
+
+    result: dict[str, Any] = _wait_for(current, what=f"calibration version {version}")
+    return result
+
+
+def _redeliver(cpcs: OutboundSystem, message: PointCalibratedV1 | PointDeletedV1) -> None:
+    routing_key, raw = encode(message)
+    cpcs.outbound.dispatcher.handle(Envelope("again", routing_key, raw, {}, 2))
+
+
+def test_new_versions_and_deletions_reach_every_target_that_had_the_point_once(
+    cpcs: OutboundSystem,
+    bright_field: SimulatedField,
+    skyportal_server: tuple[FakeSkyPortal, str],
+    receiver_server: tuple[WebhookReceiver, str],
+    tmp_path: Path,
+) -> None:
+    skyportal, skyportal_url = skyportal_server
+    receiver, receiver_url = receiver_server
+    system = cpcs.system
+    observer, admin = system.observer_token, system.admin_token
+    system.import_field(bright_field, tmp_path / "refs")
+    alert_id = _create_alert(cpcs, ALERT, FIELD_RA_DEG, FIELD_DEC_DEG)
+    hook = _add_webhook(cpcs, observer, f"{receiver_url}/hook/news", alert_id)
+    receiver.secrets["news"] = hook["secret"]
+    destination = _add_destination(cpcs, skyportal_url)
+    sp_url = f"/api/v1/skyportal/destinations/{destination['id']}/deliveries"
+    hook_url = f"/api/v1/webhooks/{hook['id']}/deliveries"
+
+    # The first version: one PUT, one row at SkyPortal; its id is kept on the delivery.
+    observation = _upload(cpcs, bright_field, ALERT)
+    point = observation["point"]
+    [put] = _settled(cpcs, sp_url, admin, 1)
+    [row_id] = skyportal.rows
+    assert put["status"] == "delivered" and put["remote_url"] == f"{skyportal_url}/api/photometry/{row_id}"
+    _settled(cpcs, hook_url, observer, 1)
+
+    # A recalibration: the same SkyPortal row takes the new values (a PATCH, no second row); the
+    # webhook gets point.updated. Both once, even when point.calibrated comes again.
+    second = _recalibrated(cpcs, observation["id"], 2, match_radius_arcsec=4.0, force_filter="PS1/i")
+    moved = second["point"]
+    assert moved["id"] == point["id"] and moved["band"] == "i" != point["band"]
+    patch = _settled(cpcs, sp_url, admin, 2)[0]
+    assert patch["action"] == "updated" and patch["status"] == "delivered" and patch["attempts"] == 1
+    assert patch["calibration_id"] == second["calibration"]["id"] and patch["remote_url"] == put["remote_url"]
+    assert [(c["method"], c["path"], c["status"]) for c in skyportal.calls] == [
+        ("PUT", "/api/photometry", 200),
+        ("PATCH", f"/api/photometry/{row_id}", 200),
+    ]
+    assert all(c["problems"] == [] for c in skyportal.calls), skyportal.calls
+    [row] = skyportal.rows.values()
+    assert row["mag"] == moved["mag"] and row["magerr"] == moved["mag_err_total"]
+    assert row["filter"] == EXPECTED_BANDPASS[("PS1", "i")] == "ps1::i"
+    updated = _settled(cpcs, hook_url, observer, 2)[0]
+    assert updated["action"] == "updated" and updated["status"] == "delivered"
+    update_call = receiver.calls["news"][-1]
+    assert update_call["verified"] and update_call["headers"]["x-cpcs-event"] == "point.updated"
+    document = json.loads(update_call["raw"])
+    assert document["event"] == "point.updated" and document["delivery_id"] == updated["id"]
+    assert document["point"]["id"] == point["id"] and document["point"]["mag"] == moved["mag"]
+    assert document["point"]["calibration"]["version"] == 2
+    assert receiver.calls["news"][0]["headers"]["x-cpcs-event"] == "point.calibrated"
+
+    before = _delivery_count(cpcs)
+    _redeliver(
+        cpcs,
+        PointCalibratedV1(
+            observation_id=observation["id"],
+            calibration_id=second["calibration"]["id"],
+            calibration_version=2,
+            point_id=point["id"],
+            alert_id=alert_id,
+            mjd=MJD,
+            survey=moved["survey"],
+            band=moved["band"],
+            mag=moved["mag"],
+            mag_err=moved["mag_err_total"],
+            is_upper_limit=False,
+        ),
+    )
+    assert _delivery_count(cpcs) == before == 4
+
+    # The deletion: the SkyPortal row goes, the webhook hears point.deleted; once each.
+    deleted = cpcs.client.delete(f"/api/v1/points/{point['id']}", headers=_auth(observer))
+    assert deleted.status_code == 200, deleted.text
+    gone = _settled(cpcs, sp_url, admin, 3)[0]
+    assert gone["action"] == "deleted" and gone["status"] == "delivered" and gone["body"] is None
+    assert (
+        skyportal.calls[-1]["method"] == "DELETE"
+        and skyportal.calls[-1]["path"] == f"/api/photometry/{row_id}"
+    )
+    assert skyportal.rows == {}
+    farewell = _settled(cpcs, hook_url, observer, 3)[0]
+    assert farewell["action"] == "deleted" and farewell["status"] == "delivered"
+    delete_call = receiver.calls["news"][-1]
+    assert delete_call["verified"] and delete_call["headers"]["x-cpcs-event"] == "point.deleted"
+    document = json.loads(delete_call["raw"])
+    assert document["event"] == "point.deleted" and document["point"]["id"] == point["id"]
+    assert document["point"]["deleted_at"] and document["point"]["calibration"]["version"] == 2
+
+    _redeliver(
+        cpcs,
+        PointDeletedV1(
+            point_id=point["id"],
+            observation_id=observation["id"],
+            alert_id=alert_id,
+            calibration_id=second["calibration"]["id"],
+            deleted_by_user_id=1,
+        ),
+    )
+    time.sleep(0.3)
+    assert _delivery_count(cpcs) == 6
+    assert len(skyportal.calls) == 3 and len(receiver.calls["news"]) == 3
+
+
+def test_a_legacy_delpoint_reaches_the_webhooks_and_skyportal(
+    cpcs: OutboundSystem,
+    bright_field: SimulatedField,
+    skyportal_server: tuple[FakeSkyPortal, str],
+    receiver_server: tuple[WebhookReceiver, str],
+    tmp_path: Path,
+) -> None:
+    skyportal, skyportal_url = skyportal_server
+    receiver, receiver_url = receiver_server
+    system = cpcs.system
+    system.import_field(bright_field, tmp_path / "refs")
+    _create_alert(cpcs, ALERT, FIELD_RA_DEG, FIELD_DEC_DEG)
+    hook = _add_webhook(cpcs, system.other_token, f"{receiver_url}/hook/all", None)
+    receiver.secrets["all"] = hook["secret"]
+    destination = _add_destination(cpcs, skyportal_url)
+    observation = _upload(cpcs, bright_field, ALERT)
+    sp_url = f"/api/v1/skyportal/destinations/{destination['id']}/deliveries"
+    _settled(cpcs, sp_url, system.admin_token, 1)
+    _settled(cpcs, f"/api/v1/webhooks/{hook['id']}/deliveries", system.other_token, 1)
+    assert len(skyportal.rows) == 1
+
+    answer = cpcs.client.post(
+        "/followup/cgi/delpoint",
+        data={"hashtag": system.observer_token, "followupid": str(observation["point"]["id"])},
+    )
+    assert answer.status_code == 200, answer.text
+    assert _settled(cpcs, sp_url, system.admin_token, 2)[0]["action"] == "deleted"
+    assert skyportal.rows == {}
+    [farewell, _first] = _settled(cpcs, f"/api/v1/webhooks/{hook['id']}/deliveries", system.other_token, 2)
+    assert farewell["body"]["event"] == "point.deleted"
 
 
 def test_upper_limit_goes_to_skyportal_as_a_non_detection(
@@ -1056,3 +1322,160 @@ def test_workers_sharing_a_database_send_each_delivery_once(
             worker.stop()
             worker.db.dispose()
         database.dispose()
+
+
+def test_updates_and_deletions_wait_for_the_row_and_never_guess_it(
+    tmp_path: Path, skyportal_server: tuple[FakeSkyPortal, str]
+) -> None:
+    skyportal, skyportal_url = skyportal_server
+    database = Database(f"sqlite:///{tmp_path / 'order.sqlite3'}")
+    worker = DeliveryWorker(database, FAST.model_copy(update={"workers": 1}))
+    body = photometry_body(_facts(), instrument_id=SKYPORTAL_INSTRUMENT, group_ids=[])
+    put_body = encode_body(body).decode()
+    patch_body = encode_body(update_body({**body, "mag": 15.25})).decode()
+    later = utcnow() + dt.timedelta(hours=1)
+    try:
+        Base.metadata.create_all(database.engine)
+        point_id, calibration_id = _seed_point(database)
+        with database.transaction() as session:
+            targets = []
+            for name, base_url in (
+                ("waits", skyportal_url),
+                ("gone", skyportal_url),
+                ("put failed", skyportal_url),
+                ("moved", skyportal_url),
+            ):
+                destination = SkyPortalDestination(
+                    name=name, base_url=base_url, token=SKYPORTAL_TOKEN, instrument_id=SKYPORTAL_INSTRUMENT
+                )
+                session.add(destination)
+                session.flush()
+                targets.append(destination.id)
+            waits, gone, put_failed, moved = targets
+
+            def add(target: int, action: str, request_body: str, **state: Any) -> None:
+                values: dict[str, Any] = dict(status="pending", next_attempt_at=utcnow()) | state
+                session.add(
+                    Delivery(
+                        kind="skyportal", target_id=target, point_id=point_id, calibration_id=calibration_id,
+                        action=action, request_body=request_body, **values,
+                    )
+                )  # fmt: skip
+                session.flush()
+
+            # The PUT is not answered yet (due in an hour); its update and deletion are due now.
+            add(waits, "calibrated", put_body, next_attempt_at=later)
+            add(waits, "updated", patch_body)
+            add(waits, "deleted", "")
+            # Somebody already removed the row at SkyPortal (or our first DELETE's answer was lost).
+            add(gone, "calibrated", put_body, status="delivered", next_attempt_at=None,
+                remote_url=f"{skyportal_url}/api/photometry/999")  # fmt: skip
+            add(gone, "deleted", "", next_attempt_at=later)
+            # The first PUT failed for good: SkyPortal holds no row to update.
+            add(put_failed, "calibrated", put_body, status="failed", next_attempt_at=None)
+            add(put_failed, "updated", patch_body, next_attempt_at=later)
+            # The row was made at the destination's earlier base_url: not addressed with today's token.
+            add(moved, "calibrated", put_body, status="delivered", next_attempt_at=None,
+                remote_url="http://old-skyportal.test/api/photometry/5")  # fmt: skip
+            add(moved, "updated", patch_body, next_attempt_at=later)
+
+        def state(target: int, action: str) -> Delivery:
+            with database.transaction() as session:
+                row = session.scalar(
+                    select(Delivery).where(Delivery.target_id == target, Delivery.action == action)
+                )
+                assert row is not None
+                session.expunge(row)
+                return row
+
+        assert worker.run_once() is False  # both wait for the PUT; nothing is sent, no attempt counted
+        assert skyportal.calls == []
+        assert state(waits, "updated").attempts == 0 and state(waits, "deleted").attempts == 0
+        held = state(waits, "updated")
+        assert held.status == "pending" and held.next_attempt_at is not None
+        assert as_utc(held.next_attempt_at) >= later - dt.timedelta(
+            seconds=1
+        )  # no polling while the PUT waits
+
+        with database.transaction() as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.target_id == waits, Delivery.action == "calibrated")
+                .values(next_attempt_at=utcnow() - dt.timedelta(seconds=1))
+            )
+        assert worker.run_once() is True
+        put = state(waits, "calibrated")
+        [row_id] = skyportal.rows
+        assert put.status == "delivered" and put.remote_url == f"{skyportal_url}/api/photometry/{row_id}"
+        assert worker.run_once() and worker.run_once()  # the PUT's end released them
+        assert [(c["method"], c["path"], c["status"]) for c in skyportal.calls] == [
+            ("PUT", "/api/photometry", 200),
+            ("PATCH", f"/api/photometry/{row_id}", 200),
+            ("DELETE", f"/api/photometry/{row_id}", 200),
+        ]
+        assert all(c["problems"] == [] for c in skyportal.calls), skyportal.calls
+        assert skyportal.rows == {}
+        assert state(waits, "updated").status == state(waits, "deleted").status == "delivered"
+
+        with database.transaction() as session:
+            session.execute(
+                update(Delivery)
+                .where(Delivery.status == "pending", Delivery.next_attempt_at == later)
+                .values(next_attempt_at=utcnow())
+            )
+        while worker.run_once():
+            pass
+        already = state(gone, "deleted")
+        assert already.status == "delivered" and already.last_http_status == 400
+        assert already.last_error is not None and "already gone" in already.last_error
+        no_row = state(put_failed, "updated")
+        assert (
+            no_row.status == "failed"
+            and no_row.attempts == 0
+            and "holds no row of this point" in (no_row.last_error or "")
+        )
+        elsewhere = state(moved, "updated")
+        assert elsewhere.status == "failed" and "earlier base_url" in (elsewhere.last_error or "")
+        assert len(skyportal.calls) == 4  # only the DELETE of the gone row went out
+    finally:
+        worker.stop()
+        database.dispose()
+
+
+def test_update_bodies_answers_and_events_follow_skyportal_and_the_webhook_contract() -> None:
+    put = photometry_body(_facts(), instrument_id=2, group_ids=[4])
+    patch = update_body(put)
+    assert skyportal_violations(patch, instrument_id=2, patch=True) == []
+    assert skyportal_violations(put, instrument_id=2, patch=True) == ["unknown key 'limiting_mag_nsigma'"]
+    limit = update_body(
+        photometry_body(_facts(is_upper_limit=True, limit_mag=18.2), instrument_id=2, group_ids=[])
+    )
+    assert limit["mag"] is None and limit["limiting_mag"] == 18.2
+    assert skyportal_violations(limit, instrument_id=2, patch=True) == []
+
+    assert photometry_id(b'{"status": "success", "data": {"ids": [4711], "upload_id": "u"}}') == 4711
+    for answer in (
+        b"",
+        b"[]",
+        b'{"data": {"ids": []}}',
+        b'{"data": {"ids": ["7"]}}',
+        b'{"data": {"ids": [true]}}',
+    ):
+        assert photometry_id(answer) is None, answer
+    assert is_row_of("https://fritz.test/api/photometry/12", "https://fritz.test/")
+    assert not is_row_of("https://old.test/api/photometry/12", "https://fritz.test")
+    assert not is_row_of("https://fritz.test/api/photometry/12/x", "https://fritz.test")
+    assert already_deleted(400, "Invalid Photometry id: 12")
+    assert not already_deleted(400, "Unauthorized") and not already_deleted(500, "Invalid Photometry id: 12")
+
+    created = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
+    updated = webhook_payload(_facts(), delivery_id=9, created_at=created, event="point.updated")
+    assert updated["event"] == "point.updated" and "deleted_at" not in updated["point"]
+    gone = webhook_payload(
+        _facts(), delivery_id=9, created_at=created, event="point.deleted", deleted_at=created
+    )
+    assert gone["point"]["deleted_at"] == "2024-01-02T00:00:00+00:00"
+    with pytest.raises(ValueError):
+        webhook_payload(_facts(), delivery_id=9, created_at=created, event="point.deleted")
+    with pytest.raises(ValueError):
+        webhook_payload(_facts(), delivery_id=9, created_at=created, event="point.moved")

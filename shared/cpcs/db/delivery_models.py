@@ -1,7 +1,10 @@
 """Tables of the outbound data flow: webhook subscriptions, SkyPortal destinations, deliveries.
 
-A calibrated point is pushed to every matching target as one :class:`Delivery` per
-``(kind, target, calibration)``; each try of it is kept as a :class:`DeliveryAttempt`. A target
+A point is pushed to every matching target as one :class:`Delivery` per
+``(kind, target, calibration, action)``; each try of it is kept as a :class:`DeliveryAttempt`.
+The action says what the delivery tells the target: the point's first calibration it gets
+(``calibrated``), a new calibration version of a point it already has (``updated``), or that
+the point was deleted (``deleted``). A target
 is named by ``(kind, target_id)`` and has no foreign key, so the history of a removed target can
 outlive it when an operator wants that (the API removes a webhook's deliveries with it).
 
@@ -46,6 +49,12 @@ STATUS_DELIVERED = "delivered"
 STATUS_FAILED = "failed"
 DELIVERY_STATUSES = (STATUS_PENDING, STATUS_DELIVERED, STATUS_FAILED)
 
+#: ``Delivery.action`` values: what the delivery tells its target about the point.
+ACTION_CALIBRATED = "calibrated"  # the target's first version of the point
+ACTION_UPDATED = "updated"  # a new calibration version of a point the target already has
+ACTION_DELETED = "deleted"  # the point was deleted
+DELIVERY_ACTIONS = (ACTION_CALIBRATED, ACTION_UPDATED, ACTION_DELETED)
+
 
 class WebhookSubscription(Base):
     """A user's URL that receives every calibrated point of one alert (or of all alerts)."""
@@ -78,17 +87,20 @@ class SkyPortalDestination(Base):
 
 
 class Delivery(Base):
-    """One calibration of one point to send to one target, and where its sending stands.
+    """One calibration (or the deletion) of one point to send to one target, and where it stands.
 
     ``request_body`` is built once, when the point is announced, and sent byte for byte on every
     attempt (webhook signatures are computed over exactly these bytes). A pending delivery is due
     when ``next_attempt_at`` has passed; a worker that takes it moves ``next_attempt_at`` forward
     by a lease, so a crashed worker's delivery is tried again once the lease expires.
+    ``remote_url`` is where the target keeps the point, when it says: the URL of SkyPortal's
+    photometry row, built from the id its answer to the first PUT names; the point's later
+    updates (PATCH) and its deletion (DELETE) go there.
     """
 
     __tablename__ = "delivery"
     __table_args__ = (
-        UniqueConstraint("kind", "target_id", "calibration_id"),
+        UniqueConstraint("kind", "target_id", "calibration_id", "action", name="uq_delivery_once"),
         Index("ix_delivery_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_delivery_kind_target_id", "kind", "target_id"),
     )
@@ -98,6 +110,10 @@ class Delivery(Base):
     target_id: Mapped[int] = mapped_column(Integer)  # WebhookSubscription.id or SkyPortalDestination.id
     point_id: Mapped[int] = mapped_column(ForeignKey("point.id"), index=True)
     calibration_id: Mapped[int] = mapped_column(ForeignKey("calibration.id"))
+    action: Mapped[str] = mapped_column(
+        String(20), default=ACTION_CALIBRATED, server_default=ACTION_CALIBRATED
+    )  # one of DELIVERY_ACTIONS
+    remote_url: Mapped[str | None] = mapped_column(String(1100))  # SkyPortal: …/api/photometry/{id}
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(20), default=STATUS_PENDING)
     last_http_status: Mapped[int | None] = mapped_column(Integer)

@@ -8,7 +8,9 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from cpcs.db.models import Calibration, Observation, Point, User, utcnow
+from cpcs.db.outbox import add_to_outbox
 from cpcs.errors import NotFoundError, PermissionDeniedError
+from cpcs.messages import PointDeletedV1
 from cpcs.schemas import AlternativeOut, CalibrationOut, Page, PointOut, TargetOut
 
 
@@ -106,7 +108,11 @@ def light_curve_points(session: Session, alert_id: int) -> list[PointOut]:
 
 
 def delete_point(session: Session, user: User, point_id: int) -> PointOut:
-    """Hide a point from light curves; its records stay. Observers delete only their own points."""
+    """Hide a point from light curves; its records stay. Observers delete only their own points.
+
+    ``point.deleted`` goes into the outbox in the caller's transaction, so every destination that
+    had the point hears of it exactly when the deletion commits (call ``context.committed()``).
+    """
     point = session.get(Point, point_id)
     if point is None or point.deleted_at is not None:
         raise NotFoundError(f"No point {point_id}.", code="unknown_point")
@@ -115,6 +121,16 @@ def delete_point(session: Session, user: User, point_id: int) -> PointOut:
             "Only the observer who uploaded a point (or an admin) can delete it.", code="not_your_point"
         )
     point.deleted_at = utcnow()
+    add_to_outbox(
+        session,
+        PointDeletedV1(
+            point_id=point.id,
+            observation_id=point.observation_id,
+            alert_id=point.alert_id,
+            calibration_id=point.calibration_id,
+            deleted_by_user_id=user.id,
+        ),
+    )
     session.flush()
     return point_view(point)
 

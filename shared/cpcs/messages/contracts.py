@@ -101,6 +101,18 @@ class PointCalibratedV1(Message):
     dry_run: bool = False
 
 
+class PointDeletedV1(Message):
+    """A point was deleted (hidden from light curves); every destination that had it is told."""
+
+    routing_key: ClassVar[str] = "point.deleted"
+    version: Literal[1] = 1
+    point_id: int
+    observation_id: int
+    alert_id: int
+    calibration_id: int = Field(description="The point's calibration when it was deleted")
+    deleted_by_user_id: int
+
+
 class ObservationFailedV1(Message):
     """An accepted observation could not be calibrated (a user-side fault, with its code)."""
 
@@ -120,6 +132,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         SourcesMeasuredV1,
         FieldRequestedV1,
         PointCalibratedV1,
+        PointDeletedV1,
         ObservationFailedV1,
     )
 }

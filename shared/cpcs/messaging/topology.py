@@ -191,7 +191,7 @@ CPCS_TOPOLOGY = Topology(
         QueueSpec("calibrate", ("catalogue.received", "sources.measured")),
         QueueSpec("reduce", ("image.received",)),
         QueueSpec("catalog-cache", ("field.requested",)),
-        QueueSpec("api", ("point.calibrated",)),
+        QueueSpec("api", ("point.calibrated", "point.deleted")),
     ),
 )
 

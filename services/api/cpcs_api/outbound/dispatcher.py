@@ -1,12 +1,23 @@
-"""From ``point.calibrated`` to HTTP requests: plan deliveries, then send them with retries.
+"""From a point's news to HTTP requests: plan deliveries, then send them with retries.
 
 Two parts, joined by the ``delivery`` table:
 
-* :class:`OutboundDispatcher` consumes ``point.calibrated`` (queue ``api``). For a real point (not
-  a dry run, not deleted, still on the announced calibration) it writes, in one transaction, one
-  :class:`~cpcs.db.delivery_models.Delivery` per matching active webhook subscription and SkyPortal
-  destination, with the exact request body. It is idempotent: a delivery is unique per
-  ``(kind, target, calibration)``, so a redelivered message adds nothing.
+* :class:`OutboundDispatcher` consumes ``point.calibrated`` and ``point.deleted`` (queue
+  ``api``) and writes, in one transaction, one :class:`~cpcs.db.delivery_models.Delivery` per
+  target with the exact request body. Each delivery has an *action*:
+
+  - ``calibrated`` — a real point (not a dry run, not deleted, still on the announced
+    calibration) for a matching active webhook subscription or SkyPortal destination that has
+    not had it: webhook event ``point.calibrated``, SkyPortal ``PUT /api/photometry``;
+  - ``updated`` — a new calibration version of a point the target already had (an earlier
+    delivery of it there is delivered or still pending): webhook event ``point.updated``,
+    SkyPortal ``PATCH /api/photometry/{id}`` of the row the first PUT made, so SkyPortal keeps
+    one row per point;
+  - ``deleted`` — ``point.deleted``, for every target that had the point, whatever its filters
+    say now: webhook event ``point.deleted``, SkyPortal ``DELETE /api/photometry/{id}``.
+
+  Planning is idempotent: a delivery is unique per ``(kind, target, calibration, action)``, so a
+  redelivered message adds nothing.
 * :class:`DeliveryWorker` threads send the due deliveries with httpx. A worker takes a delivery
   by moving its ``next_attempt_at`` forward by a lease in one conditional UPDATE (only one worker,
   in any process, can win it), sends it, and records the attempt. A 2xx answer delivers it;
@@ -16,6 +27,18 @@ Two parts, joined by the ``delivery`` table:
   sending the same bytes again cannot succeed. A worker that dies mid-send leaves the delivery to
   be taken again when its lease ends: delivery is at least once, and receivers de-duplicate on
   the delivery id.
+
+Order per point: a point's delivery to a target waits (no attempt counted) while an earlier
+delivery of the same point to the same target is pending — until that one is due again, and
+at once when it ends — so a target sees calibrated, then each update, then the deletion, in
+that order. That is also how a SkyPortal
+update or deletion planned before the first PUT was answered gets its row: it waits for the PUT;
+the PUT's answer names the row (``remote_url``), and the PATCH or DELETE goes there. If that PUT
+failed in the end, SkyPortal holds no row of the point: an update then fails with that reason
+(the point's next version is PUT afresh, as the target no longer counts as having it), and so
+does a deletion (there is nothing to delete). A row made at an earlier ``base_url`` of the
+destination is never addressed with the destination's current token. A DELETE answered "Invalid
+Photometry id" counts as done: the row is already gone.
 
 Wiring (see :func:`outbound_for`): one :class:`Outbound` per :class:`~cpcs.context.Context`
 holds the settings, the dispatcher and the worker; the dispatcher wakes the worker after commit.
@@ -45,6 +68,9 @@ from sqlalchemy.orm import Session
 from cpcs.consumers import decode_for
 from cpcs.context import Context
 from cpcs.db.delivery_models import (
+    ACTION_CALIBRATED,
+    ACTION_DELETED,
+    ACTION_UPDATED,
     KIND_SKYPORTAL,
     KIND_WEBHOOK,
     STATUS_DELIVERED,
@@ -57,7 +83,7 @@ from cpcs.db.delivery_models import (
 )
 from cpcs.db.engine import Database
 from cpcs.db.models import Calibration, Point, utcnow
-from cpcs.messages import PointCalibratedV1
+from cpcs.messages import PointCalibratedV1, PointDeletedV1
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
 from cpcs_api.outbound import skyportal, webhooks
@@ -116,7 +142,7 @@ class OutboundSettings(BaseSettings):
 
 
 # --------------------------------------------------------------------------------------------------
-# Planning: point.calibrated -> delivery rows.
+# Planning: point.calibrated / point.deleted -> delivery rows.
 
 
 def _alert_matches(pattern: str | None, alert_name: str) -> bool:
@@ -128,8 +154,37 @@ def _alert_matches(pattern: str | None, alert_name: str) -> bool:
     )
 
 
+#: Actions that give a target the point's values.
+_CARRIES_POINT = (ACTION_CALIBRATED, ACTION_UPDATED)
+_Earlier = dict[tuple[str, int], list[Delivery]]
+
+
+def _earlier_deliveries(session: Session, point_id: int) -> _Earlier:
+    """Every delivery of the point so far, by target, oldest first."""
+    earlier: _Earlier = {}
+    for delivery in session.scalars(
+        select(Delivery).where(Delivery.point_id == point_id).order_by(Delivery.id)
+    ).all():
+        earlier.setdefault((delivery.kind, delivery.target_id), []).append(delivery)
+    return earlier
+
+
+def _has_point(deliveries: list[Delivery]) -> bool:
+    """Whether a target has (or is about to have) the point: a delivery of it not failed."""
+    return any(d.action in _CARRIES_POINT and d.status != STATUS_FAILED for d in deliveries)
+
+
+def _action_for(deliveries: list[Delivery], calibration_id: int) -> str | None:
+    """What a new calibration of the point is to a target; ``None`` when it has nothing to get."""
+    if any(d.action == ACTION_DELETED for d in deliveries):
+        return None
+    if any(d.action in _CARRIES_POINT and d.calibration_id == calibration_id for d in deliveries):
+        return None  # planned already (a redelivered message)
+    return ACTION_UPDATED if _has_point(deliveries) else ACTION_CALIBRATED
+
+
 class OutboundDispatcher:
-    """The consumer of ``point.calibrated``: one delivery per matching target (idempotent)."""
+    """The consumer of ``point.calibrated`` and ``point.deleted``: deliveries per target (idempotent)."""
 
     def __init__(
         self, context: Context, settings: OutboundSettings, *, on_planned: Callable[[], None] | None = None
@@ -146,12 +201,17 @@ class OutboundDispatcher:
 
     def handle(self, envelope: Envelope) -> None:
         """Bus handler: decode, plan, wake the sender."""
-        message = decode_for(envelope, "the outbound dispatcher", PointCalibratedV1)
-        if self.plan(message) and self.on_planned is not None:
+        message = decode_for(envelope, "the outbound dispatcher", PointCalibratedV1, PointDeletedV1)
+        if isinstance(message, PointDeletedV1):
+            added = self.plan_deletion(message)
+        else:
+            assert isinstance(message, PointCalibratedV1)
+            added = self.plan(message)
+        if added and self.on_planned is not None:
             self.on_planned()
 
     def plan(self, message: PointCalibratedV1) -> int:
-        """Write the deliveries ``message`` calls for; returns how many were added."""
+        """Write the deliveries a new calibration calls for; returns how many were added."""
         if message.dry_run or message.point_id is None:
             return 0
         with self.context.db.transaction() as session:
@@ -169,12 +229,7 @@ class OutboundDispatcher:
             if calibration is None:
                 raise RejectMessage(f"no calibration {message.calibration_id}")
             facts = point_facts(point, calibration)
-            done = {
-                (kind, target)
-                for kind, target in session.execute(
-                    select(Delivery.kind, Delivery.target_id).where(Delivery.calibration_id == calibration.id)
-                ).all()
-            }
+            earlier = _earlier_deliveries(session, point.id)
             added = 0
             for subscription in session.scalars(
                 select(WebhookSubscription).where(
@@ -184,16 +239,16 @@ class OutboundDispatcher:
                     ),
                 )
             ).all():
-                if (KIND_WEBHOOK, subscription.id) not in done:
-                    self._add_webhook(session, subscription, facts)
+                action = _action_for(earlier.get((KIND_WEBHOOK, subscription.id), []), calibration.id)
+                if action is not None:
+                    self._add_webhook(session, subscription, facts, action)
                     added += 1
             for destination in session.scalars(
                 select(SkyPortalDestination).where(SkyPortalDestination.active.is_(True))
             ).all():
-                if (KIND_SKYPORTAL, destination.id) in done:
-                    continue
-                if _alert_matches(destination.alert_filter, facts.alert_name):
-                    self._add_skyportal(session, destination, facts)
+                action = _action_for(earlier.get((KIND_SKYPORTAL, destination.id), []), calibration.id)
+                if action is not None and _alert_matches(destination.alert_filter, facts.alert_name):
+                    self._add_skyportal(session, destination, facts, action)
                     added += 1
         if added:
             log.info(
@@ -201,13 +256,45 @@ class OutboundDispatcher:
             )
         return added
 
-    def _new_delivery(self, session: Session, kind: str, target_id: int, facts: PointFacts) -> Delivery:
+    def plan_deletion(self, message: PointDeletedV1) -> int:
+        """Tell every target that had the point that it is gone; returns how many deliveries were added."""
+        with self.context.db.transaction() as session:
+            point = session.get(Point, message.point_id)
+            if point is None:
+                raise RejectMessage(f"no point {message.point_id}")
+            if point.deleted_at is None:
+                raise RejectMessage(f"point {point.id} is not deleted")
+            calibration = session.get(Calibration, message.calibration_id)
+            if calibration is None:
+                raise RejectMessage(f"no calibration {message.calibration_id}")
+            facts = point_facts(point, calibration)
+            added = 0
+            for (kind, target_id), deliveries in _earlier_deliveries(session, point.id).items():
+                if any(d.action == ACTION_DELETED for d in deliveries) or not _has_point(deliveries):
+                    continue
+                if kind == KIND_WEBHOOK:
+                    subscription = session.get(WebhookSubscription, target_id)
+                    if subscription is not None:
+                        self._add_webhook(session, subscription, facts, ACTION_DELETED, point.deleted_at)
+                        added += 1
+                elif kind == KIND_SKYPORTAL and session.get(SkyPortalDestination, target_id) is not None:
+                    delivery = self._new_delivery(session, KIND_SKYPORTAL, target_id, facts, ACTION_DELETED)
+                    delivery.request_body = ""  # a DELETE has no body
+                    added += 1
+        if added:
+            log.info("point %d deleted: %d deliveries planned", message.point_id, added)
+        return added
+
+    def _new_delivery(
+        self, session: Session, kind: str, target_id: int, facts: PointFacts, action: str
+    ) -> Delivery:
         now = utcnow()
         delivery = Delivery(
             kind=kind,
             target_id=target_id,
             point_id=facts.point_id,
             calibration_id=facts.calibration_id,
+            action=action,
             attempts=0,
             status=STATUS_PENDING,
             next_attempt_at=now,
@@ -218,18 +305,29 @@ class OutboundDispatcher:
         session.flush()  # the id goes into the webhook body
         return delivery
 
-    def _add_webhook(self, session: Session, subscription: WebhookSubscription, facts: PointFacts) -> None:
-        delivery = self._new_delivery(session, KIND_WEBHOOK, subscription.id, facts)
+    def _add_webhook(
+        self,
+        session: Session,
+        subscription: WebhookSubscription,
+        facts: PointFacts,
+        action: str,
+        deleted_at: dt.datetime | None = None,
+    ) -> None:
+        delivery = self._new_delivery(session, KIND_WEBHOOK, subscription.id, facts, action)
         document = webhooks.payload(
             facts,
             delivery_id=delivery.id,
             created_at=delivery.created_at,
             base_url=self.settings.public_base_url,
+            event=webhooks.EVENTS[action],
+            deleted_at=deleted_at,
         )
         delivery.request_body = webhooks.encode_payload(document).decode()
 
-    def _add_skyportal(self, session: Session, destination: SkyPortalDestination, facts: PointFacts) -> None:
-        delivery = self._new_delivery(session, KIND_SKYPORTAL, destination.id, facts)
+    def _add_skyportal(
+        self, session: Session, destination: SkyPortalDestination, facts: PointFacts, action: str
+    ) -> None:
+        delivery = self._new_delivery(session, KIND_SKYPORTAL, destination.id, facts, action)
         try:
             body = skyportal.photometry_body(
                 facts,
@@ -243,6 +341,8 @@ class OutboundDispatcher:
             delivery.last_error = f"not sendable to SkyPortal: {exc}"
             log.info("point %d not sent to SkyPortal %s: %s", facts.point_id, destination.name, exc)
             return
+        if action == ACTION_UPDATED:
+            body = skyportal.update_body(body)
         delivery.request_body = skyportal.encode_body(body).decode()
 
 
@@ -256,10 +356,12 @@ class _Job:
 
     delivery_id: int
     kind: str
-    method: Literal["POST", "PUT"]
+    method: Literal["POST", "PUT", "PATCH", "DELETE"]
     url: str
     headers: dict[str, str]
     body: bytes
+    #: The SkyPortal instance whose answer names the new row (a PUT), else empty.
+    names_row_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -271,6 +373,31 @@ class _Outcome:
     delivered: bool
     retryable: bool
     retry_after_s: float | None = None
+    remote_url: str | None = None
+
+
+def _same_stream(delivery: Delivery) -> tuple[Any, ...]:
+    """Conditions of the deliveries of ``delivery``'s point to its target (sent in id order)."""
+    return (
+        Delivery.kind == delivery.kind,
+        Delivery.target_id == delivery.target_id,
+        Delivery.point_id == delivery.point_id,
+    )
+
+
+def _release_successors(session: Session, delivery: Delivery) -> None:
+    """``delivery`` ended: the later deliveries of its point to its target that wait for it are due now."""
+    session.execute(
+        update(Delivery)
+        .where(
+            *_same_stream(delivery),
+            Delivery.id > delivery.id,
+            Delivery.status == STATUS_PENDING,
+            Delivery.next_attempt_at > utcnow(),
+        )
+        .values(next_attempt_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _truncate(text: str) -> str:
@@ -438,27 +565,94 @@ class DeliveryWorker:
         return None
 
     def _job(self, session: Session, delivery: Delivery) -> _Job | None:
-        """What to send for ``delivery``; ends it as failed (and returns ``None``) if its target is gone."""
+        """What to send for ``delivery``; ``None`` when it must wait for an earlier delivery of its
+        point, or when it cannot be sent (its target is gone, SkyPortal has no row): then it ends failed."""
+        if self._waits(session, delivery):
+            return None
         body = delivery.request_body.encode()
         if delivery.kind == KIND_WEBHOOK:
             subscription = session.get(WebhookSubscription, delivery.target_id)
             if subscription is not None and subscription.active:
                 headers = webhooks.request_headers(subscription.secret, body, delivery.id, utcnow())
+                headers[webhooks.EVENT_HEADER] = webhooks.EVENTS[delivery.action]
                 return _Job(delivery.id, delivery.kind, "POST", subscription.url, headers, body)
             reason = "the webhook subscription was removed or deactivated"
         elif delivery.kind == KIND_SKYPORTAL:
             destination = session.get(SkyPortalDestination, delivery.target_id)
             if destination is not None and destination.active:
                 headers = skyportal.request_headers(destination.token)
-                url = skyportal.photometry_url(destination.base_url)
-                return _Job(delivery.id, delivery.kind, "PUT", url, headers, body)
-            reason = "the SkyPortal destination was removed or deactivated"
+                if delivery.action == ACTION_CALIBRATED:
+                    url = skyportal.photometry_url(destination.base_url)
+                    return _Job(
+                        delivery.id,
+                        delivery.kind,
+                        "PUT",
+                        url,
+                        headers,
+                        body,
+                        names_row_at=destination.base_url,
+                    )
+                row, reason = self._skyportal_row(session, delivery, destination.base_url)
+                if row is not None:
+                    delivery.remote_url = row
+                    method: Literal["PATCH", "DELETE"] = (
+                        "PATCH" if delivery.action == ACTION_UPDATED else "DELETE"
+                    )
+                    return _Job(delivery.id, delivery.kind, method, row, headers, body)
+            else:
+                reason = "the SkyPortal destination was removed or deactivated"
         else:
             reason = f"unknown delivery kind {delivery.kind!r}"
         delivery.status = STATUS_FAILED
         delivery.next_attempt_at = None
         delivery.last_error = reason
+        _release_successors(session, delivery)
         return None
+
+    def _waits(self, session: Session, delivery: Delivery) -> bool:
+        """Hold ``delivery`` back (no attempt counted) while an earlier delivery of its point to its
+        target is pending: until that one is due again, at least ``poll_s``; its end releases it."""
+        earlier = session.execute(
+            select(Delivery.id, Delivery.next_attempt_at)
+            .where(*_same_stream(delivery), Delivery.id < delivery.id, Delivery.status == STATUS_PENDING)
+            .order_by(Delivery.id)
+            .limit(1)
+        ).first()
+        if earlier is None:
+            return False
+        now = utcnow()
+        soonest = now + dt.timedelta(seconds=self.settings.poll_s)
+        due = as_utc(earlier.next_attempt_at) if earlier.next_attempt_at is not None else soonest
+        delivery.next_attempt_at = max(due, soonest)
+        return True
+
+    @staticmethod
+    def _skyportal_row(session: Session, delivery: Delivery, base_url: str) -> tuple[str | None, str]:
+        """The URL of the SkyPortal row of the delivery's point (the newest delivered PUT's), or why none."""
+        row = session.scalar(
+            select(Delivery.remote_url)
+            .where(
+                Delivery.kind == KIND_SKYPORTAL,
+                Delivery.target_id == delivery.target_id,
+                Delivery.point_id == delivery.point_id,
+                Delivery.action == ACTION_CALIBRATED,
+                Delivery.status == STATUS_DELIVERED,
+                Delivery.remote_url.is_not(None),
+            )
+            .order_by(Delivery.id.desc())
+            .limit(1)
+        )
+        if row is None:
+            return None, (
+                "SkyPortal holds no row of this point that we know of: no PUT of it there succeeded "
+                "with a photometry id in the answer"
+            )
+        if not skyportal.is_row_of(row, base_url):
+            return None, (
+                f"the point's SkyPortal row {row} belongs to an earlier base_url of this destination; "
+                "it is not sent there with this destination's token"
+            )
+        return row, ""
 
     def _send(self, job: _Job) -> _Outcome:
         """One HTTP attempt; never raises."""
@@ -483,7 +677,8 @@ class DeliveryWorker:
                 status = response.status_code
                 retry_after_s = _retry_after_s(response)
                 location = response.headers.get("location")
-                head = b"" if 200 <= status < 400 else _read_head(response)
+                wanted = not 200 <= status < 400 or (job.names_row_at and status < 300)
+                head = _read_head(response) if wanted else b""
         except webhooks.TargetNotAllowed as exc:
             return outcome(None, f"target not allowed: {exc}")
         except (httpx.HTTPError, OSError) as exc:
@@ -492,11 +687,24 @@ class DeliveryWorker:
             log.exception("delivery %d: unexpected error", job.delivery_id)
             return outcome(None, _truncate(f"{type(exc).__name__}: {exc}"), retryable=True)
         if 200 <= status < 300:
-            return outcome(status, None, delivered=True)
+            if not job.names_row_at:
+                return outcome(status, None, delivered=True)
+            row = skyportal.photometry_id(head)
+            if row is None:
+                log.warning("delivery %d: SkyPortal's answer names no photometry id", job.delivery_id)
+                return outcome(status, None, delivered=True)
+            return outcome(status, None, delivered=True, remote_url=skyportal.row_url(job.names_row_at, row))
         if 300 <= status < 400:
             error = f"HTTP {status}: redirects are not followed (Location: {location})"
         else:
-            error = f"HTTP {status}: {remote_error_summary(head)}"
+            summary = remote_error_summary(head)
+            error = f"HTTP {status}: {summary}"
+            if (
+                job.method == "DELETE"
+                and job.kind == KIND_SKYPORTAL
+                and skyportal.already_deleted(status, summary)
+            ):
+                return outcome(status, _truncate(f"already gone at SkyPortal ({error})"), delivered=True)
         retryable = status >= 500 or status in RETRYABLE_STATUSES
         return outcome(status, _truncate(error), retryable=retryable, retry_after_s=retry_after_s)
 
@@ -523,6 +731,8 @@ class DeliveryWorker:
                 delivery.status = STATUS_DELIVERED
                 delivery.delivered_at = utcnow()
                 delivery.next_attempt_at = None
+                if outcome.remote_url is not None:
+                    delivery.remote_url = outcome.remote_url
             elif outcome.retryable and delivery.attempts < self.settings.max_attempts:
                 delay = self.settings.backoff(delivery.attempts)
                 if outcome.retry_after_s is not None:
@@ -531,6 +741,8 @@ class DeliveryWorker:
             else:
                 delivery.status = STATUS_FAILED
                 delivery.next_attempt_at = None
+            if delivery.status != STATUS_PENDING:
+                _release_successors(session, delivery)
             status, attempts = delivery.status, delivery.attempts
         log.info(
             "delivery %d (%s) attempt %d: %s",
@@ -551,7 +763,7 @@ class DeliveryWorker:
 
 
 class Outbound:
-    """The outbound flow of one process: settings, the ``point.calibrated`` consumer, the senders."""
+    """The outbound flow of one process: settings, the consumer of queue ``api``, the senders."""
 
     def __init__(
         self,
@@ -595,7 +807,7 @@ def outbound_for(context: Context, settings: OutboundSettings | None = None) -> 
 
 
 def outbound_consumers(context: Context) -> list[Callable[[], None]]:
-    """Subscribe functions of the outbound flow (the ``point.calibrated`` consumer of queue ``api``)."""
+    """Subscribe functions of the outbound flow (the consumer of queue ``api``)."""
     return outbound_for(context).consumers()
 
 

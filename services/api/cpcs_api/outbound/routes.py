@@ -3,9 +3,11 @@
 * ``POST/GET /api/v1/webhooks``, ``DELETE /api/v1/webhooks/{id}`` — the caller's own subscriptions;
   the secret is in the creation answer only. Removing a subscription removes its history.
 * ``GET /api/v1/webhooks/{id}/deliveries`` — the subscriber's delivery history; anyone else,
-  admins included, gets 404 (the subscription's existence is not disclosed).
+  admins included, gets 404 (the subscription's existence is not disclosed). Each delivery names
+  its ``action``: ``calibrated``, ``updated`` or ``deleted`` (the events of :mod:`.webhooks`).
 * ``POST/GET /api/v1/skyportal/destinations``, ``PATCH …/{id}``, ``GET …/{id}/deliveries`` —
-  admins only; the token is write-only (answers show its last four characters).
+  admins only; the token is write-only (answers show its last four characters). A delivery
+  shows the SkyPortal row the point is kept in (``remote_url``) once the first PUT is answered.
 """
 
 from __future__ import annotations
@@ -72,6 +74,13 @@ class DeliveryOut(Schema):
     target_id: int
     point_id: int
     calibration_id: int
+    action: str = Field(
+        description="calibrated (the target's first version of the point), updated (a new version: "
+        "webhook point.updated, SkyPortal PATCH) or deleted (webhook point.deleted, SkyPortal DELETE)"
+    )
+    remote_url: str | None = Field(
+        None, description="SkyPortal: the photometry row the point is kept in (from the PUT's answer)"
+    )
     status: str
     attempts: int
     last_http_status: int | None
@@ -195,6 +204,8 @@ def _deliveries(
             target_id=row.target_id,
             point_id=row.point_id,
             calibration_id=row.calibration_id,
+            action=row.action,
+            remote_url=row.remote_url,
             status=row.status,
             attempts=row.attempts,
             last_http_status=row.last_http_status,
@@ -251,7 +262,7 @@ def router() -> APIRouter:
         response_model=NewWebhookOut,
         status_code=201,
         tags=["webhooks"],
-        summary="Subscribe a URL to calibrated points; the answer shows the signing secret once",
+        summary="Subscribe a URL to points (calibrated, updated, deleted); the answer shows the secret once",
     )
     def add_webhook(body: WebhookIn, context: ContextDep, user: UserDep) -> NewWebhookOut:
         _check_target(context, "url", body.url, code="invalid_webhook_url")

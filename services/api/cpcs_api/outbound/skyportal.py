@@ -1,4 +1,10 @@
-"""A calibrated point as SkyPortal photometry: ``PUT {base_url}/api/photometry``.
+"""A point as SkyPortal photometry: PUT it once, PATCH its row on a new version, DELETE it at the end.
+
+* the point's first calibration: ``PUT {base_url}/api/photometry`` (:func:`photometry_body`); the
+  answer names the new row, ``{"status": "success", "data": {"ids": [id], ...}}``, and the
+  delivery keeps that row's URL, ``{base_url}/api/photometry/{id}`` (:func:`row_url`);
+* a new calibration version of that point: ``PATCH`` of the row (:func:`update_body`);
+* the point's deletion: ``DELETE`` of the row (no body).
 
 What this relies on, read in skyportal/skyportal at commit 8bd346c0d453f3a69d457056e621bb50607e7ab1
 (2026-08-21) — ``skyportal/models/schema.py`` (``PhotBaseFlexible``, ``PhotMagFlexible``,
@@ -27,6 +33,21 @@ What this relies on, read in skyportal/skyportal at commit 8bd346c0d453f3a69d457
   sncosmo/sncosmo ``sncosmo/builtins.py`` (commit 6c344013a1925fd520c638e4fe5cb21c0211a0ab).
 * ``altdata`` is turned into one record through a pandas DataFrame: its values must be scalars
   (a nested dict or a list would become several rows); ``None`` values are dropped.
+
+Updates and deletions, read in ``PhotometryHandler.patch``/``.delete`` (skyportal/skyportal
+commit 8708530230c484284587acd9dd453cb9cdc98e59) and ``PhotBase``/``PhotometryMag`` of
+``skyportal/models/schema.py``:
+
+* ``PATCH /api/photometry/{id}`` pops ``group_ids`` and ``stream_ids``, then loads the rest with
+  ``PhotometryFlux``, else ``PhotometryMag``: the PUT keys without ``limiting_mag_nsigma`` (an
+  unknown key there, refused); ``limiting_mag`` is required; an upper limit's noise is taken as
+  the limit over 5 sigma, as ours is. ``PhotometryMag`` builds the new row without ``altdata``,
+  so SkyPortal keeps the ``altdata`` of the first PUT (the new version is in the values and in
+  our calibration history). Success is ``{"status": "success", "data": {}}``.
+* ``DELETE /api/photometry/{id}`` removes the row. A row that is not there is an ``AccessError``
+  ``Invalid Photometry id: {id}``, which baselayer answers with HTTP 400: for a DELETE that means
+  an earlier attempt (whose answer we lost) or somebody at SkyPortal already removed it, so we
+  count it as done (:func:`already_deleted`).
 """
 
 from __future__ import annotations
@@ -128,8 +149,37 @@ def photometry_url(base_url: str) -> str:
     return f"{base_url.rstrip('/')}/api/photometry"
 
 
+def row_url(base_url: str, photometry_id: int) -> str:
+    """The URL of one photometry row (PATCH and DELETE go there)."""
+    return f"{photometry_url(base_url)}/{int(photometry_id)}"
+
+
+def is_row_of(url: str, base_url: str) -> bool:
+    """Whether ``url`` is a photometry row of the instance at ``base_url`` (not of an earlier one)."""
+    prefix = photometry_url(base_url) + "/"
+    return url.startswith(prefix) and url[len(prefix) :].isdigit()
+
+
+def photometry_id(answer: bytes) -> int | None:
+    """The row id SkyPortal's answer to a one-row PUT names (``data.ids[0]``); ``None`` if none."""
+    try:
+        document = json.loads(answer)
+    except ValueError:
+        return None
+    data = document.get("data") if isinstance(document, dict) else None
+    ids = data.get("ids") if isinstance(data, dict) else None
+    if isinstance(ids, list) and ids and isinstance(ids[0], int) and not isinstance(ids[0], bool):
+        return ids[0]
+    return None
+
+
+def already_deleted(http_status: int, message: str) -> bool:
+    """Whether SkyPortal's refusal of a DELETE says the row is not there any more."""
+    return http_status == 400 and message.startswith("Invalid Photometry id")
+
+
 def request_headers(token: str) -> dict[str, str]:
-    """The headers of a photometry PUT (the token as SkyPortal expects it)."""
+    """The headers of a photometry request (the token as SkyPortal expects it)."""
     return {"Authorization": f"token {token}", "Content-Type": "application/json"}
 
 
@@ -227,6 +277,11 @@ def photometry_body(
         "altdata": _altdata(facts, base_url, estimated),
         "group_ids": [int(group) for group in group_ids],
     }
+
+
+def update_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The PATCH body of a new version: its PUT body without ``limiting_mag_nsigma`` (see above)."""
+    return {key: value for key, value in body.items() if key != "limiting_mag_nsigma"}
 
 
 def encode_body(body: dict[str, Any]) -> bytes:

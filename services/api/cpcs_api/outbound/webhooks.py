@@ -1,4 +1,16 @@
-"""Signed webhooks: a calibrated point POSTed as JSON to a subscriber's URL.
+"""Signed webhooks: a point's news POSTed as JSON to a subscriber's URL.
+
+Three events, named in the body's ``event`` and in the ``X-CPCS-Event`` header:
+
+* ``point.calibrated`` — a point the subscription has not had yet, with its calibration;
+* ``point.updated`` — a new calibration version of a point the subscription already got (a
+  recalibration or a corrected observation): the same document, the point's new values;
+* ``point.deleted`` — the point was deleted; the document is the point as it last was, with
+  ``point.deleted_at``. Nothing follows it for that point.
+
+A subscription gets each event of a point once (at least once over the wire: see below), in
+order: a point's next delivery to a subscription waits until the one before it has ended. The
+header is for routing; the body's ``event`` is the signed one.
 
 Every request carries
 
@@ -36,7 +48,12 @@ from cpcs_api.outbound.skyportal import sncosmo_magsys, sncosmo_name
 SIGNATURE_HEADER = "X-CPCS-Signature"
 TIMESTAMP_HEADER = "X-CPCS-Timestamp"
 DELIVERY_HEADER = "X-CPCS-Delivery"
-EVENT = "point.calibrated"
+EVENT_HEADER = "X-CPCS-Event"
+EVENT_CALIBRATED = "point.calibrated"
+EVENT_UPDATED = "point.updated"
+EVENT_DELETED = "point.deleted"
+#: The event of each delivery action (``cpcs.db.delivery_models.DELIVERY_ACTIONS``).
+EVENTS = {"calibrated": EVENT_CALIBRATED, "updated": EVENT_UPDATED, "deleted": EVENT_DELETED}
 PAYLOAD_VERSION = 1
 SIGNATURE_PREFIX = "sha256="
 SECRET_BYTES = 32
@@ -92,15 +109,26 @@ def request_headers(secret: str, body: bytes, delivery_id: int, sent_at: dt.date
 
 
 def payload(
-    facts: PointFacts, *, delivery_id: int, created_at: dt.datetime, base_url: str = ""
+    facts: PointFacts,
+    *,
+    delivery_id: int,
+    created_at: dt.datetime,
+    base_url: str = "",
+    event: str = EVENT_CALIBRATED,
+    deleted_at: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """The JSON document a subscriber receives for one calibrated point (version 1).
+    """The JSON document a subscriber receives for one event of a point (version 1).
 
     ``mag`` of an upper limit is the limit (``is_upper_limit`` true); ``magerr`` is the measurement
-    error, ``caliberr`` the calibration error and ``mag_err_total`` both in quadrature.
+    error, ``caliberr`` the calibration error and ``mag_err_total`` both in quadrature. A
+    ``point.deleted`` document adds ``point.deleted_at``.
     """
-    return {
-        "event": EVENT,
+    if event not in EVENTS.values():
+        raise ValueError(f"unknown webhook event {event!r}")
+    if (event == EVENT_DELETED) != (deleted_at is not None):
+        raise ValueError("point.deleted, and only it, carries deleted_at")
+    document: dict[str, Any] = {
+        "event": event,
         "version": PAYLOAD_VERSION,
         "delivery_id": delivery_id,
         "created_at": iso_utc(created_at),
@@ -150,6 +178,9 @@ def payload(
             },
         },
     }
+    if deleted_at is not None:
+        document["point"]["deleted_at"] = iso_utc(deleted_at)
+    return document
 
 
 def encode_payload(document: dict[str, Any]) -> bytes:

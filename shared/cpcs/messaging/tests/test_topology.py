@@ -47,6 +47,7 @@ def test_cpcs_topology_has_the_agreed_queues_and_dead_letter_arguments():
         ("cpcs", "reduce", "image.received"),
         ("cpcs", "catalog-cache", "field.requested"),
         ("cpcs", "api", "point.calibrated"),
+        ("cpcs", "api", "point.deleted"),
         ("cpcs.dlx", "calibrate.dead", "calibrate"),
         ("cpcs.dlx", "reduce.dead", "reduce"),
         ("cpcs.dlx", "catalog-cache.dead", "catalog-cache"),
