@@ -8,7 +8,6 @@ from cpcs.errors import InputError
 
 TRUE_WORDS = {"1", "true", "yes", "on", "y", "t"}
 FALSE_WORDS = {"", "0", "false", "no", "off", "n", "f", "none"}
-AUTO_WORDS = {"", "no", "none", "auto", "automatic", "0"}
 
 
 def parse_optional_float(value: str | None, field: str) -> float | None:
@@ -32,18 +31,3 @@ def parse_flag(value: str | None) -> bool:
     if word in FALSE_WORDS:
         return False
     raise InputError(f"A yes/no field got {(value or '')[:40]!r}; send 1 or 0.", code="invalid_flag")
-
-
-def parse_force_filter(value: str | None) -> str | None:
-    """``no`` (automatic), ``SURVEY/BAND`` or ``any/BAND``."""
-    text = (value or "").strip()
-    if text.lower() in AUTO_WORDS:
-        return None
-    survey, sep, band = text.partition("/")
-    if not sep or not survey.strip() or not band.strip() or "/" in band:
-        raise InputError(
-            f"forceFilter {text[:40]!r} is not understood: use 'no', 'SURVEY/BAND' (e.g. APASS/V) "
-            "or 'any/BAND'.",
-            code="invalid_force_filter",
-        )
-    return f"{survey.strip()}/{band.strip()}"

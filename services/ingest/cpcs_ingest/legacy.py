@@ -19,9 +19,10 @@ from cpcs.domain.uploads import Registered
 from cpcs.errors import InputError
 from cpcs.messages import CalibrationParamsV1
 from cpcs.schemas import ObservationStatus
+from cpcs.science.selection import parse_force_filter
 from cpcs.security import upload_form_limits
 from cpcs.web import ERROR_RESPONSES, UPLOAD_RESPONSES, ContextDep, error_response
-from cpcs_ingest.forms import parse_flag, parse_force_filter, parse_optional_float
+from cpcs_ingest.forms import parse_flag, parse_optional_float
 from cpcs_ingest.service import IngestService, Upload
 
 

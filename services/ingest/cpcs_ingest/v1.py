@@ -8,9 +8,9 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from cpcs.messages import CalibrationParamsV1
 from cpcs.schemas import UploadAccepted
+from cpcs.science.selection import parse_force_filter
 from cpcs.security import upload_form_limits
 from cpcs.web import ERROR_RESPONSES, UPLOAD_RESPONSES, ContextDep, UserDep
-from cpcs_ingest.forms import parse_force_filter
 from cpcs_ingest.service import IngestService, Upload
 
 

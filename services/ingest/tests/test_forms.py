@@ -6,7 +6,8 @@ import pytest
 
 from cpcs.domain.revisions import check_mjd
 from cpcs.errors import InputError
-from cpcs_ingest.forms import parse_flag, parse_force_filter, parse_optional_float
+from cpcs.science.selection import parse_force_filter
+from cpcs_ingest.forms import parse_flag, parse_optional_float
 from cpcs_ingest.service import _safe_filename
 
 

@@ -46,12 +46,11 @@ from cpcs.db.models import (
 from cpcs.db.outbox import add_to_outbox
 from cpcs.domain.observations import get_observation
 from cpcs.domain.points import calibration_view
-from cpcs.errors import ConflictError, InputError, NotFoundError, PermissionDeniedError
+from cpcs.errors import ConflictError, NotFoundError, PermissionDeniedError
 from cpcs.messages import CalibrationParamsV1, CatalogueReceivedV1, FieldRequestedV1, SourcesMeasuredV1
 from cpcs.schemas import CalibrationOut, ObservationStatus, Schema, UtcDateTime
+from cpcs.science.selection import parse_force_filter
 
-#: Words that ask for the automatic band choice instead of a forced band.
-AUTO_WORDS = frozenset({"auto", "automatic", "no", "none"})
 #: Observation statuses of a first calibration still under way.
 IN_FLIGHT = ("received", "processing")
 FIELD_PREFETCH_RADIUS_DEG = 0.5
@@ -112,20 +111,10 @@ class CalibrationRequestOut(Schema):
 
 
 def normalise_force_filter(value: str | None) -> str | None:
-    """``None`` (keep), ``"AUTO"`` or ``"SURVEY/BAND"``; raises ``InputError`` on anything else."""
+    """``None`` (keep the current choice), ``"AUTO"`` or ``"SURVEY/BAND"``; raises ``InputError``."""
     if value is None:
         return None
-    text = value.strip()
-    if text.lower() in AUTO_WORDS or not text:
-        return "AUTO"
-    survey, sep, band = text.partition("/")
-    if not sep or not survey.strip() or not band.strip() or "/" in band:
-        raise InputError(
-            f"force_filter {text[:40]!r} is not understood: use 'auto', 'SURVEY/BAND' (e.g. APASS/V) "
-            "or 'any/BAND'.",
-            code="invalid_force_filter",
-        )
-    return f"{survey.strip()}/{band.strip()}"
+    return parse_force_filter(value, "force_filter") or "AUTO"
 
 
 def _point(session: Session, observation_id: int) -> Point | None:

@@ -26,6 +26,7 @@ from cpcs.science.selection import (
     choose_band,
     filter_forced,
     rank_candidates,
+    split_force_filter,
 )
 from cpcs.science.target import TargetMagnitude, calibrate_target, limiting_magnitude, upper_limit
 from cpcs.science.zeropoint import ZeroPointFit, fit_zero_point
@@ -87,14 +88,6 @@ class FieldCalibration:
     target_dec_deg: float | None
     target_inst_mag: float | None
     ab_offset: float | None  # m_AB - m in the chosen band's system; None if unknown
-
-
-def parse_forced(force_filter: str | None) -> tuple[str | None, str] | None:
-    """``"APASS/V"`` -> ("APASS", "V"); ``"any/r"`` -> (None, "r"); None -> None (AUTO)."""
-    if not force_filter:
-        return None
-    survey, _, band = force_filter.partition("/")
-    return (None if survey.strip().lower() == "any" else survey.strip()), band.strip()
 
 
 def _in_family(band: str, family: frozenset[str] | None) -> bool:
@@ -191,7 +184,7 @@ def calibrate_field(
     src_dec = np.asarray(dec_deg, dtype=float)
     src_mag = np.asarray(mag, dtype=float)
     src_err = np.asarray(magerr, dtype=float)
-    forced = parse_forced(force_filter)
+    forced = split_force_filter(force_filter)
     family = band_family(declared_filter)
 
     x, y = tangent_plane_offsets(src_ra, src_dec, target_ra_deg, target_dec_deg)

@@ -28,11 +28,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from numpy.typing import ArrayLike
 
-from cpcs.errors import CalibrationFailed
+from cpcs.errors import CalibrationFailed, InputError
 from cpcs.science.target import CalibrationBudget, calibration_budget
 from cpcs.science.zeropoint import ZeroPointFit
 
 __all__ = [
+    "AUTO_WORDS",
     "ERROR_TIE_FRACTION",
     "ERROR_TIE_MAG",
     "ERROR_TIE_SIGMAS",
@@ -40,7 +41,9 @@ __all__ = [
     "RankedCandidate",
     "choose_band",
     "filter_forced",
+    "parse_force_filter",
     "rank_candidates",
+    "split_force_filter",
     "unmodelled_spatial_error",
 ]
 
@@ -417,6 +420,41 @@ def choose_band(ranked: Sequence[RankedCandidate]) -> RankedCandidate:
         raise CalibrationFailed("no reference catalogue band could be tried", code="no_calibration")
     details = "; ".join(f"{r.candidate.label}: {r.reason}" for r in ranked)
     raise CalibrationFailed(f"no survey/band gives a usable calibration ({details})", code="no_calibration")
+
+
+#: What observers write for the automatic band choice (the old CPCS form sent ``no``).
+AUTO_WORDS = frozenset({"", "no", "none", "auto", "automatic", "0"})
+
+
+def parse_force_filter(value: str | None, field: str = "forceFilter") -> str | None:
+    """A forced-band request as written by an observer: None for AUTO, else ``"SURVEY/BAND"``
+    (``"any/BAND"`` for any survey), spaces trimmed.
+
+    Raises
+    ------
+    InputError
+        ``invalid_force_filter`` for anything else; the message names ``field``.
+    """
+    text = (value or "").strip()
+    if text.lower() in AUTO_WORDS:
+        return None
+    survey, sep, band = text.partition("/")
+    if not sep or not survey.strip() or not band.strip() or "/" in band:
+        raise InputError(
+            f"{field} {text[:40]!r} is not understood: use 'auto' (or 'no'), 'SURVEY/BAND' "
+            "(e.g. APASS/V) or 'any/BAND'.",
+            code="invalid_force_filter",
+        )
+    return f"{survey.strip()}/{band.strip()}"
+
+
+def split_force_filter(force_filter: str | None) -> tuple[str | None, str] | None:
+    """``"APASS/V"`` -> ("APASS", "V"); ``"any/r"`` -> (None, "r"); AUTO -> None."""
+    canonical = parse_force_filter(force_filter)
+    if canonical is None:
+        return None
+    survey, _, band = canonical.partition("/")
+    return (None if survey.lower() == "any" else survey), band
 
 
 def _available(candidates: Iterable[BandCandidate]) -> str:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cpcs.errors import CalibrationFailed
+from cpcs.errors import CalibrationFailed, InputError
 from cpcs.science.selection import (
     ERROR_TIE_MAG,
     BandCandidate,
     RankedCandidate,
     choose_band,
     filter_forced,
+    parse_force_filter,
     rank_candidates,
+    split_force_filter,
 )
 from cpcs.science.target import DEFAULT_COLOUR_ERR_MAG, UNFITTED_COLOUR_TERM, calibration_budget
 from cpcs.science.zeropoint import ZeroPointFit, fit_zero_point
@@ -213,3 +215,15 @@ def test_forced_band_that_failed_reports_no_calibration() -> None:
         choose_band(ranked)
     assert excinfo.value.code == "no_calibration"
     assert "too_few_matches" in excinfo.value.message
+
+
+def test_one_parser_for_every_spelling_of_a_forced_band() -> None:
+    for auto in (None, "", "  ", "no", "No", "none", "auto", "AUTO", "automatic", "0"):
+        assert parse_force_filter(auto) is None and split_force_filter(auto) is None
+    assert parse_force_filter(" APASS / V ") == "APASS/V"
+    assert split_force_filter("APASS/V") == ("APASS", "V")
+    assert split_force_filter("any/r") == (None, "r") and split_force_filter("ANY/I") == (None, "I")
+    for bad in ("V", "APASS/", "/V", "a/b/c"):
+        with pytest.raises(InputError) as caught:
+            parse_force_filter(bad, "force_filter")
+        assert caught.value.code == "invalid_force_filter" and "force_filter" in str(caught.value)
