@@ -249,10 +249,13 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 bearer_scheme = HTTPBearer(auto_error=False, description="Your token (the CPCS hashtag)")
 
 
-def token_from_request(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
-    if credentials is not None:
-        return credentials.credentials
-    return request.query_params.get("hashtag")
+def token_from_request(request: Request, form_hashtag: str | None = None) -> str | None:
+    """The caller's token, the one way every endpoint reads it: an ``Authorization: Bearer`` header
+    first, then the legacy ``hashtag`` form field (``form_hashtag``), then ``?hashtag=``."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return form_hashtag or request.query_params.get("hashtag")
 
 
 def current_user(
@@ -260,7 +263,8 @@ def current_user(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> User:
-    return authenticate(session, token_from_request(request, credentials))
+    del credentials  # declared for the OpenAPI document; read with the others below
+    return authenticate(session, token_from_request(request))
 
 
 UserDep = Annotated[User, Depends(current_user)]

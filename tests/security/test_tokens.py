@@ -170,3 +170,23 @@ def test_the_admin_secret_is_never_shown_by_the_settings() -> None:
     secret = new_token()
     settings = Settings(admin_token=secret)
     assert secret not in repr(settings) and secret not in str(settings.model_dump())
+
+
+def test_every_endpoint_reads_the_token_the_same_way() -> None:
+    from starlette.requests import Request
+
+    from cpcs.web import token_from_request
+
+    def request(headers: dict[str, str], query: str = "") -> Request:
+        raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        return Request(
+            {"type": "http", "method": "GET", "path": "/", "headers": raw, "query_string": query.encode()}
+        )
+
+    both = request({"Authorization": "Bearer header-token"}, "hashtag=query-token")
+    assert token_from_request(both, "form-token") == "header-token"  # the header first
+    assert token_from_request(request({}, "hashtag=query-token"), "form-token") == "form-token"
+    assert token_from_request(request({}, "hashtag=query-token")) == "query-token"
+    assert token_from_request(request({"Authorization": "Basic abc"})) is None
+    assert token_from_request(request({"Authorization": "bearer  spaced "})) == "spaced"
+    assert token_from_request(request({"Authorization": "Bearer "}), "form-token") == "form-token"

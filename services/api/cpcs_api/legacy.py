@@ -17,7 +17,7 @@ from cpcs.domain.points import delete_point, light_curve_points
 from cpcs.errors import InputError
 from cpcs.lightcurve.exports import legacy_arrays
 from cpcs.schemas import MAX_RECORD_ID, ErrorBody, ObservatoryOut
-from cpcs.web import ERROR_RESPONSES, ContextDep
+from cpcs.web import ERROR_RESPONSES, ContextDep, token_from_request
 
 PAGE_SIZE = 20
 
@@ -80,13 +80,6 @@ async def _fields(request: Request) -> dict[str, str]:
     return fields
 
 
-def _token(request: Request, fields: dict[str, str]) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return fields.get("hashtag")
-
-
 def _int_field(fields: dict[str, str], name: str) -> int | None:
     value = fields.get(name, "").strip()
     if not value:
@@ -131,7 +124,7 @@ def router() -> APIRouter:
     )
     async def get_alert_lc_data(request: Request, context: ContextDep) -> JSONResponse:
         fields = await _fields(request)
-        token = _token(request, fields)
+        token = token_from_request(request, fields.get("hashtag"))
         alert_id = _int_field(fields, "alert_id")
         name = fields.get("alert_name")
 
@@ -192,7 +185,7 @@ def router() -> APIRouter:
     )
     async def newevent(request: Request, context: ContextDep) -> JSONResponse:
         fields = await _fields(request)
-        token = _token(request, fields)
+        token = token_from_request(request, fields.get("hashtag"))
         ra_deg, dec_deg = _float_field(fields, "ra"), _float_field(fields, "dec")
 
         def work() -> dict[str, Any]:
@@ -219,7 +212,7 @@ def router() -> APIRouter:
     )
     async def delpoint(request: Request, context: ContextDep) -> JSONResponse:
         fields = await _fields(request)
-        token = _token(request, fields)
+        token = token_from_request(request, fields.get("hashtag"))
         point_id = _int_field(fields, "followupid")
         if point_id is None:
             raise InputError("Give followupid, the id of the point to delete.", code="missing_followupid")

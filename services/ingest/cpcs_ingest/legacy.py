@@ -21,7 +21,7 @@ from cpcs.messages import CalibrationParamsV1
 from cpcs.schemas import ObservationStatus
 from cpcs.science.selection import parse_force_filter
 from cpcs.security import upload_form_limits
-from cpcs.web import ERROR_RESPONSES, UPLOAD_RESPONSES, ContextDep, error_response
+from cpcs.web import ERROR_RESPONSES, UPLOAD_RESPONSES, ContextDep, error_response, token_from_request
 from cpcs_ingest.forms import parse_flag, parse_optional_float
 from cpcs_ingest.service import IngestService, Upload
 
@@ -168,14 +168,8 @@ def router() -> APIRouter:
         output = (outputFormat or "html").strip().lower()
         if output not in ("json", "html"):
             raise InputError("outputFormat must be json or html.", code="invalid_output_format")
-        auth_header = request.headers.get("authorization", "")
-        token = (
-            hashtag
-            or (auth_header[7:] if auth_header.lower().startswith("bearer ") else None)
-            or request.query_params.get("hashtag")  # as the other legacy endpoints take it
-        )
         with context.db.transaction() as session:
-            user = authenticate(session, token)
+            user = authenticate(session, token_from_request(request, hashtag))
         match_radius = parse_optional_float(matchDist, "matchDist")
         params = CalibrationParamsV1(
             match_radius_arcsec=2.0 if match_radius is None else _check_radius(match_radius),
