@@ -39,7 +39,7 @@ from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
 from cpcs.science.colour_terms import MIN_FRAMES, learn_colour_term
 from cpcs.science.field_calibration import FieldCalibration, ForcedTarget, calibrate_field
-from cpcs.science.imaging.photometry import SourceFlag
+from cpcs.science.imaging.source_table import calibrators
 from cpcs.science.photometric_systems import ab_flux_ujy
 from cpcs_calibrate.references import ReferenceSource
 
@@ -128,15 +128,7 @@ class CalibrateWorker:
     def _sources(self, message: WorkMessage) -> Sources:
         """The source list to calibrate: the uploaded catalogue, or the table reduce measured."""
         if isinstance(message, SourcesMeasuredV1):
-            table = Table.read(self.context.settings.data_dir / message.sources_path)
-            # saturated stars are measured (and used by the astrometry) but are no calibrators
-            usable = (np.asarray(table["FLAGS"], np.int64) & int(SourceFlag.SATURATED)) == 0
-            return Sources(
-                np.asarray(table["RA"], float)[usable],
-                np.asarray(table["DEC"], float)[usable],
-                np.asarray(table["MAG_APER"], float)[usable],
-                np.asarray(table["MAGERR_APER"], float)[usable],
-            )
+            return Sources(*calibrators(Table.read(self.context.settings.data_dir / message.sources_path)))
         catalogue = read_source_catalogue(
             self.context.files.get(message.upload_sha256),
             magnitude_column=message.params.magnitude_column,

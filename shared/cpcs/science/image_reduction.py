@@ -46,6 +46,7 @@ from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.errors import CalibrationFailed
 from cpcs.science.astrometry import AstrometricSolution, solve_astrometry
 from cpcs.science.field_calibration import ForcedTarget
+from cpcs.science.imaging import source_table as columns
 from cpcs.science.imaging.background import (
     DEFAULT_COSMIC_CONTRAST,
     ImageBackground,
@@ -396,11 +397,11 @@ def _detection_table(detections: Detections, plane: GreenPlane | None) -> Table:
         x, y = plane.to_frame(x, y)
     return Table(
         {
-            "NUMBER": np.arange(1, len(table) + 1),
-            "X": x,
-            "Y": y,
-            "FLUX": np.asarray(table["flux"], dtype=float),
-            "FLAGS": np.asarray(table["flags"], dtype=np.int32),
+            columns.NUMBER: np.arange(1, len(table) + 1),
+            columns.X: x,
+            columns.Y: y,
+            columns.FLUX: np.asarray(table["flux"], dtype=float),
+            columns.FLAGS: np.asarray(table["flags"], dtype=np.int32),
         }
     )
 
@@ -408,26 +409,26 @@ def _detection_table(detections: Detections, plane: GreenPlane | None) -> Table:
 def _source_table(
     measured: SourceMeasurements, solution: AstrometricSolution, plane: GreenPlane | None
 ) -> Table:
-    columns = measured.table
-    x = np.asarray(columns["x"], dtype=float)
-    y = np.asarray(columns["y"], dtype=float)
-    fwhm = np.asarray(columns["fwhm_px"], dtype=float)
+    measurements = measured.table
+    x = np.asarray(measurements["x"], dtype=float)
+    y = np.asarray(measurements["y"], dtype=float)
+    fwhm = np.asarray(measurements["fwhm_px"], dtype=float)
     if plane is not None:
         x, y = plane.to_frame(x, y)
         fwhm = 2.0 * fwhm
     sky = solution.wcs.pixel_to_world(x, y)
     return Table(
         {
-            "NUMBER": np.arange(1, x.size + 1),
-            "RA": np.asarray(sky.ra.deg, dtype=float),
-            "DEC": np.asarray(sky.dec.deg, dtype=float),
-            "X": x,
-            "Y": y,
-            "MAG_PSF": np.asarray(columns["mag_psf"], dtype=float),
-            "MAGERR_PSF": np.asarray(columns["magerr_psf"], dtype=float),
-            "MAG_APER": np.asarray(columns["mag_aper"], dtype=float),
-            "MAGERR_APER": np.asarray(columns["magerr_aper"], dtype=float),
-            "FLAGS": np.asarray(columns["flags"], dtype=np.int32),
-            "FWHM": fwhm,
+            columns.NUMBER: np.arange(1, x.size + 1),
+            columns.RA: np.asarray(sky.ra.deg, dtype=float),
+            columns.DEC: np.asarray(sky.dec.deg, dtype=float),
+            columns.X: x,
+            columns.Y: y,
+            columns.MAG_PSF: np.asarray(measurements["mag_psf"], dtype=float),
+            columns.MAGERR_PSF: np.asarray(measurements["magerr_psf"], dtype=float),
+            columns.MAG_APER: np.asarray(measurements["mag_aper"], dtype=float),
+            columns.MAGERR_APER: np.asarray(measurements["magerr_aper"], dtype=float),
+            columns.FLAGS: np.asarray(measurements["flags"], dtype=np.int32),
+            columns.FWHM: fwhm,
         }
     )

@@ -27,6 +27,7 @@ from cpcs.errors import CpcsError
 from cpcs.formats.source_catalogue import read_source_catalogue
 from cpcs.schemas import CalibrationOut
 from cpcs.science.calibration_diagnostics import BandDiagnostics, CalibrationDiagnostics, diagnose_calibration
+from cpcs.science.imaging.source_table import calibrators
 from cpcs_calibrate.references import HttpReferences, LocalReferences, ReferenceSource
 
 log = logging.getLogger(__name__)
@@ -99,10 +100,7 @@ def _read_inputs(context: Context, observation_id: int) -> StoredInputs | str:
             if sources_path is None:
                 return "The image's measured source table is not available."
     if sources_path is not None:
-        table = Table.read(context.settings.data_dir / sources_path)
-        ra, dec, mag, magerr = (
-            np.asarray(table[name], dtype=float) for name in ("RA", "DEC", "MAG_APER", "MAGERR_APER")
-        )
+        ra, dec, mag, magerr = calibrators(Table.read(context.settings.data_dir / sources_path))
     else:
         catalogue = read_source_catalogue(
             context.files.get(sha256),
