@@ -112,6 +112,10 @@ def test_dry_run_then_real_run_moves_the_point(system: System, field: SimulatedF
     assert unchanged["calibration_id"] == point["calibration_id"] and unchanged["band"] == first["band"]
     shown = system.client.get(f"/api/v1/observations/{observation['id']}", headers=_auth(observer)).json()
     assert shown["calibration"]["version"] == 1 and shown["status"] == "calibrated"
+    # The page's plots are those of the version it shows, not of the newer dry run.
+    page = system.client.get(f"/observations/{observation['id']}").text
+    plotted = json.loads(re.search(r'id="calibration-data">(.*?)</script>', page, re.S).group(1))  # type: ignore[union-attr]
+    assert next(b["label"] for b in plotted["bands"] if b["chosen"]) == f"{first['survey']}/{first['band']}"
 
     # The real run: a new version, the point moves to it, the light curve shows its band.
     real = _recalibrate(system, f"/observations/{observation['id']}", observer, force_filter=forced)

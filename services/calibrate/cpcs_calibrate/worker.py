@@ -38,6 +38,7 @@ from cpcs.messages import (
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
 from cpcs.science.colour_terms import MIN_FRAMES, learn_colour_term
+from cpcs.science.crossmatch import field_cone_radius_deg
 from cpcs.science.field_calibration import FieldCalibration, ForcedTarget, calibrate_field
 from cpcs.science.imaging.source_table import calibrators
 from cpcs.science.photometric_systems import ab_flux_ujy
@@ -49,7 +50,6 @@ QUEUE = "calibrate"
 BINDINGS = binding_keys(QUEUE)
 FINAL = ("calibrated", "failed")
 WorkMessage: TypeAlias = CatalogueReceivedV1 | SourcesMeasuredV1
-MAX_CONE_RADIUS_DEG = 1.0
 SAME_NIGHT_DAYS = 0.5
 
 
@@ -95,7 +95,7 @@ class CalibrateWorker:
             )
         try:
             sources = self._sources(message)
-            radius = _cone_radius_deg(sources.ra_deg, sources.dec_deg, alert.ra_deg, alert.dec_deg)
+            radius = field_cone_radius_deg(sources.ra_deg, sources.dec_deg, alert.ra_deg, alert.dec_deg)
             references = self.references.cone(alert.ra_deg, alert.dec_deg, radius)
             result = calibrate_field(
                 sources.ra_deg,
@@ -328,15 +328,6 @@ def _forced_target(session: Session, observation_id: int) -> ForcedTarget:
         limit_mag_inst=number("limit_mag_inst_5sigma"),
         snr=number("snr"),
     )
-
-
-def _cone_radius_deg(ra_deg: np.ndarray, dec_deg: np.ndarray, ra0: float, dec0: float) -> float:
-    """A cone around the alert holding every source (plus a margin), at most 1 degree."""
-    ra, dec = np.radians(ra_deg), np.radians(dec_deg)
-    r0, d0 = math.radians(ra0), math.radians(dec0)
-    cos_d = np.sin(dec) * math.sin(d0) + np.cos(dec) * math.cos(d0) * np.cos(ra - r0)
-    extent = float(np.degrees(np.arccos(np.clip(cos_d, -1, 1))).max())
-    return min(extent + 1 / 60, MAX_CONE_RADIUS_DEG)
 
 
 #: The most recent calibrated frames of an instrument and filter a colour term is learned from.

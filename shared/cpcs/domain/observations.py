@@ -104,10 +104,14 @@ def get_request(session: Session, request_id: int) -> CalibrationRequest:
     return request
 
 
-def _current_calibration(
-    session: Session, observation: Observation, point: Point | None
+def current_calibration(
+    session: Session, observation: Observation, point: Point | None = None
 ) -> Calibration | None:
-    """The version its point shows; without a point, the newest that is not a dry-run recalibration."""
+    """The version its point shows; without a point, the newest that is not a dry-run recalibration.
+
+    ``point`` is the observation's point when the caller has it already (else it is looked up)."""
+    if point is None:
+        point = session.scalar(select(Point).where(Point.observation_id == observation.id))
     versions = session.scalars(
         select(Calibration)
         .where(Calibration.observation_id == observation.id)
@@ -128,7 +132,7 @@ def observation_view(session: Session, observation: Observation) -> ObservationO
     recalibration of a stored observation is never current (it is in the history only).
     """
     point = session.scalar(select(Point).where(Point.observation_id == observation.id))
-    calibration = _current_calibration(session, observation, point)
+    calibration = current_calibration(session, observation, point)
     return ObservationOut(
         id=observation.id,
         alert_id=observation.alert_id,
@@ -174,7 +178,7 @@ def calibration_history(session: Session, observation_id: int) -> list[Calibrati
     """Every calibration version, oldest first, with the current one and the dry runs marked."""
     observation = get_observation(session, observation_id)
     point = session.scalar(select(Point).where(Point.observation_id == observation_id))
-    current = _current_calibration(session, observation, point)
+    current = current_calibration(session, observation, point)
     rows = session.scalars(
         select(Calibration).where(Calibration.observation_id == observation_id).order_by(Calibration.version)
     ).all()

@@ -203,3 +203,21 @@ def nearest_source(
     if sep_arcsec[best] <= radius_arcsec:
         return best
     return None
+
+
+#: The reference cone of a field reaches this far (deg) beyond its farthest source ...
+FIELD_CONE_MARGIN_DEG = 1 / 60
+#: ... and never beyond this radius (deg).
+FIELD_CONE_MAX_DEG = 1.0
+
+
+def field_cone_radius_deg(ra_deg: ArrayLike, dec_deg: ArrayLike, ra0_deg: float, dec0_deg: float) -> float:
+    """Radius (deg) of the reference cone around ``(ra0, dec0)`` (the alert) that holds every source
+    plus ``FIELD_CONE_MARGIN_DEG``, at most ``FIELD_CONE_MAX_DEG``: the cone a calibration asks for,
+    and the one its plots ask for again."""
+    ra = np.radians(np.asarray(ra_deg, dtype=float))
+    dec = np.radians(np.asarray(dec_deg, dtype=float))
+    r0, d0 = np.radians(ra0_deg), np.radians(dec0_deg)
+    cos_d = np.sin(dec) * np.sin(d0) + np.cos(dec) * np.cos(d0) * np.cos(ra - r0)
+    extent = float(np.degrees(np.arccos(np.clip(cos_d, -1, 1))).max()) if cos_d.size else 0.0
+    return min(extent + FIELD_CONE_MARGIN_DEG, FIELD_CONE_MAX_DEG)

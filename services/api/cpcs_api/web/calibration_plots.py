@@ -22,18 +22,18 @@ from sqlalchemy import select
 from cpcs.catalogs.cone import ConeService
 from cpcs.catalogs.tiles import TileStore
 from cpcs.context import Context
-from cpcs.db.models import Calibration, ImageReduction, Observation
+from cpcs.db.models import ImageReduction, Observation
+from cpcs.domain.observations import current_calibration
 from cpcs.errors import CpcsError
 from cpcs.formats.source_catalogue import read_source_catalogue
 from cpcs.schemas import CalibrationOut
 from cpcs.science.calibration_diagnostics import BandDiagnostics, CalibrationDiagnostics, diagnose_calibration
+from cpcs.science.crossmatch import field_cone_radius_deg
 from cpcs.science.imaging.source_table import calibrators
 from cpcs_calibrate.references import HttpReferences, LocalReferences, ReferenceSource
 
 log = logging.getLogger(__name__)
 
-MAX_CONE_RADIUS_DEG = 1.0
-CONE_MARGIN_DEG = 1 / 60
 DECIMALS = 4
 
 
@@ -77,12 +77,7 @@ def _read_inputs(context: Context, observation_id: int) -> StoredInputs | str:
         observation = session.get(Observation, observation_id)
         if observation is None:
             return "No such observation."
-        calibration = session.scalar(
-            select(Calibration)
-            .where(Calibration.observation_id == observation_id)
-            .order_by(Calibration.version.desc())
-            .limit(1)
-        )
+        calibration = current_calibration(session, observation)  # the version the page shows
         if calibration is None:
             return "This observation has no calibration."
         params = dict(calibration.params or {})
@@ -122,22 +117,15 @@ def _read_inputs(context: Context, observation_id: int) -> StoredInputs | str:
     )
 
 
-def cone_radius_deg(ra_deg: np.ndarray, dec_deg: np.ndarray, ra0: float, dec0: float) -> float:
-    """The cone calibrate asked for: every source plus a margin, at most one degree."""
-    ra, dec = np.radians(ra_deg), np.radians(dec_deg)
-    r0, d0 = math.radians(ra0), math.radians(dec0)
-    cos_d = np.sin(dec) * math.sin(d0) + np.cos(dec) * math.cos(d0) * np.cos(ra - r0)
-    extent = float(np.degrees(np.arccos(np.clip(cos_d, -1, 1))).max()) if cos_d.size else 0.0
-    return min(extent + CONE_MARGIN_DEG, MAX_CONE_RADIUS_DEG)
-
-
 def diagnostics_for(context: Context, references: ReferenceSource, observation_id: int) -> PlotData:
-    """Recompute the stars of an observation's newest calibration and shape them for the page."""
+    """Recompute the stars of the calibration an observation shows now and shape them for the page."""
     try:
         inputs = _read_inputs(context, observation_id)
         if isinstance(inputs, str):
             return PlotData(None, inputs)
-        radius = cone_radius_deg(inputs.ra_deg, inputs.dec_deg, inputs.alert_ra_deg, inputs.alert_dec_deg)
+        radius = field_cone_radius_deg(
+            inputs.ra_deg, inputs.dec_deg, inputs.alert_ra_deg, inputs.alert_dec_deg
+        )
         cone = references.cone(inputs.alert_ra_deg, inputs.alert_dec_deg, radius)
         diagnostics = diagnose_calibration(
             inputs.ra_deg,

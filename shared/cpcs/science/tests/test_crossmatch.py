@@ -140,3 +140,17 @@ def test_crossmatch_is_fast() -> None:
         timings.append(time.perf_counter() - start)
     # About 2 ms on a small machine; the bound leaves room for a loaded CI runner.
     assert min(timings) < 0.02
+
+
+def test_the_field_cone_holds_every_source_within_its_cap() -> None:
+    from cpcs.science.crossmatch import FIELD_CONE_MARGIN_DEG, FIELD_CONE_MAX_DEG, field_cone_radius_deg
+
+    ra = np.array([150.0, 150.2, 149.9])
+    dec = np.array([2.0, 2.0, 2.1])
+    radius = field_cone_radius_deg(ra, dec, 150.0, 2.0)
+    farthest = np.hypot(0.2 * np.cos(np.radians(2.0)), 0.0)
+    assert radius == pytest.approx(
+        max(farthest, np.hypot(0.1 * np.cos(np.radians(2.0)), 0.1)) + FIELD_CONE_MARGIN_DEG, abs=1e-4
+    )
+    assert field_cone_radius_deg(np.array([160.0]), np.array([2.0]), 150.0, 2.0) == FIELD_CONE_MAX_DEG
+    assert field_cone_radius_deg(np.array([]), np.array([]), 150.0, 2.0) == FIELD_CONE_MARGIN_DEG
