@@ -119,9 +119,6 @@ class OutboundSettings(BaseSettings):
     )
     poll_s: float = Field(default=5.0, gt=0, description="Longest sleep between looks for due deliveries.")
     workers: int = Field(default=2, ge=1, description="Sending threads.")
-    public_base_url: str = Field(
-        default="", description="This server's public URL for links in payloads; empty = relative links."
-    )
     allow_private_targets: bool = Field(
         default=False,
         description="Let webhooks reach loopback/private/link-local addresses (tests, closed networks).",
@@ -318,7 +315,7 @@ class OutboundDispatcher:
             facts,
             delivery_id=delivery.id,
             created_at=delivery.created_at,
-            base_url=self.settings.public_base_url,
+            base_url=self.context.settings.public_base_url,
             event=webhooks.EVENTS[action],
             deleted_at=deleted_at,
         )
@@ -333,7 +330,7 @@ class OutboundDispatcher:
                 facts,
                 instrument_id=destination.instrument_id,
                 group_ids=list(destination.group_ids or []),
-                base_url=self.settings.public_base_url,
+                base_url=self.context.settings.public_base_url,
             )
         except skyportal.NotSendable as exc:
             delivery.status = STATUS_FAILED
