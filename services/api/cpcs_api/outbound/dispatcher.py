@@ -51,6 +51,7 @@ import email.utils
 import fnmatch
 import json
 import logging
+import os
 import threading
 import time
 import unicodedata
@@ -771,6 +772,8 @@ class Outbound:
     ):
         self.context = context
         self.settings = settings or OutboundSettings()
+        if os.environ.get("CPCS_OUTBOUND_PUBLIC_BASE_URL"):
+            log.warning("CPCS_OUTBOUND_PUBLIC_BASE_URL is no longer read: links start with CPCS_PUBLIC_URL")
         self.worker = DeliveryWorker(context.db, self.settings, client=client)
         self.dispatcher = OutboundDispatcher(context, self.settings, on_planned=self.worker.notify)
 
