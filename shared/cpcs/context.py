@@ -27,14 +27,15 @@ class Context:
         self.db = db or Database(settings.sqlalchemy_url)
         # Every consumer queue is declared before anything is published, so a command sent
         # before its consumer first starts waits in its queue instead of being unroutable.
+        topology = replace(CPCS_TOPOLOGY, exchange=settings.exchange)
         self.bus = bus or create_bus(
             settings.broker_url,
             exchange=settings.exchange,
             retry_base_s=settings.retry_base_s,
-            topology=replace(CPCS_TOPOLOGY, exchange=settings.exchange),
+            topology=topology,
         )
         self.files = FileStore(settings.uploads_dir)
-        self.relay = OutboxRelay(self.db, self.bus, poll_s=settings.outbox_poll_s)
+        self.relay = OutboxRelay(self.db, self.bus, poll_s=settings.outbox_poll_s, topology=topology)
         self._relay_started = False
 
     def start_relay(self) -> None:

@@ -27,7 +27,8 @@ catalogue content         ``cpcs.formats._upload_limits`` while the staged file 
                           (200 MB), FITS table rows from each header; images:
                           ``cpcs.formats.fits_image`` (pixels, header blocks, inflated size).
 links                     ``status_url``, ``Location`` and every link CPCS writes start with
-                          ``public_url`` (``Settings.public_base_url``), never the Host header.
+                          ``public_url`` (``Settings.public_base_url``), never the Host header;
+                          the upload page posts to ``Settings.upload_url``.
 time                      ``TimeLimitMiddleware``: ``request_timeout_s`` (60 s); upload routes
                           ``upload_timeout_s`` + ``legacy_wait_s`` (600 + 120 s). 408 if the body
                           is still arriving, else 503 + Retry-After. A handler's thread cannot be
@@ -38,7 +39,10 @@ slow clients              uvicorn (``cpcs.launcher.serve``): request line + head
                           ``http_keep_alive_s`` (5 s).
 CORS                      ``CorsMiddleware``: GET/HEAD from any origin (no credentials: tokens are
                           sent explicitly, never as cookies); other methods only from
-                          ``cors_origins`` (none by default).
+                          ``cors_origins`` (none by default) and the origin of ``public_url``
+                          (our own pages: the upload page on the api posting to ingest when
+                          ``ingest_public_url`` names another host or port; the pages' CSP
+                          then allows that origin for connect-src and form-action).
 headers                   ``SecurityHeadersMiddleware`` on every response, 500s included: nosniff,
                           X-Frame-Options DENY, Referrer-Policy same-origin, a CSP (pages: scripts
                           and styles from us only; JSON: nothing; /docs: its CDN); a 503 always
@@ -581,12 +585,16 @@ def bundled_style_hashes() -> tuple[str, ...]:
     return tuple(dict.fromkeys(hashes))
 
 
-def page_policy() -> str:
-    """The web pages: scripts and styles only from us (their data sits in non-executing JSON blocks)."""
+def page_policy(upload_origins: Iterable[str] = ()) -> str:
+    """The web pages: scripts and styles only from us (their data sits in non-executing JSON blocks).
+
+    ``upload_origins``: where else the upload page may send its form (ingest on its own host or port).
+    """
+    writes = " ".join(("'self'", *upload_origins))
     return (
         "default-src 'self'; script-src 'self'; "
         f"style-src 'self' 'unsafe-hashes' {' '.join(bundled_style_hashes())}; img-src 'self' data: blob:; "
-        "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        f"font-src 'self'; connect-src {writes}; object-src 'none'; base-uri 'none'; form-action {writes}; "
         "frame-ancestors 'none'"
     )
 
@@ -614,11 +622,17 @@ COMMON_HEADERS = {
 class SecurityHeadersMiddleware:
     """Security headers on every response; a 503 without Retry-After gets one."""
 
-    def __init__(self, app: ASGIApp, docs_paths: Iterable[str] = (), retry_after_s: int = 5):
+    def __init__(
+        self,
+        app: ASGIApp,
+        docs_paths: Iterable[str] = (),
+        retry_after_s: int = 5,
+        upload_origins: Iterable[str] = (),
+    ):
         self.app = app
         self.docs_paths = frozenset(docs_paths)
         self.retry_after = str(retry_after_s)
-        self.page_policy = page_policy()
+        self.page_policy = page_policy(upload_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -681,7 +695,11 @@ class Door:
 
     def wrap(self, app: ASGIApp, docs_paths: Iterable[str]) -> ASGIApp:
         """The outer ones, around everything (so a 500 gets the headers too)."""
-        return SecurityHeadersMiddleware(CorsMiddleware(app, self.settings.cors_origin_list), docs_paths)
+        return SecurityHeadersMiddleware(
+            CorsMiddleware(app, self.settings.write_origins),
+            docs_paths,
+            upload_origins=self.settings.upload_origins,
+        )
 
 
 def upload_route_patterns(routes: Sequence[Any]) -> tuple[re.Pattern[str], ...]:

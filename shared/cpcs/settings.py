@@ -7,7 +7,7 @@ import urllib.parse
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,7 +28,12 @@ class Settings(BaseSettings):
         default="",
         description="The public base URL clients reach CPCS at (e.g. https://cpcs.example.org/): status_url, "
         "Location and the links CPCS writes start with it; empty = http://HOST:PORT/. The request's Host "
-        "header is never used.",
+        "header is never used. Without a gateway in front (each service its own port): the api's URL.",
+    )
+    ingest_public_url: str = Field(
+        default="",
+        description="Where clients reach the ingest service, when it is not under public_url (no gateway, "
+        "e.g. http://cpcs.example.org:8001/): the upload page posts there; empty = the page's own origin.",
     )
 
     catalog_cache_url: str | None = Field(
@@ -120,16 +125,16 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
-    @field_validator("public_url")
+    @field_validator("public_url", "ingest_public_url")
     @classmethod
-    def _absolute_http_url(cls, value: str) -> str:
+    def _absolute_http_url(cls, value: str, info: ValidationInfo) -> str:
         value = value.strip()
         if not value:
             return value
         parts = urllib.parse.urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             raise ValueError(
-                f"public_url: {value!r} is not an http(s) base URL such as https://cpcs.example.org/ "
+                f"{info.field_name}: {value!r} is not an http(s) base URL such as https://cpcs.example.org/ "
                 "(no query, no fragment)"
             )
         return value
@@ -144,12 +149,40 @@ class Settings(BaseSettings):
         return f"http://{host}:{self.port}/"
 
     @property
+    def upload_url(self) -> str:
+        """Where the upload page posts: ingest's public URL, or the page's own origin (one host)."""
+        if self.ingest_public_url:
+            return self.ingest_public_url.rstrip("/") + "/api/v1/uploads"
+        return "/api/v1/uploads"
+
+    @property
+    def upload_origins(self) -> tuple[str, ...]:
+        """Origins other than the page's own that the pages send uploads to (for their CSP)."""
+        return (origin_of(self.ingest_public_url),) if self.ingest_public_url else ()
+
+    @property
+    def write_origins(self) -> tuple[str, ...]:
+        """Origins allowed to write from a browser: ``cors_origins`` and our own pages' (``public_url``)."""
+        own = (origin_of(self.public_url),) if self.public_url else ()
+        return tuple(dict.fromkeys((*self.cors_origin_list, *own)))
+
+    @property
     def trusted_proxy_list(self) -> tuple[str, ...]:
         return tuple(e.strip() for e in self.trusted_proxies.split(",") if e.strip())
 
     @property
     def embedded(self) -> bool:
         return self.broker_url is None
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of an absolute URL, as a browser names its origin."""
+    parts = urllib.parse.urlsplit(url.strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    host = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}.get(scheme)
+    port = f":{parts.port}" if parts.port is not None and parts.port != default else ""
+    return f"{scheme}://{host}{port}"
 
 
 @lru_cache(maxsize=1)

@@ -247,6 +247,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/observations/{observation_id}"): Route(
         Rule.PUBLIC, 200, _with_id("GET", "/observations/{id}", "observations", "read")
     ),
+    ("GET", "/observations/{observation_id}/calibration.svg"): Route(
+        Rule.PUBLIC, 200, _with_id("GET", "/observations/{id}/calibration.svg", "observations", "read")
+    ),
     ("GET", "/upload"): Route(Rule.PUBLIC, 200, _get("/upload")),
     ("GET", "/observatories"): Route(Rule.PUBLIC, 200, _get("/observatories")),
     # Alerts.

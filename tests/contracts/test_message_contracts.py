@@ -75,3 +75,16 @@ def test_params_key_separates_what_changes_the_result() -> None:
     assert base.key() == CalibrationParamsV1(dry_run=True).key()
     assert base.key() != CalibrationParamsV1(match_radius_arcsec=4).key()
     assert base.key() != CalibrationParamsV1(force_filter="any/r").key()
+
+
+def test_every_message_has_a_consumer_or_is_declared_an_event_nobody_consumes() -> None:
+    """A new message type must get a consumer queue, or be declared unconsumed on purpose (the relay
+    warns about any other message nobody receives)."""
+    from cpcs.messaging.memory import topic_matches
+    from cpcs.messaging.topology import CPCS_TOPOLOGY
+
+    bound = [key for spec in CPCS_TOPOLOGY.queues for key in spec.binding_keys]
+    for routing_key in MESSAGE_TYPES:
+        consumed = any(topic_matches(binding, routing_key) for binding in bound)
+        declared = CPCS_TOPOLOGY.expects_unroutable(routing_key)
+        assert consumed != declared, f"{routing_key}: consumed={consumed}, declared unconsumed={declared}"

@@ -93,3 +93,46 @@ def test_services_trust_forwarded_addresses_from_the_gateway_only() -> None:
     assert (
         "X-Forwarded-For $proxy_add_x_forwarded_for" in (ROOT / "deploy" / "nginx" / "cpcs.conf").read_text()
     )
+
+
+NGINX_SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
+
+
+def nginx_bytes(value: str) -> int:
+    """An nginx size (``419692544``, ``512k``, ``60m``, ``1g``) in bytes."""
+    match = NGINX_SIZE.match(value)
+    assert match, f"not an nginx size: {value!r}"
+    return int(match.group(1)) * 1024 ** " kmg".index((match.group(2) or " ").lower())
+
+
+def test_the_gateway_and_the_services_cap_upload_bodies_at_one_figure() -> None:
+    """What the services accept, the gateway passes, and nothing more: one limit, not two."""
+    conf = (ROOT / "deploy" / "nginx" / "cpcs.conf").read_text()
+    [size] = re.findall(r"^\s*client_max_body_size\s+(\S+);", conf, flags=re.MULTILINE)
+    gateway = nginx_bytes(size)
+    compose_env = _compose()["services"]["ingest"]["environment"]
+    settings = Settings(
+        **{
+            name: int(compose_env[f"CPCS_{name.upper()}"])
+            for name in ("max_upload_bytes", "max_form_overhead_bytes")
+            if f"CPCS_{name.upper()}" in compose_env
+        }
+    )
+    server = settings.max_upload_bytes + settings.max_form_overhead_bytes
+    assert gateway == server, f"nginx caps bodies at {gateway} bytes, the services at {server}"
+    # The gateway's own 413 says the same figure, in the services' JSON error shape.
+    [body] = re.findall(r"return 413 '(.*)';", conf)
+    error = json.loads(body)
+    assert error["error"] == "request_too_large" and f"limit of {server} bytes" in error["message"]
+
+
+def test_the_gateway_sends_ingest_its_routes_and_everything_else_to_api() -> None:
+    from fastapi.routing import APIRoute
+
+    from cpcs_ingest.app import routers
+
+    served = {route.path for router in routers() for route in router.routes if isinstance(route, APIRoute)}
+    conf = (ROOT / "deploy" / "nginx" / "cpcs.conf").read_text()
+    routes = dict(re.findall(r"location\s+(?:=\s+)?(\S+)\s*\{\s*proxy_pass http://(\w+);", conf))
+    assert {path for path, upstream in routes.items() if upstream == "cpcs_ingest"} == served
+    assert routes["/"] == "cpcs_api"

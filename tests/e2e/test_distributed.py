@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from cpcs.testing.reference_files import write_reference_tables
 from cpcs.testing.servers import temporary_postgres_database, temporary_rabbitmq_vhost
 from cpcs_api.outbound.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG
+
+FINAL = ("calibrated", "failed", "error")
 
 
 @contextmanager
@@ -111,13 +114,30 @@ def test_curl_flow_across_processes(
             params={"alert_name": "ivo://Gaia16aye", "hashtag": token},
         ).json()
         assert lc["id"] == [result["followup_id"]]
+        # No gateway: the links ingest gives out are the api's (CPCS_PUBLIC_URL), and they answer.
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert result["image_link"].startswith(f"{system.api_url}/")
+        shown = httpx.get(result["image_link"], headers=bearer)
+        assert shown.status_code == 200 and shown.json()["id"] == result["observation_id"]
+
+        # The same file again, as the HTML page with its plot: the existing point, the page and plot links.
         again = httpx.post(
             f"{system.ingest_url}/followup/cgi/upload",
-            data=form,
+            data={**form, "outputFormat": "html", "noPlot": "0"},
             files={"sexCat": ("a.cat", catalogue)},
             timeout=120,
         )
-        assert again.json()["followup_id"] == result["followup_id"]
+        assert again.status_code == 200 and again.headers["content-type"].startswith("text/html")
+        assert f"<th>Followup id</th><td>{result['followup_id']}</td>" in again.text
+        page_url = f"{system.api_url}/observations/{result['observation_id']}"
+        assert f"href='{page_url}'" in again.text
+        assert f"src='{page_url}/calibration.svg'" in again.text
+        assert system.api_url in again.headers["content-security-policy"]  # the image may load from the api
+        observation_page = httpx.get(page_url)
+        assert observation_page.status_code == 200 and "calibration-data" in observation_page.text
+        plot = httpx.get(f"{page_url}/calibration.svg", timeout=30)
+        assert plot.status_code == 200 and plot.headers["content-type"].startswith("image/svg+xml")
+        assert plot.text.count('class="used"') >= 5 and 'class="fit"' in plot.text
         deleted = httpx.post(
             f"{system.api_url}/followup/cgi/delpoint",
             data={"followupid": result["followup_id"], "hashtag": token},
@@ -144,6 +164,47 @@ def test_curl_flow_across_processes(
         documents = [json.loads(r["raw"]) for r in received]
         assert {d["point"]["id"] for d in documents} == {result["followup_id"]}
         assert documents[1]["event"] == "point.deleted" and documents[1]["point"]["deleted_at"]
+
+        # The api's upload page posts to ingest (CPCS_INGEST_PUBLIC_URL), cross-origin as a browser does.
+        page = httpx.get(f"{system.api_url}/upload")
+        assert page.status_code == 200
+        action = re.search(r'<form id="upload-form"[^>]* action="([^"]+)"', page.text)
+        assert action is not None and action.group(1) == f"{system.ingest_url}/api/v1/uploads"
+        policy = dict(d.strip().split(" ", 1) for d in page.headers["content-security-policy"].split(";"))
+        assert system.ingest_url in policy["connect-src"].split()
+        origin = {"Origin": system.api_url}
+        preflight = httpx.options(
+            action.group(1),
+            headers={
+                **origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == system.api_url
+        stranger = httpx.options(
+            action.group(1),
+            headers={"Origin": "http://elsewhere.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert stranger.status_code == 403
+        other = to_sextractor_ascii(field.ra_deg[:-1], field.dec_deg[:-1], field.mag[:-1], field.magerr[:-1])
+        accepted = httpx.post(
+            action.group(1),
+            data={"alert": "ivo://Gaia16aye", "mjd": "57738.8", "dry_run": "false"},
+            files={"file": ("b.cat", other.encode())},
+            headers={**origin, **bearer},
+            timeout=60,
+        )
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.headers["access-control-allow-origin"] == system.api_url
+        status_url = accepted.json()["status_url"]
+        assert status_url.startswith(f"{system.api_url}/")
+        deadline = time.monotonic() + 60
+        while (status := httpx.get(status_url, headers=bearer)).json()["status"] not in FINAL:
+            assert time.monotonic() < deadline, status.text
+            time.sleep(0.3)
+        assert status.status_code == 200 and status.json()["status"] == "calibrated", status.text
 
         # An image of another target (its own simulated sky): reduce and calibrate as their own processes.
         image = simulate_image(9, shape=(768, 768), zp=27.5, ra_deg=150.1, dec_deg=2.2, target="bright")

@@ -148,9 +148,9 @@ def populate(system: System, folder: Path) -> WebData:
 class LiveServer:
     """The ASGI app served by uvicorn on a free loopback port, in a background thread."""
 
-    def __init__(self, app: Any):
+    def __init__(self, app: Any, port: int = 0):
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.bind(("127.0.0.1", 0))
+        self.socket.bind(("127.0.0.1", port))
         self.port = self.socket.getsockname()[1]
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)

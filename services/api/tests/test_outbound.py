@@ -138,7 +138,6 @@ FAST = OutboundSettings(
     lease_s=10.0,
     poll_s=0.05,
     workers=2,
-    public_base_url="http://cpcs.test",
     allow_private_targets=True,
     trust_env=False,
 )
@@ -407,7 +406,13 @@ def _auth(token: str) -> dict[str, str]:
 def start_outbound_system(data_dir: Path, settings: OutboundSettings = FAST) -> OutboundSystem:
     """The embedded system plus the outbound flow, wired the way the launcher should wire it."""
     system = start_system(
-        Settings(data_dir=data_dir, retry_base_s=0.05, outbox_poll_s=0.05, legacy_wait_s=30),
+        Settings(
+            data_dir=data_dir,
+            retry_base_s=0.05,
+            outbox_poll_s=0.05,
+            legacy_wait_s=30,
+            public_url="http://cpcs.test",
+        ),
         configure=lambda context: outbound_for(context, settings),
     )
     return OutboundSystem(system, outbound_for(system.context))

@@ -21,6 +21,7 @@ from cpcs.messages import CalibrationParamsV1
 from cpcs.schemas import ObservationStatus
 from cpcs.science.selection import parse_force_filter
 from cpcs.security import upload_form_limits
+from cpcs.settings import origin_of
 from cpcs.web import ERROR_RESPONSES, UPLOAD_RESPONSES, ContextDep, error_response, token_from_request
 from cpcs_ingest.forms import parse_flag, parse_optional_float
 from cpcs_ingest.service import IngestService, Upload
@@ -101,7 +102,21 @@ def legacy_result(
         }
 
 
-def _html_page(result: dict[str, Any], dry_run: bool) -> str:
+def observation_page_url(base_url: str, observation_id: int) -> str:
+    """The api's web page of the observation, with its calibration plots."""
+    return f"{base_url}observations/{observation_id}"
+
+
+def html_policy(base_url: str) -> str:
+    """The legacy page loads nothing but the plot image, which the api serves (maybe on its own port)."""
+    return (
+        f"default-src 'none'; img-src 'self' {origin_of(base_url)}; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+
+
+def _html_page(result: dict[str, Any], dry_run: bool, page_url: str, plot: bool) -> str:
+    """The HTML answer: the numbers, a link to the observation page and (``noPlot=0``) the fit's image."""
     mag_err = "-1 (upper limit)" if result["mag_err"] == -1 else f"{result['mag_err']:.3f}"
     rows = [
         ("Filter", f"{result['survey']} / {result['filter']}"),
@@ -120,10 +135,19 @@ def _html_page(result: dict[str, Any], dry_run: bool) -> str:
         rows.append(("Uploaded before", seen))
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     link = html.escape(result["image_link"])
+    page = html.escape(page_url)
+    figure = ""
+    if plot:
+        alt = f"Catalogue against instrumental magnitude, {result['survey']}/{result['filter']}"
+        figure = (
+            f"<p><a href='{page}'><img id='calibration-plot' src='{page}/calibration.svg' width='640' "
+            f"height='420' alt='{html.escape(alt)}'></a></p>"
+        )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>CPCS calibration</title></head>"
-        f"<body><h1>Result of calibration</h1><table>{body}</table>"
-        f"<p><a href='{link}'>Calibration record</a></p></body></html>"
+        f"<body><h1>Result of calibration</h1><table>{body}</table>{figure}"
+        f"<p><a id='observation-page' href='{page}'>Observation page with the calibration plots</a> · "
+        f"<a href='{link}'>Calibration record (JSON)</a></p></body></html>"
     )
 
 
@@ -162,9 +186,11 @@ def router() -> APIRouter:
         forceFilter: Annotated[str | None, Form(description="'no', 'SURVEY/BAND' or 'any/BAND'")] = None,
         dryRun: Annotated[str | None, Form()] = None,
         outputFormat: Annotated[str | None, Form(description="json or html")] = None,
-        noPlot: Annotated[str | None, Form()] = None,
+        noPlot: Annotated[
+            str | None, Form(description="0 (the default): the HTML answer shows the calibration plot")
+        ] = None,
     ) -> Any:
-        del noPlot  # plots are made on demand by the api service
+        plot = not parse_flag(noPlot)  # the api draws it on demand; the page links the image
         output = (outputFormat or "html").strip().lower()
         if output not in ("json", "html"):
             raise InputError("outputFormat must be json or html.", code="invalid_output_format")
@@ -205,7 +231,11 @@ def router() -> APIRouter:
             result = legacy_result(context, final, base_url, registered)
             if output == "json":
                 return JSONResponse(result)
-            return HTMLResponse(_html_page(result, params.dry_run))
+            page_url = observation_page_url(base_url, registered.observation_id)
+            return HTMLResponse(
+                _html_page(result, params.dry_run, page_url, plot),
+                headers={"Content-Security-Policy": html_policy(base_url)},
+            )
         if final.status in ("failed", "error"):
             if final.status == "failed":
                 return error_response(422, final.error_code or "failed", final.error_message or "failed")

@@ -13,6 +13,7 @@ from cpcs.db.engine import Database
 from cpcs.db.models import OutboxMessage, utcnow
 from cpcs.messages import Message, encode
 from cpcs.messaging.bus import Bus, UnroutableError
+from cpcs.messaging.topology import CPCS_TOPOLOGY, Topology
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,23 @@ class OutboxRelay:
     claimed with ``FOR UPDATE SKIP LOCKED``. A publish that fails leaves the row for the next
     round, so nothing is lost while the broker is away; consumers are idempotent, so the rare
     double publish after a crash between publish and commit is harmless. A message no queue is
-    bound to is an event without subscribers: it counts as sent. (Every consumer queue is
-    declared before anything is published, see ``Context``, so commands always route.)
+    bound to counts as sent: quietly for the topology's ``unconsumed_events`` (events nobody
+    consumes by design), with a warning for any other key (a consumer queue is missing). Every
+    consumer queue is declared before anything is published (see ``Context``), so commands route.
     """
 
-    def __init__(self, db: Database, bus: Bus, *, poll_s: float = 0.5, batch: int = 100):
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        *,
+        poll_s: float = 0.5,
+        batch: int = 100,
+        topology: Topology = CPCS_TOPOLOGY,
+    ):
         self.db = db
         self.bus = bus
+        self.topology = topology
         self.poll_s = poll_s
         self.batch = batch
         self._wake = threading.Event()
@@ -94,8 +105,16 @@ class OutboxRelay:
                 try:
                     self.bus.publish(row.routing_key, row.body.encode(), message_id=row.message_id)
                 except UnroutableError:
-                    # An event nobody subscribes to (command queues are always declared): done.
-                    log.debug("no subscriber for %s", row.routing_key, extra={"message_id": row.message_id})
+                    extra = {"message_id": row.message_id, "routing_key": row.routing_key}
+                    if self.topology.expects_unroutable(row.routing_key):
+                        log.debug("no subscriber for %s (none by design)", row.routing_key, extra=extra)
+                    else:
+                        log.warning(
+                            "message %s dropped: no queue bound to %r",
+                            row.message_id,
+                            row.routing_key,
+                            extra=extra,
+                        )
                     row.last_error = "unroutable: no queue bound"
                 except Exception as exc:
                     row.last_error = str(exc)[:1000]

@@ -164,13 +164,7 @@ class InProcessBus(Bus):
                 for queue in self._queues.values()
                 if any(topic_matches(binding, routing_key) for binding in queue.bindings)
             ]
-            if not targets:
-                logger.warning(
-                    "message %s dropped: no queue bound to %r",
-                    message_id,
-                    routing_key,
-                    extra={"message_id": message_id, "routing_key": routing_key},
-                )
+            if not targets:  # the publisher reports it (it knows whether that was expected)
                 raise UnroutableError(
                     f"no queue is bound to routing key {routing_key!r} on {self.exchange!r}"
                 )

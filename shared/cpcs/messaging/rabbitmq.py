@@ -331,10 +331,7 @@ class RabbitMqBus(Bus):
                 try:
                     channel = self._open_publisher()
                     channel.basic_publish(self.exchange, routing_key, bytes(body), properties, mandatory=True)
-                except pika.exceptions.UnroutableError:
-                    logger.warning(
-                        "message %s dropped: no queue bound to %r", message_id, routing_key, extra=context
-                    )
+                except pika.exceptions.UnroutableError:  # the publisher reports it
                     raise UnroutableError(
                         f"no queue is bound to routing key {routing_key!r} on {self.exchange!r}"
                     ) from None

@@ -98,10 +98,20 @@ class Declarations:
 
 @dataclass(frozen=True)
 class Topology:
-    """Consumer queues on one topic exchange, with their retry and dead-letter companions."""
+    """Consumer queues on one topic exchange, with their retry and dead-letter companions.
+
+    ``unconsumed_events`` are routing keys published for whoever binds a queue to them (an operator's
+    monitoring, an extension) that no queue of this topology consumes: an unroutable publish of one
+    of them is expected, any other one means a consumer is missing.
+    """
 
     exchange: str = DEFAULT_EXCHANGE
     queues: tuple[QueueSpec, ...] = ()
+    unconsumed_events: tuple[str, ...] = ()
+
+    def expects_unroutable(self, routing_key: str) -> bool:
+        """Whether nobody consuming ``routing_key`` is by design (see ``unconsumed_events``)."""
+        return routing_key in self.unconsumed_events
 
     @property
     def dead_letter_exchange(self) -> str:
@@ -193,6 +203,8 @@ CPCS_TOPOLOGY = Topology(
         QueueSpec("catalog-cache", ("field.requested",)),
         QueueSpec("api", ("point.calibrated", "point.deleted")),
     ),
+    # The observation's status already says it failed; the event is there for anyone who listens.
+    unconsumed_events=("observation.failed",),
 )
 
 

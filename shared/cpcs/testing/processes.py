@@ -124,7 +124,8 @@ def embedded_process(data_dir: Path, *, extra_env: dict[str, str] | None = None)
 def distributed_processes(
     data_dir: Path, database_url: str, broker_url: str, *, calibrate_workers: int = 1
 ) -> Iterator[RunningSystem]:
-    """Every service as its own process, on PostgreSQL and RabbitMQ."""
+    """Every service as its own process, on PostgreSQL and RabbitMQ, configured as an operator without
+    a gateway would: the api's URL is the public one (status URLs, links), ingest's is where uploads go."""
     data_dir.mkdir(parents=True, exist_ok=True)
     ports = {name: free_port() for name in ("ingest", "api", "catalog-cache")}
     env = {
@@ -133,6 +134,8 @@ def distributed_processes(
         "CPCS_DATABASE_URL": database_url,
         "CPCS_BROKER_URL": broker_url,
         "CPCS_CATALOG_CACHE_URL": f"http://127.0.0.1:{ports['catalog-cache']}",
+        "CPCS_PUBLIC_URL": f"http://127.0.0.1:{ports['api']}/",
+        "CPCS_INGEST_PUBLIC_URL": f"http://127.0.0.1:{ports['ingest']}/",
     }
     run_cli(["db", "upgrade"], env)
     processes: dict[str, subprocess.Popen[bytes]] = {}

@@ -51,6 +51,7 @@ import email.utils
 import fnmatch
 import json
 import logging
+import os
 import threading
 import time
 import unicodedata
@@ -119,9 +120,6 @@ class OutboundSettings(BaseSettings):
     )
     poll_s: float = Field(default=5.0, gt=0, description="Longest sleep between looks for due deliveries.")
     workers: int = Field(default=2, ge=1, description="Sending threads.")
-    public_base_url: str = Field(
-        default="", description="This server's public URL for links in payloads; empty = relative links."
-    )
     allow_private_targets: bool = Field(
         default=False,
         description="Let webhooks reach loopback/private/link-local addresses (tests, closed networks).",
@@ -318,7 +316,7 @@ class OutboundDispatcher:
             facts,
             delivery_id=delivery.id,
             created_at=delivery.created_at,
-            base_url=self.settings.public_base_url,
+            base_url=self.context.settings.public_base_url,
             event=webhooks.EVENTS[action],
             deleted_at=deleted_at,
         )
@@ -333,7 +331,7 @@ class OutboundDispatcher:
                 facts,
                 instrument_id=destination.instrument_id,
                 group_ids=list(destination.group_ids or []),
-                base_url=self.settings.public_base_url,
+                base_url=self.context.settings.public_base_url,
             )
         except skyportal.NotSendable as exc:
             delivery.status = STATUS_FAILED
@@ -774,6 +772,8 @@ class Outbound:
     ):
         self.context = context
         self.settings = settings or OutboundSettings()
+        if os.environ.get("CPCS_OUTBOUND_PUBLIC_BASE_URL"):
+            log.warning("CPCS_OUTBOUND_PUBLIC_BASE_URL is no longer read: links start with CPCS_PUBLIC_URL")
         self.worker = DeliveryWorker(context.db, self.settings, client=client)
         self.dispatcher = OutboundDispatcher(context, self.settings, on_planned=self.worker.notify)
 

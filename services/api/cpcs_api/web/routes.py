@@ -28,10 +28,11 @@ from cpcs.domain import alerts as alert_store
 from cpcs.domain import observations as observation_store
 from cpcs.domain.points import light_curve_points
 from cpcs.errors import NotFoundError
-from cpcs.schemas import MAX_RECORD_ID, PointOut
+from cpcs.schemas import MAX_RECORD_ID, CalibrationOut, PointOut
 from cpcs.web import ContextDep, SessionDep
 from cpcs_api.web.assets import PLOTLY_BUNDLE, Assets
 from cpcs_api.web.calibration_plots import diagnostics_for, order_by_rank, reference_source
+from cpcs_api.web.calibration_svg import calibration_svg, message_svg
 from cpcs_calibrate.references import ReferenceSource
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
@@ -39,6 +40,7 @@ PAGE_SIZE = 25
 MJD_EPOCH = dt.datetime(1858, 11, 17, tzinfo=dt.UTC)
 MATCH_RADII_ARCSEC = (1, 2, 4, 6)
 FINAL_STATUSES = ("calibrated", "failed", "error")
+SVG = "image/svg+xml"
 
 
 def mjd_to_utc(mjd: float | None) -> str:
@@ -256,13 +258,38 @@ def router() -> APIRouter:
             plotly=assets.url(PLOTLY_BUNDLE),
         )
 
+    @web.get("/observations/{observation_id}/calibration.svg")
+    async def calibration_image(context: ContextDep, observation_id: int) -> Response:
+        """The chosen fit as a static image (the legacy upload page shows it, no script needed)."""
+
+        def read() -> CalibrationOut | None:
+            with context.db.transaction() as session:
+                try:
+                    row = observation_store.get_observation(session, observation_id)
+                except NotFoundError:
+                    return None
+                return observation_store.observation_view(session, row).calibration
+
+        found = 1 <= observation_id <= MAX_RECORD_ID
+        calibration = await run_in_threadpool(read) if found else None
+        if calibration is None:
+            text = f"Observation {observation_id} has no calibration."
+            return Response(message_svg(text), status_code=404, media_type=SVG)
+        result = await run_in_threadpool(diagnostics_for, context, references_for(context), observation_id)
+        if result.payload is None:
+            return Response(message_svg(result.problem or "No plot."), media_type=SVG)
+        return Response(calibration_svg(order_by_rank(result.payload, calibration)), media_type=SVG)
+
     @web.get("/upload", response_class=HTMLResponse)
-    def upload_page(session: SessionDep, alert: Annotated[str, Query(max_length=300)] = "") -> HTMLResponse:
+    def upload_page(
+        context: ContextDep, session: SessionDep, alert: Annotated[str, Query(max_length=300)] = ""
+    ) -> HTMLResponse:
         known = alert_store.list_alerts(session, offset=0, limit=500).items
         return pages.render(
             "upload.html",
             section="upload",
             title="Upload",
+            upload_url=context.settings.upload_url,  # ingest, which may have its own host or port
             alert=alert,
             known_alerts=[a.name for a in known],
             radii=MATCH_RADII_ARCSEC,

@@ -1,4 +1,4 @@
-/* The upload form: POST /api/v1/uploads with the token as a Bearer header, then poll the status. */
+/* The upload form: POST to ingest (the form's action, /api/v1/uploads) with the token as a Bearer header, then poll the status. */
 (function () {
   "use strict";
   const form = document.getElementById("upload-form");
