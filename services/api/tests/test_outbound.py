@@ -37,6 +37,7 @@ from cpcs.catalogs.surveys import SURVEYS
 from cpcs.db.delivery_models import Delivery, DeliveryAttempt, SkyPortalDestination, WebhookSubscription
 from cpcs.db.engine import Database
 from cpcs.db.models import Alert, Base, Calibration, Observation, Observatory, Point, Upload, User, utcnow
+from cpcs.db.secret_box import SecretBox, new_key
 from cpcs.messages import PointCalibratedV1, PointDeletedV1, encode
 from cpcs.messaging.bus import Envelope
 from cpcs.settings import Settings
@@ -1277,7 +1278,8 @@ def test_workers_sharing_a_database_send_each_delivery_once(
     shared_database: str, receiver_server: tuple[WebhookReceiver, str]
 ) -> None:
     receiver, receiver_url = receiver_server
-    database = Database(shared_database)
+    keys = SecretBox([new_key()])
+    database = Database(shared_database, secret_box=keys)
     workers: list[DeliveryWorker] = []
     try:
         Base.metadata.create_all(database.engine)
@@ -1301,7 +1303,10 @@ def test_workers_sharing_a_database_send_each_delivery_once(
                     )
                 )  # fmt: skip
         settings = FAST.model_copy(update={"workers": 3})
-        workers = [DeliveryWorker(database, settings), DeliveryWorker(Database(shared_database), settings)]
+        workers = [
+            DeliveryWorker(database, settings),
+            DeliveryWorker(Database(shared_database, secret_box=keys), settings),
+        ]
         for worker in workers:
             worker.start()
 
@@ -1328,7 +1333,7 @@ def test_updates_and_deletions_wait_for_the_row_and_never_guess_it(
     tmp_path: Path, skyportal_server: tuple[FakeSkyPortal, str]
 ) -> None:
     skyportal, skyportal_url = skyportal_server
-    database = Database(f"sqlite:///{tmp_path / 'order.sqlite3'}")
+    database = Database(f"sqlite:///{tmp_path / 'order.sqlite3'}", secret_box=SecretBox([new_key()]))
     worker = DeliveryWorker(database, FAST.model_copy(update={"workers": 1}))
     body = photometry_body(_facts(), instrument_id=SKYPORTAL_INSTRUMENT, group_ids=[])
     put_body = encode_body(body).decode()
