@@ -46,11 +46,18 @@ def up() -> None:
     settings = _settings()
     _prepare(settings, "cpcs")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(settings.sqlalchemy_url)
-    context = Context(settings)
+    try:
+        migrate.upgrade(settings.sqlalchemy_url)
+        context = Context(settings)
+        keys = context.secret_keys
+    except CpcsError as error:
+        _fail(error)
     token = bootstrap_admin(context, settings)
     base = f"http://{settings.host}:{settings.port}"
     click.echo(f"CPCS is starting on {base} (data in {settings.data_dir.resolve()})")
+    if keys.generated:
+        click.echo(f"A secret key was generated in {keys.source}: it encrypts webhook secrets and SkyPortal")
+        click.echo("tokens in the database. Keep it with the data folder; without it they cannot be read.")
     if token:
         click.echo("An admin was created for this empty data folder. Its token, shown only this once:")
         click.echo(f"    {token}")
@@ -81,7 +88,11 @@ def service_run(name: str) -> None:
 
     settings = _settings()
     _prepare(settings, name)
-    serve(assemble_service(name, Context(settings)), settings)
+    try:
+        assembly = assemble_service(name, Context(settings))
+    except CpcsError as error:  # e.g. the api without CPCS_SECRET_KEY on PostgreSQL
+        _fail(error)
+    serve(assembly, settings)
 
 
 @main.group()
@@ -105,6 +116,42 @@ def db_upgrade() -> None:
         click.echo(f"empty database: schema created at revision {after}")
     else:
         click.echo(f"database upgraded from revision {before} to {after}")
+
+
+@main.group()
+def secrets() -> None:
+    """The keys that encrypt webhook secrets and SkyPortal tokens in the database (CPCS_SECRET_KEY)."""
+
+
+@secrets.command("new-key")
+def secrets_new_key() -> None:
+    """Print a fresh key for CPCS_SECRET_KEY."""
+    from cpcs.db.secret_box import new_key
+
+    click.echo(new_key())
+
+
+@secrets.command("rotate")
+def secrets_rotate() -> None:
+    """Encrypt every stored secret again with the first key of CPCS_SECRET_KEY.
+
+    Rotation: put the new key first (CPCS_SECRET_KEY="NEW,OLD"), restart, run this, then drop OLD.
+    """
+    from cpcs.db.engine import Database
+    from cpcs.db.secret_box import keys_from_settings
+    from cpcs.db.stored_secrets import rotate_secrets
+
+    settings = _settings()
+    try:
+        box = keys_from_settings(settings).box
+        database = Database(settings.sqlalchemy_url, secret_box=box)
+        try:
+            count = rotate_secrets(database)
+        finally:
+            database.dispose()
+    except CpcsError as error:
+        _fail(error)
+    click.echo(f"{count} stored secrets encrypted with key {box.fingerprint}")
 
 
 @main.group()

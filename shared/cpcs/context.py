@@ -7,10 +7,18 @@ embedded mode one context is shared by all services running in the process.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import replace
 
 from cpcs.db.engine import Database
 from cpcs.db.outbox import OutboxRelay
+from cpcs.db.secret_box import (
+    ResolvedKeys,
+    SecretBox,
+    bind_secret_box,
+    has_secret_box,
+    keys_from_settings,
+)
 from cpcs.messaging.bus import Bus
 from cpcs.messaging.factory import create_bus
 from cpcs.messaging.topology import CPCS_TOPOLOGY
@@ -25,6 +33,10 @@ class Context:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = db or Database(settings.sqlalchemy_url)
+        self._secret_keys: ResolvedKeys | None = None
+        self._secret_lock = threading.Lock()
+        if not has_secret_box(self.db.engine):
+            bind_secret_box(self.db.engine, lambda: self.secret_box)
         # Every consumer queue is declared before anything is published, so a command sent
         # before its consumer first starts waits in its queue instead of being unroutable.
         topology = replace(CPCS_TOPOLOGY, exchange=settings.exchange)
@@ -37,6 +49,31 @@ class Context:
         self.files = FileStore(settings.uploads_dir)
         self.relay = OutboxRelay(self.db, self.bus, poll_s=settings.outbox_poll_s, topology=topology)
         self._relay_started = False
+
+    @property
+    def secret_keys(self) -> ResolvedKeys:
+        """The keys of the encrypted columns and where they came from (resolved once, logged).
+
+        Raises :class:`~cpcs.db.secret_box.SecretKeyError` when they are missing or malformed:
+        the api service asks at start, so that a missing key stops it there.
+        """
+        with self._secret_lock:
+            if self._secret_keys is None:
+                keys = keys_from_settings(self.settings, self.db.url)
+                if keys.generated:
+                    log.warning(
+                        "generated a secret key (%s): it encrypts webhook secrets and SkyPortal tokens "
+                        "in the database; keep it with the data folder (or set CPCS_SECRET_KEY)",
+                        keys.source,
+                    )
+                else:
+                    log.info("secret keys from %s (encrypting key %s)", keys.source, keys.box.fingerprint)
+                self._secret_keys = keys
+            return self._secret_keys
+
+    @property
+    def secret_box(self) -> SecretBox:
+        return self.secret_keys.box
 
     def start_relay(self) -> None:
         if not self._relay_started:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from cpcs.context import Context
 from cpcs.housekeeping import Housekeeper
 from cpcs.settings import Settings
@@ -57,12 +59,34 @@ def _api_side(
     """What the api service runs besides HTTP: the outbound consumer and its senders, housekeeping."""
     from cpcs_api.outbound.dispatcher import outbound_consumers, start_delivery_worker, stop_delivery_worker
 
+    _check_secret_keys(context)
     housekeeper = Housekeeper(context)
     background = [
         (lambda: start_delivery_worker(context), lambda: stop_delivery_worker(context)),
         (housekeeper.start, housekeeper.stop),
     ]
     return outbound_consumers(context), background
+
+
+def _check_secret_keys(context: Context) -> None:
+    """The api uses the stored secrets: a missing or malformed key stops it now (SecretKeyError),
+    and stored secrets that the keys do not decrypt are named in the log."""
+    from cpcs.db.stored_secrets import unreadable_secrets
+
+    context.secret_box  # noqa: B018  (resolves the keys, or raises)
+    try:
+        unreadable = unreadable_secrets(context.db)
+    except SQLAlchemyError as exc:  # the database may be away at start: the readiness check says so
+        log.warning("stored secrets not checked: %s", type(exc).__name__)
+        return
+    if unreadable:
+        log.error(
+            "%d stored secrets cannot be decrypted with the configured keys (%s): their deliveries "
+            "fail until CPCS_SECRET_KEY also holds the key they were written with, or they are given "
+            "again",
+            len(unreadable),
+            ", ".join(unreadable[:20]),
+        )
 
 
 def _references(context: Context, cones: ConeService | None) -> ReferenceSource:

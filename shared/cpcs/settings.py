@@ -86,6 +86,16 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="Bootstrap admin token for an empty database (else one is generated)."
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet keys that encrypt webhook secrets and SkyPortal tokens in the database "
+        "(comma-separated: the first encrypts, all decrypt; `cpcs secrets new-key` makes one). Unset: "
+        "SQLite uses secret.key beside its file, generated once; PostgreSQL needs it set, the same in "
+        "every api process.",
+    )
+    secret_key_file: Path | None = Field(
+        default=None, description="A file holding the keys instead (e.g. a Docker or Kubernetes secret)."
+    )
     demo: bool = Field(default=True, description="Seed the demo alert on an empty data folder (cpcs up).")
     log_level: str = "INFO"
     log_json: bool | None = Field(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import stat
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import JSON, Connection, DateTime, MetaData, Table, insert, inspect, text
 
@@ -13,6 +15,8 @@ from cpcs.cli import main
 from cpcs.db import migrate
 from cpcs.db.engine import make_engine
 from cpcs.db.models import Base
+from cpcs.db.secret_box import KEY_FILE_NAME, SecretKeyError, keys_from_settings, new_key
+from cpcs.settings import Settings
 from cpcs.testing.servers import temporary_postgres_database
 
 
@@ -104,3 +108,68 @@ def test_existing_observations_get_their_first_revision_sqlite(tmp_path: Path) -
 def test_existing_observations_get_their_first_revision_postgresql() -> None:
     with temporary_postgres_database() as url:
         _observations_before_revisions_are_kept(url)
+
+
+def _secrets_stored_in_clear_are_encrypted(url: str) -> None:
+    """Webhook secrets and SkyPortal tokens stored in clear before encryption are encrypted by the
+    upgrade with the settings' key, and the downgrade gives them back in clear."""
+    migrate.upgrade(url, "a8735fda23b2")
+    long_token = "t" * 500  # the longest token the API takes, longer once encrypted
+    engine = make_engine(url)
+    try:
+        tables = MetaData()
+        tables.reflect(engine)
+        with engine.begin() as connection:
+            site = _insert(connection, tables.tables["observatory"])
+            user = _insert(connection, tables.tables["user_account"], observatory_id=site)
+            _insert(connection, tables.tables["webhook_subscription"], user_id=user, secret="hook-secret-1")
+            _insert(connection, tables.tables["skyportal_destination"], name="Fritz", token=long_token)
+        migrate.upgrade(url)
+
+        def stored() -> tuple[str, str]:
+            with engine.connect() as connection:
+                secret = connection.execute(text("SELECT secret FROM webhook_subscription")).scalar_one()
+                token = connection.execute(text("SELECT token FROM skyportal_destination")).scalar_one()
+            return secret, token
+
+        secret, token = stored()
+        assert "hook-secret-1" not in secret and long_token not in token
+        keys = keys_from_settings(Settings(), url).box
+        assert (keys.decrypt(secret), keys.decrypt(token)) == ("hook-secret-1", long_token)
+        migrate.downgrade(url, "a8735fda23b2")
+        assert stored() == ("hook-secret-1", long_token)
+    finally:
+        engine.dispose()
+
+
+def test_stored_secrets_are_encrypted_by_the_upgrade_sqlite(tmp_path: Path) -> None:
+    database = tmp_path / "cpcs.sqlite3"
+    _secrets_stored_in_clear_are_encrypted(f"sqlite:///{database}")
+    # No key configured: one was generated beside the database file, owner-only.
+    key_file = tmp_path / KEY_FILE_NAME
+    assert key_file.is_file() and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_stored_secrets_are_encrypted_by_the_upgrade_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CPCS_SECRET_KEY", f"{new_key()},{new_key()}")
+    with temporary_postgres_database() as url:
+        _secrets_stored_in_clear_are_encrypted(url)
+
+
+def test_postgresql_rows_to_encrypt_need_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CPCS_SECRET_KEY", raising=False)
+    monkeypatch.delenv("CPCS_SECRET_KEY_FILE", raising=False)
+    with temporary_postgres_database() as url:
+        migrate.upgrade(url)  # nothing to encrypt: no key needed
+        migrate.downgrade(url, "a8735fda23b2")
+        engine = make_engine(url)
+        try:
+            tables = MetaData()
+            tables.reflect(engine)
+            with engine.begin() as connection:
+                _insert(connection, tables.tables["skyportal_destination"], name="Fritz", token="tok")
+        finally:
+            engine.dispose()
+        with pytest.raises(SecretKeyError, match="CPCS_SECRET_KEY is not set"):
+            migrate.upgrade(url)
+        assert migrate.current_revision(url) == "a8735fda23b2"  # nothing half done

@@ -48,6 +48,10 @@ def test_services_are_configured_for_postgresql_and_rabbitmq() -> None:
     # secrets must be given, never defaulted
     text = (ROOT / "docker-compose.yml").read_text()
     assert re.search(r"\$\{CPCS_DB_PASSWORD:\?", text) and re.search(r"\$\{RABBITMQ_PASSWORD:\?", text)
+    # every api process (and the migration, which encrypts stored rows) has the same secret key
+    assert re.search(r"\$\{CPCS_SECRET_KEY:\?", text)
+    for name in (*SERVICE_NAMES, "migrate"):
+        assert services[name]["environment"]["CPCS_SECRET_KEY"].startswith("${CPCS_SECRET_KEY:?")
 
 
 def test_files_the_compose_file_mounts_or_builds_exist() -> None:

@@ -12,12 +12,14 @@ HMAC signature. Both listen on 127.0.0.1 only; nothing here leaves the machine.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
 import json
 import math
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +29,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,6 +39,8 @@ from cpcs.catalogs.surveys import SURVEYS
 from cpcs.db.delivery_models import Delivery, DeliveryAttempt, SkyPortalDestination, WebhookSubscription
 from cpcs.db.engine import Database
 from cpcs.db.models import Alert, Base, Calibration, Observation, Observatory, Point, Upload, User, utcnow
+from cpcs.db.secret_box import KEY_FILE_NAME, SecretBox, SecretUnreadable, new_key
+from cpcs.db.stored_secrets import unreadable_secrets
 from cpcs.messages import PointCalibratedV1, PointDeletedV1, encode
 from cpcs.messaging.bus import Envelope
 from cpcs.settings import Settings
@@ -45,6 +49,7 @@ from cpcs.testing.servers import temporary_postgres_database
 from cpcs_api.outbound import Outbound, OutboundSettings, outbound_for
 from cpcs_api.outbound.dispatcher import MAX_REMOTE_ERROR_CHARS, DeliveryWorker, remote_error_summary
 from cpcs_api.outbound.facts import PointFacts, as_utc
+from cpcs_api.outbound.routes import UNREADABLE_TOKEN_HINT
 from cpcs_api.outbound.skyportal import (
     NotSendable,
     already_deleted,
@@ -1282,7 +1287,8 @@ def test_workers_sharing_a_database_send_each_delivery_once(
     shared_database: str, receiver_server: tuple[WebhookReceiver, str]
 ) -> None:
     receiver, receiver_url = receiver_server
-    database = Database(shared_database)
+    keys = SecretBox([new_key()])
+    database = Database(shared_database, secret_box=keys)
     workers: list[DeliveryWorker] = []
     try:
         Base.metadata.create_all(database.engine)
@@ -1306,7 +1312,10 @@ def test_workers_sharing_a_database_send_each_delivery_once(
                     )
                 )  # fmt: skip
         settings = FAST.model_copy(update={"workers": 3})
-        workers = [DeliveryWorker(database, settings), DeliveryWorker(Database(shared_database), settings)]
+        workers = [
+            DeliveryWorker(database, settings),
+            DeliveryWorker(Database(shared_database, secret_box=keys), settings),
+        ]
         for worker in workers:
             worker.start()
 
@@ -1333,7 +1342,7 @@ def test_updates_and_deletions_wait_for_the_row_and_never_guess_it(
     tmp_path: Path, skyportal_server: tuple[FakeSkyPortal, str]
 ) -> None:
     skyportal, skyportal_url = skyportal_server
-    database = Database(f"sqlite:///{tmp_path / 'order.sqlite3'}")
+    database = Database(f"sqlite:///{tmp_path / 'order.sqlite3'}", secret_box=SecretBox([new_key()]))
     worker = DeliveryWorker(database, FAST.model_copy(update={"workers": 1}))
     body = photometry_body(_facts(), instrument_id=SKYPORTAL_INSTRUMENT, group_ids=[])
     put_body = encode_body(body).decode()
@@ -1484,3 +1493,119 @@ def test_update_bodies_answers_and_events_follow_skyportal_and_the_webhook_contr
         webhook_payload(_facts(), delivery_id=9, created_at=created, event="point.deleted")
     with pytest.raises(ValueError):
         webhook_payload(_facts(), delivery_id=9, created_at=created, event="point.moved")
+
+
+# --------------------------------------------------------------------------------------------------
+# Secrets at rest: what the database holds is a Fernet token of the server's key.
+
+
+def _raw(database: Database, sql: str) -> list[Any]:
+    with database.engine.connect() as connection:
+        return [row[0] for row in connection.execute(text(sql))]
+
+
+def _neither_clear_nor_encoded(stored: str, secret: str) -> None:
+    assert secret not in stored
+    for encode_ in (base64.b64encode, base64.urlsafe_b64encode):
+        assert encode_(secret.encode()).decode().rstrip("=") not in stored
+
+
+def test_webhook_secrets_and_destination_tokens_are_stored_encrypted(
+    cpcs: OutboundSystem,
+    bright_field: SimulatedField,
+    receiver_server: tuple[WebhookReceiver, str],
+    skyportal_server: tuple[FakeSkyPortal, str],
+    tmp_path: Path,
+) -> None:
+    receiver, receiver_url = receiver_server
+    skyportal, skyportal_url = skyportal_server
+    cpcs.system.import_field(bright_field, tmp_path / "refs")
+    alert_id = _create_alert(cpcs, ALERT, FIELD_RA_DEG, FIELD_DEC_DEG)
+    hook = _add_webhook(cpcs, cpcs.system.observer_token, f"{receiver_url}/hook/enc", alert_id)
+    receiver.secrets["enc"] = hook["secret"]
+    destination = _add_destination(cpcs, skyportal_url)
+    assert destination["token_hint"] == "…" + SKYPORTAL_TOKEN[-4:]
+    database = cpcs.system.context.db
+    [stored_secret] = _raw(database, "SELECT secret FROM webhook_subscription")
+    [stored_token] = _raw(database, "SELECT token FROM skyportal_destination")
+    _neither_clear_nor_encoded(stored_secret, hook["secret"])
+    _neither_clear_nor_encoded(stored_token, SKYPORTAL_TOKEN)
+    keys = cpcs.system.context.secret_box
+    assert keys.decrypt(stored_secret) == hook["secret"]
+    assert keys.decrypt(stored_token) == SKYPORTAL_TOKEN
+    with pytest.raises(SecretUnreadable, match="CPCS_SECRET_KEY"):
+        SecretBox([new_key()]).decrypt(stored_token)  # another key reads nothing
+    # The key generated for this data folder is the owner's only, and it is the one in use.
+    key_file = cpcs.system.context.settings.data_dir / KEY_FILE_NAME
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert SecretBox(key_file.read_text().split()).decrypt(stored_secret) == hook["secret"]
+
+    # What is sent is the secret itself: a signature the subscriber checks, the token SkyPortal wants.
+    _upload(cpcs, bright_field, ALERT)
+    [sent] = _settled(cpcs, f"/api/v1/webhooks/{hook['id']}/deliveries", cpcs.system.observer_token, 1)
+    assert sent["status"] == "delivered", sent
+    assert receiver.calls["enc"] and all(call["verified"] for call in receiver.calls["enc"])
+    url = f"/api/v1/skyportal/destinations/{destination['id']}/deliveries"
+    [put] = _settled(cpcs, url, cpcs.system.admin_token, 1)
+    assert put["status"] == "delivered", put
+    assert {call["headers"]["authorization"] for call in skyportal.calls} == {f"token {SKYPORTAL_TOKEN}"}
+
+
+def test_secrets_written_with_another_key_fail_clearly_and_can_be_given_again(
+    cpcs: OutboundSystem,
+    skyportal_server: tuple[FakeSkyPortal, str],
+    receiver_server: tuple[WebhookReceiver, str],
+) -> None:
+    skyportal, skyportal_url = skyportal_server
+    receiver, receiver_url = receiver_server
+    observer, admin = cpcs.system.observer_token, cpcs.system.admin_token
+    hook = _add_webhook(cpcs, observer, f"{receiver_url}/hook/lost", None)
+    destination = _add_destination(cpcs, skyportal_url)
+    database = cpcs.system.context.db
+    other_key = SecretBox([new_key()])
+    with database.engine.begin() as connection:  # as if written by a process with another key
+        connection.execute(text("UPDATE webhook_subscription SET secret = :v"), {"v": other_key.encrypt("s")})
+        connection.execute(text("UPDATE skyportal_destination SET token = :v"), {"v": other_key.encrypt("t")})
+
+    # The API still answers: the webhook is listed, the destination says its token is unreadable.
+    assert [w["id"] for w in cpcs.client.get("/api/v1/webhooks", headers=_auth(observer)).json()] == [
+        hook["id"]
+    ]
+    listed = cpcs.client.get("/api/v1/skyportal/destinations", headers=_auth(admin))
+    assert listed.status_code == 200, listed.text
+    assert listed.json()[0]["token_hint"] == UNREADABLE_TOKEN_HINT
+    assert unreadable_secrets(database) == [
+        f"webhook {hook['id']}",
+        f"SkyPortal destination {destination['id']}",
+    ]
+
+    # A delivery to either fails at once with the reason, and nothing is sent.
+    point_id, calibration_id = _seed_point(database)
+    with database.transaction() as session:
+        for kind, target in (("webhook", hook["id"]), ("skyportal", destination["id"])):
+            session.add(
+                Delivery(
+                    kind=kind, target_id=target, point_id=point_id, calibration_id=calibration_id,
+                    status="pending", next_attempt_at=utcnow(), request_body="{}",
+                )
+            )  # fmt: skip
+    cpcs.outbound.worker.notify()
+    webhook_url = f"/api/v1/webhooks/{hook['id']}/deliveries"
+    [failed_hook] = _settled(cpcs, webhook_url, observer, 1)
+    sp_url = f"/api/v1/skyportal/destinations/{destination['id']}/deliveries"
+    [failed_sp] = _settled(cpcs, sp_url, admin, 1)
+    for failed, what in ((failed_hook, "signing secret"), (failed_sp, "token")):
+        assert failed["status"] == "failed" and failed["attempts"] == 0, failed
+        assert f"{what} cannot be decrypted" in failed["last_error"]
+        assert "CPCS_SECRET_KEY" in failed["last_error"]
+    assert not receiver.calls and not skyportal.calls
+
+    # The admin gives the token again: it is readable (and encrypted with this server's key).
+    patched = cpcs.client.patch(
+        f"/api/v1/skyportal/destinations/{destination['id']}",
+        json={"token": SKYPORTAL_TOKEN},
+        headers=_auth(admin),
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["token_hint"] == "…" + SKYPORTAL_TOKEN[-4:]
+    assert unreadable_secrets(database) == [f"webhook {hook['id']}"]

@@ -8,7 +8,9 @@ the point was deleted (``deleted``). A target
 is named by ``(kind, target_id)`` and has no foreign key, so the history of a removed target can
 outlive it when an operator wants that (the API removes a webhook's deliveries with it).
 
-Two secrets are stored in clear because we must *use* them, not only check them:
+Two secrets must be *used*, not only checked, so they cannot be kept as digests; they are stored
+encrypted (:class:`~cpcs.db.secret_box.EncryptedString`, keys from ``CPCS_SECRET_KEY``) and
+mapped ``deferred``, so that only the code that uses them decrypts them:
 
 * ``WebhookSubscription.secret`` is the key of the HMAC that signs every webhook body; we create
   it and show it to the subscriber once (the API never returns it again);
@@ -37,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cpcs.db.models import Base, utcnow
+from cpcs.db.secret_box import EncryptedString
 
 #: ``Delivery.kind`` values.
 KIND_WEBHOOK = "webhook"
@@ -65,7 +68,7 @@ class WebhookSubscription(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
     url: Mapped[str] = mapped_column(String(2000))
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alert.id"), index=True)  # None: all alerts
-    secret: Mapped[str] = mapped_column(String(200))
+    secret: Mapped[str] = mapped_column(EncryptedString(), deferred=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -78,7 +81,7 @@ class SkyPortalDestination(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     base_url: Mapped[str] = mapped_column(String(1000))
-    token: Mapped[str] = mapped_column(String(500))
+    token: Mapped[str] = mapped_column(EncryptedString(), deferred=True)
     instrument_id: Mapped[int] = mapped_column(Integer)  # SkyPortal's id of the instrument
     group_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)  # SkyPortal group ids (int)
     alert_filter: Mapped[str | None] = mapped_column(String(300))  # glob on alert names; None: all

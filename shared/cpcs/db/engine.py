@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from cpcs.db.secret_box import SecretBox, bind_secret_box
+
 #: The SQLite file holds tokens' digests, webhook secrets and destination tokens: owner only.
 SQLITE_FILE_MODE = 0o600
 
@@ -52,12 +54,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 class Database:
-    """An engine and its session factory; ``transaction()`` commits or rolls back."""
+    """An engine and its session factory; ``transaction()`` commits or rolls back.
 
-    def __init__(self, url: str, **engine_kwargs: Any):
+    ``secret_box`` holds the keys of the encrypted columns; without it a
+    :class:`~cpcs.context.Context` gives the keys of its settings on first use.
+    """
+
+    def __init__(self, url: str, *, secret_box: SecretBox | None = None, **engine_kwargs: Any):
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if secret_box is not None:
+            bind_secret_box(self.engine, lambda: secret_box)
 
     @property
     def is_sqlite(self) -> bool:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from cpcs.db.secret_box import new_key
+
 CLI = [sys.executable, "-m", "cpcs.cli"]
 
 
@@ -137,6 +139,7 @@ def distributed_processes(
         "CPCS_PUBLIC_URL": f"http://127.0.0.1:{ports['api']}/",
         "CPCS_INGEST_PUBLIC_URL": f"http://127.0.0.1:{ports['ingest']}/",
     }
+    env.setdefault("CPCS_SECRET_KEY", new_key())  # one key for every process, as a deployment has
     run_cli(["db", "upgrade"], env)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:

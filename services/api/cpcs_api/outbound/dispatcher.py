@@ -84,6 +84,7 @@ from cpcs.db.delivery_models import (
 )
 from cpcs.db.engine import Database
 from cpcs.db.models import Calibration, Point, utcnow
+from cpcs.db.secret_box import SecretUnreadable
 from cpcs.messages import PointCalibratedV1, PointDeletedV1
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
@@ -398,6 +399,22 @@ def _release_successors(session: Session, delivery: Delivery) -> None:
     )
 
 
+#: What a delivery whose target's secret no key decrypts says (the stored value is not ours to guess).
+SECRET_UNREADABLE_HINT = (
+    "it was stored with another CPCS_SECRET_KEY; give the api that key (after the current one), or "
+    "give the secret again (a new token for the destination; a new webhook)"
+)
+
+
+def _stored_secret(target: WebhookSubscription | SkyPortalDestination) -> str | None:
+    """A target's stored secret (signing key, token), or ``None`` when no configured key decrypts it."""
+    try:
+        return target.secret if isinstance(target, WebhookSubscription) else target.token
+    except SecretUnreadable as exc:
+        log.error("outbound: %s", exc.message)
+        return None
+
+
 def _truncate(text: str) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
@@ -570,15 +587,22 @@ class DeliveryWorker:
         body = delivery.request_body.encode()
         if delivery.kind == KIND_WEBHOOK:
             subscription = session.get(WebhookSubscription, delivery.target_id)
-            if subscription is not None and subscription.active:
-                headers = webhooks.request_headers(subscription.secret, body, delivery.id, utcnow())
+            if subscription is None or not subscription.active:
+                reason = "the webhook subscription was removed or deactivated"
+            elif (secret := _stored_secret(subscription)) is None:
+                reason = f"the webhook's signing secret cannot be decrypted: {SECRET_UNREADABLE_HINT}"
+            else:
+                headers = webhooks.request_headers(secret, body, delivery.id, utcnow())
                 headers[webhooks.EVENT_HEADER] = webhooks.EVENTS[delivery.action]
                 return _Job(delivery.id, delivery.kind, "POST", subscription.url, headers, body)
-            reason = "the webhook subscription was removed or deactivated"
         elif delivery.kind == KIND_SKYPORTAL:
             destination = session.get(SkyPortalDestination, delivery.target_id)
             if destination is not None and destination.active:
-                headers = skyportal.request_headers(destination.token)
+                token = _stored_secret(destination)
+                if token is None:
+                    reason = f"the destination's token cannot be decrypted: {SECRET_UNREADABLE_HINT}"
+                    return self._fail(session, delivery, reason)
+                headers = skyportal.request_headers(token)
                 if delivery.action == ACTION_CALIBRATED:
                     url = skyportal.photometry_url(destination.base_url)
                     return _Job(
@@ -601,11 +625,15 @@ class DeliveryWorker:
                 reason = "the SkyPortal destination was removed or deactivated"
         else:
             reason = f"unknown delivery kind {delivery.kind!r}"
+        return self._fail(session, delivery, reason)
+
+    @staticmethod
+    def _fail(session: Session, delivery: Delivery, reason: str) -> None:
+        """End ``delivery`` failed, unsent, with ``reason``."""
         delivery.status = STATUS_FAILED
         delivery.next_attempt_at = None
         delivery.last_error = reason
         _release_successors(session, delivery)
-        return None
 
     def _waits(self, session: Session, delivery: Delivery) -> bool:
         """Hold ``delivery`` back (no attempt counted) while an earlier delivery of its point to its

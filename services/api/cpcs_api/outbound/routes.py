@@ -32,12 +32,16 @@ from cpcs.db.delivery_models import (
     WebhookSubscription,
 )
 from cpcs.db.models import Alert, User
+from cpcs.db.secret_box import SecretUnreadable
 from cpcs.errors import ConflictError, InputError, NotFoundError
 from cpcs.schemas import MAX_RECORD_ID, UNREADABLE_BODY_RESPONSE, Page, PageOffset, RecordId, Schema
 from cpcs.web import ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
 from cpcs_api.outbound.dispatcher import outbound_for
 from cpcs_api.outbound.facts import as_utc
 from cpcs_api.outbound.webhooks import TargetNotAllowed, check_literal_host, check_url_form, new_secret
+
+#: The token hint of a destination whose stored token no configured key decrypts.
+UNREADABLE_TOKEN_HINT = "(unreadable with this server's CPCS_SECRET_KEY: send a new token)"
 
 #: Subscriptions one user may hold (a guard against runaway scripts).
 MAX_WEBHOOKS_PER_USER = 50
@@ -140,7 +144,8 @@ class DestinationOut(Schema):
     active: bool
     created_at: dt.datetime
     token_hint: str = Field(
-        description="The token's last four characters (none of a token shorter than 16 characters)"
+        description="The token's last four characters (none of a token shorter than 16 characters); "
+        "a note instead when the stored token cannot be decrypted with the server's key"
     )
 
 
@@ -160,13 +165,21 @@ def _destination_view(row: SkyPortalDestination) -> DestinationOut:
         alert_filter=row.alert_filter,
         active=row.active,
         created_at=as_utc(row.created_at),
-        token_hint=token_hint(row.token),
+        token_hint=_stored_token_hint(row),
     )
 
 
 def token_hint(token: str) -> str:
     """Enough of a token to tell it from another, never enough to use it: its last 4 of 16 or more."""
     return "…" + token[-4:] if len(token) >= 16 else "…"
+
+
+def _stored_token_hint(row: SkyPortalDestination) -> str:
+    """The hint of the stored token; a token no configured key decrypts says so (PATCH a new one)."""
+    try:
+        return token_hint(row.token)
+    except SecretUnreadable:
+        return UNREADABLE_TOKEN_HINT
 
 
 def _optional_utc(value: dt.datetime | None) -> dt.datetime | None:
