@@ -8,15 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from cpcs.science.imaging import (
-    ForcedMeasurement,
-    build_psf,
-    detect_sources,
-    estimate_background,
-    forced_photometry,
-    pixel_mask_bits,
-)
-from cpcs.science.imaging.psf import PsfModel
 from cpcs.science.subtraction import (
     AlignedTemplate,
     SubtractionResult,
@@ -24,61 +15,15 @@ from cpcs.science.subtraction import (
     difference_photometry,
     subtract_template,
 )
-from cpcs.testing.image_simulator import SimulatedImage
+from cpcs.science.subtraction.tests._reduction import Reduced, reduce_frame
 from cpcs.testing.transient_simulator import EpochPair, simulate_epoch_pair
-
-
-@dataclass(frozen=True, eq=False)
-class _Reduced:
-    psf: PsfModel
-    noise: np.ndarray
-    mask: np.ndarray
-    direct: list[ForcedMeasurement]
-    star_offset_mag: float  # median measured - true inst. mag of bright stars: what the zero point absorbs
-
-
-def _reduce(image: SimulatedImage, xs: np.ndarray, ys: np.ndarray) -> _Reduced:
-    gain = image.truth.gain_e_per_adu
-    bkg = estimate_background(image.data)
-    bits = pixel_mask_bits(image.data, saturation_adu=image.truth.saturation_adu, background=bkg)
-    det = detect_sources(image.data, bkg, bits)
-    psf = build_psf(image.data, bkg, bits, det, gain_e_per_adu=gain)
-    noise = np.sqrt(bkg.rms.astype(np.float64) ** 2 + np.maximum(image.data - bkg.level, 0.0) / gain)
-    direct = [
-        forced_photometry(
-            image.data,
-            bkg,
-            None,
-            psf,
-            x,
-            y,
-            gain_e_per_adu=gain,
-            neighbours=det,
-            mask=bits,
-            segmap=det.segmap,
-        )
-        for x, y in zip(xs, ys, strict=True)
-    ]
-    stars = image.stars[
-        image.stars["in_frame"] & (image.stars["snr_optimal"] > 100) & ~image.stars["saturated"]
-    ]
-    to_adu = 2.5 * math.log10(gain)
-    offsets = [
-        forced_photometry(
-            image.data, bkg, None, psf, r["x"], r["y"], gain_e_per_adu=gain, neighbours=det, mask=bits
-        ).mag_inst
-        + to_adu
-        - r["inst_mag"]
-        for r in stars[:40]
-    ]
-    return _Reduced(psf, noise, bits > 0, direct, float(np.nanmedian(offsets)))
 
 
 @dataclass(frozen=True, eq=False)
 class _Case:
     pair: EpochPair
-    science: _Reduced
-    template: _Reduced
+    science: Reduced
+    template: Reduced
     aligned: AlignedTemplate
     result: SubtractionResult
 
@@ -86,8 +31,8 @@ class _Case:
 @pytest.fixture(scope="module")
 def case() -> _Case:
     pair = simulate_epoch_pair(11, shape=(1024, 1024), n_hosts=9, transient_snr=30.0)
-    sci = _reduce(pair.science, pair.transient_x, pair.transient_y)
-    tpl = _reduce(pair.template, np.zeros(0), np.zeros(0))
+    sci = reduce_frame(pair.science, pair.transient_x, pair.transient_y)
+    tpl = reduce_frame(pair.template, np.zeros(0), np.zeros(0))
     aligned = align_template(
         pair.template.data,
         pair.template.true_wcs,
