@@ -86,17 +86,22 @@ def test_transients_on_bright_hosts(case: _Case) -> None:
     diff_mag = np.array([m.mag_inst + to_adu for m in diff])
     diff_err = np.array([m.magerr_inst for m in diff])
     direct_mag = np.array([m.mag_inst + to_adu for m in case.science.direct])
-    # Calibrated as the pipeline does: on the stars' flux scale of the same frame and PSF model.
-    offset = diff_mag - pair.transient_inst_mag - case.science.star_offset_mag
-    bias = float(np.mean(offset))
-    print(f"difference offsets {np.round(offset, 3)}, mean {bias:+.4f} mag; errors {np.round(diff_err, 3)}")
-    print(f"direct offsets {np.round(direct_mag - pair.transient_inst_mag, 3)}")
+    # Against the true total flux, and on the flux scale of the same frame's stars measured the same
+    # way (forced PSF photometry: what a zero point from the stars absorbs).
+    raw = diff_mag - pair.transient_inst_mag
+    offset = raw - case.science.star_offset_mag
+    bias_raw, bias = float(np.mean(raw)), float(np.mean(offset))
+    print(
+        f"difference - truth {np.round(raw, 3)}, mean {bias_raw:+.4f} mag; stars' scale "
+        f"{case.science.star_offset_mag:+.4f}, mean on it {bias:+.4f}; errors {np.round(diff_err, 3)}"
+    )
+    print(f"direct - truth {np.round(direct_mag - pair.transient_inst_mag, 3)}")
     assert np.all(np.array([m.snr for m in diff]) > 20)
-    # Nine transients, each at S/N ~30 (error ~0.04 mag): the mean is within 0.05 mag (the issue asks
-    # 0.03: the sfft kernel sum, i.e. the photometric ratio, is uncertain by a few per cent, which
-    # leaves that fraction of the host), each within 3 sigma plus 0.05 mag.
+    # Nine transients, each at S/N ~30 (error ~0.04 mag): the mean is within 0.03 mag of the truth;
+    # on the stars' scale within 0.05 mag (see the report: the two scales differ by ~0.03 mag).
+    assert abs(bias_raw) < 0.03
     assert abs(bias) < 0.05
-    assert np.all(np.abs(offset) < 3.0 * diff_err + 0.05)
+    assert np.all(np.abs(raw) < 3.0 * diff_err + 0.03)
     # Errors describe the scatter.
     assert float(np.std(offset / diff_err)) < 1.6
     # The direct measurement takes the host's light: far too bright.
