@@ -965,6 +965,7 @@ def simulate_image(
     annulus_fwhm: tuple[float, float] | None = (3.0, 5.0),
     keep_model: bool = False,
     bayer_pattern: str | None = None,
+    sky_stars: Table | None = None,
 ) -> SimulatedImage:
     """Simulate a calibrated CCD image of a transient's field (model: see the module docstring).
 
@@ -1060,6 +1061,11 @@ def simulate_image(
         Make the frame a raw colour mosaic (``"RGGB"``...; a ``BAYERPAT`` card says so): the
         simulated light is what its green sites see, the red and blue sites see it scaled (0.6,
         0.4). Undersampled frames need nothing special: give ``fwhm_arcsec`` of about one pixel.
+    sky_stars : astropy.table.Table, optional
+        Render these stars instead of drawing a population (columns ``ra_deg``, ``dec_deg``,
+        ``mag_r``, ``colour_gr``, ``pmra_mas_yr``, ``pmdec_mas_yr``: e.g. the ``stars`` of another
+        simulated image, to see the same sky at another epoch through another WCS). They are not
+        variable and do not move between the epochs.
 
     Returns
     -------
@@ -1165,6 +1171,20 @@ def simulate_image(
         rng_stars.uniform(0.2, 1.0, n_all) * np.where(rng_stars.uniform(size=n_all) < 0.5, -1, 1),
         0.0,
     )
+
+    if sky_stars is not None:
+        given_x, given_y = true_wcs.all_world2pix(
+            np.asarray(sky_stars["ra_deg"], dtype=np.float64),
+            np.asarray(sky_stars["dec_deg"], dtype=np.float64),
+            0,
+        )
+        star_x, star_y = np.asarray(given_x, dtype=np.float64), np.asarray(given_y, dtype=np.float64)
+        true_r = np.asarray(sky_stars["mag_r"], dtype=np.float64)
+        true_c = np.asarray(sky_stars["colour_gr"], dtype=np.float64)
+        pmra = np.asarray(sky_stars["pmra_mas_yr"], dtype=np.float64)
+        pmdec = np.asarray(sky_stars["pmdec_mas_yr"], dtype=np.float64)
+        variable = np.zeros(true_r.size, dtype=bool)
+        variable_offset = np.zeros(true_r.size)
 
     # --- the target and the cleared zone around it --------------------------------------------------
     simulated_target: ImageTarget | None = None
