@@ -57,8 +57,9 @@ SDSS_95_COMPLETENESS = {"u": 22.0, "g": 22.2, "r": 22.2, "i": 21.3, "z": 20.5}
 SDSS_REFERENCE_BAND = {"u": "g", "g": "r", "r": "g", "i": "r", "z": "i"}
 #: The cluster's core fills x < ~600 px of the SDSS frames: field stars are beyond.
 SDSS_FIELD_X_MIN = 700.0
-#: KIC 8462852, the PANOPTES frames' target (the mount position of both frames).
-PANOPTES_TARGET = (301.5644, 44.4568)
+#: An alert on the PANOPTES crops (a blank spot near their centre): the frames' own target,
+#: KIC 8462852 at the mount position, lies ~2 degrees off these 2-degree crops.
+PANOPTES_TARGET = (303.0, 46.1)
 SNR_BINS = (17.0, 18.0, 19.0, 20.0, 21.0, 22.0)
 
 

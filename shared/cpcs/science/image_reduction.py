@@ -165,7 +165,8 @@ def reduce_image(
         ``no_valid_pixels`` when no pixel is finite.
     ReductionFailed
         ``too_few_stars`` when the image shows too few stars for a PSF model; when the astrometry
-        cannot be solved (``astrometry_failed`` and kin). Both with the detections.
+        cannot be solved (``astrometry_failed`` and kin); ``target_outside_image`` when the solved
+        frame does not contain the target. All with the detections.
     """
     timings: dict[str, float] = {}
 
@@ -231,6 +232,16 @@ def reduce_image(
     frame_x, frame_y = (
         float(v) for v in solution.wcs.world_to_pixel(SkyCoord(target_ra_deg * deg, target_dec_deg * deg))
     )
+    ny, nx = frame.shape
+    if not (-0.5 <= frame_x < nx - 0.5 and -0.5 <= frame_y < ny - 0.5):
+        outside = CalibrationFailed(
+            f"The alert's position (RA {target_ra_deg:.5f}, Dec {target_dec_deg:.5f}) falls at pixel "
+            f"({frame_x:.0f}, {frame_y:.0f}), outside this {nx}x{ny} image by its solved WCS: upload a "
+            "frame that contains the target, or check the alert's coordinates.",
+            code="target_outside_image",
+        )
+        partial = PartialReduction(header, _detection_table(detections, plane), quality, timings, noise)
+        raise ReductionFailed(outside, partial)
     tx, ty = plane.from_frame(frame_x, frame_y) if plane is not None else (frame_x, frame_y)
     table = detections.table
     near = (

@@ -7,7 +7,11 @@ The error budget of a detection has four independent parts, added in quadrature:
   propagated from the full covariance of the fit (zero point, colour term, spatial terms), with any
   zero-point pattern of the frame that the fit does not model (``unmodelled_spatial``) in quadrature;
 * ``err_scatter``: the fit's intrinsic scatter, a systematic error of any single star's calibration
-  not explained by the catalogue errors;
+  not explained by the catalogue errors -- counted only when it is significant (the chi-square of
+  the kept stars with their quoted errors alone has a p-value below ``SCATTER_SIGNIFICANCE``). The
+  target is one star: a genuine star-to-star scatter applies to it, but a chance excess of the
+  chi-square (on ~25 stars the fitted scatter is non-zero in about half the frames even when the
+  errors are exact) is noise of the fit, already in its zero-point error, not the target's;
 * ``err_colour``: ``hypot(colour_term, colour_term_err) * colour_err``, the effect of the target's
   colour uncertainty (the colour term's own uncertainty counts too: a poorly constrained colour term
   is no better than a large one). A transient's colour is usually unknown: it is then assumed to be
@@ -39,12 +43,14 @@ __all__ = [
     "LIMIT_FIT_MAX_SNR",
     "LIMIT_SNR",
     "MAX_LIMIT_EXTRAPOLATION_MAG",
+    "SCATTER_SIGNIFICANCE",
     "UNFITTED_COLOUR_TERM",
     "CalibrationBudget",
     "TargetMagnitude",
     "calibrate_target",
     "calibration_budget",
     "limiting_magnitude",
+    "significant_scatter",
     "upper_limit",
 ]
 
@@ -55,6 +61,9 @@ DEFAULT_COLOUR_ERR_MAG = 0.5
 #: catalogue band 0.03-0.15, an unfiltered one against Gaia G or r 0.1-0.3), taken at its
 #: conservative end so that an unknown colour term never looks better than a measured, moderate one.
 UNFITTED_COLOUR_TERM = 0.25
+#: The intrinsic scatter is part of the target's error when the quoted errors alone leave a
+#: chi-square this improbable (a 1 % test: a chance excess passes it in 1 frame of 100).
+SCATTER_SIGNIFICANCE = 0.01
 #: Signal-to-noise ratio defining the limiting magnitude.
 LIMIT_SNR = 5.0
 #: Only catalogue sources fainter than this S/N enter the S/N-magnitude relation of the limit.
@@ -78,7 +87,7 @@ class TargetMagnitude:
     err_zero_point : float
         Error of the transformation at the target's assumed colour and position, mag.
     err_scatter : float
-        Intrinsic scatter of the fit, mag.
+        Intrinsic scatter of the fit when significant (:func:`significant_scatter`), else 0, mag.
     err_colour : float
         ``hypot(colour_term, colour_term_err) * colour_err_assumed`` (``UNFITTED_COLOUR_TERM`` in
         place of the colour term when none was fitted), mag.
@@ -120,7 +129,7 @@ class CalibrationBudget:
         (full covariance), and the spatial structure the fit could not model (``unmodelled_spatial``)
         in quadrature.
     scatter : float
-        The fit's intrinsic scatter.
+        The fit's intrinsic scatter when significant, else 0 (:func:`significant_scatter`).
     colour : float
         ``hypot(colour_term, colour_term_err) * colour_err``, or ``UNFITTED_COLOUR_TERM * colour_err``
         without a fitted colour term.
@@ -143,6 +152,13 @@ class CalibrationBudget:
     @property
     def total(self) -> float:
         return math.sqrt(self.zero_point**2 + self.scatter**2 + self.colour**2)
+
+
+def significant_scatter(fit: ZeroPointFit) -> float:
+    """The fit's intrinsic scatter when significant (p-value below ``SCATTER_SIGNIFICANCE``), else 0."""
+    if fit.scatter_p_value < SCATTER_SIGNIFICANCE:
+        return float(fit.intrinsic_scatter)
+    return 0.0
 
 
 def _colour_and_error(colour: float, colour_err: float) -> tuple[float, float]:
@@ -194,7 +210,7 @@ def calibration_budget(
         colour_part = UNFITTED_COLOUR_TERM * colour_err
     return CalibrationBudget(
         zero_point=math.hypot(fit.transformation_error(colour, x, y), unmodelled_spatial),
-        scatter=float(fit.intrinsic_scatter),
+        scatter=significant_scatter(fit),
         colour=float(colour_part),
         colour_assumed=colour,
         colour_err_assumed=colour_err,

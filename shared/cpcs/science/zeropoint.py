@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.stats import chi2 as chi2_distribution
 
 from cpcs.errors import CalibrationFailed
 from cpcs.science._helpers import (
@@ -137,6 +138,11 @@ class ZeroPointFit:
         when the cut is disabled.
     colour_term_prior : (float, float) or None
         ``(mean, sigma)`` of the prior the colour term was fitted with, or None (the frame's own).
+    scatter_p_value : float
+        Probability that the kept stars' chi-square with the quoted errors alone (no intrinsic
+        scatter) is at least as large as found, were those errors the whole story: small when the
+        intrinsic scatter is real, near uniform when it is a chance excess. 1 with no degree of
+        freedom.
     """
 
     zp: float
@@ -162,6 +168,7 @@ class ZeroPointFit:
     clip_iterations: int
     inst_err_cut: float | None
     colour_term_prior: tuple[float, float] | None = None
+    scatter_p_value: float = 1.0
 
     def _gradient(self, colour: FloatArray, x: FloatArray, y: FloatArray) -> list[FloatArray]:
         """Partial derivatives of the model with respect to each parameter (covariance order)."""
@@ -637,6 +644,8 @@ def _assemble(
     used[np.flatnonzero(valid)[best.kept]] = True
     dof = n_used - beta.size
     chi2_reduced = best.solution.chi2 / dof if dof > 0 else float("nan")
+    chi2_quoted = float(np.sum(residual_valid[best.kept] ** 2 / variance[best.kept]))
+    scatter_p_value = float(chi2_distribution.sf(chi2_quoted, dof)) if dof > 0 else 1.0
     for array in (covariance, residuals, used):
         array.flags.writeable = False  # the result is immutable
     names = ("zp", *(("colour_term",) if use_colour else ()), *(_term_name(i, j) for i, j in terms))
@@ -663,6 +672,7 @@ def _assemble(
         residuals=residuals,
         chi2_reduced=float(chi2_reduced),
         clip_iterations=best.passes,
+        scatter_p_value=scatter_p_value,
         inst_err_cut=inst_err_cut,
         colour_term_prior=colour_term_prior,
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import sep
 from numpy.typing import NDArray
+from scipy import ndimage
 
 __all__ = [
     "ImageBackground",
@@ -35,12 +36,18 @@ DEFAULT_COSMIC_CONTRAST = 5.0
 COSMIC_STAR_MARGIN = 0.5
 #: Largest contrast used: beyond it a single frame cannot tell a cosmic ray from a star.
 MAX_COSMIC_CONTRAST = 1000.0
+#: A sharp pixel lies in a trough when, beyond one of its two lowest edge neighbours (itself
+#: ``cosmic_sigma`` sky rms above the sky), the next pixel out is brighter than that neighbour by
+#: this fraction and by ``cosmic_sigma`` sky rms (:func:`pixel_mask_bits`).
+TROUGH_FRACTION = 0.05
+#: Ring (inner, outer radius, px) whose median light tells how bright the star under a sharp pixel is.
+REPAIRED_RING_PX = (2.5, 4.5)
 
 
 class MaskBit(enum.IntFlag):
     """Why a pixel is bad (bits of :func:`pixel_mask_bits`)."""
 
-    SATURATED = 1  #: at or above the saturation level, or next to such a pixel
+    SATURATED = 1  #: at or above the saturation level, next to such a pixel, or a repaired core
     NONFINITE = 2  #: NaN or infinite
     COSMIC = 4  #: sharp positive outlier (cosmic ray or hot pixel), and its 8 neighbours
 
@@ -182,6 +189,32 @@ def _low_neighbours(
     return np.asarray((four[0] + four[1]) / 2.0, dtype=np.float32), four[3]
 
 
+def _in_trough(
+    image: FloatImage, rows: NDArray[np.intp], cols: NDArray[np.intp], threshold: NDArray[np.float32]
+) -> NDArray[np.bool_]:
+    """Whether each given pixel sits in a trough: beyond one of its two lowest edge neighbours, the
+    next pixel out is brighter than that neighbour by ``TROUGH_FRACTION`` and by ``threshold``.
+
+    Light that only adds (a cosmic ray or hot pixel on the sky, a star or a blend of them) never
+    does this: the two lowest neighbours point away from any star, where the light falls further.
+    A star core whose saturated pixels were replaced by the frame's producer does (a spike left in
+    a band of interpolated pixels fainter than the star's wings around it). Edges are clamped.
+    """
+    ny, nx = image.shape
+    steps = ((-1, 0), (1, 0), (0, -1), (0, 1))
+    near = np.stack([image[np.clip(rows + dy, 0, ny - 1), np.clip(cols + dx, 0, nx - 1)] for dy, dx in steps])
+    far = np.stack(
+        [image[np.clip(rows + 2 * dy, 0, ny - 1), np.clip(cols + 2 * dx, 0, nx - 1)] for dy, dx in steps]
+    )
+    lowest_two = np.argsort(near, axis=0)[:2]
+    near_low = np.take_along_axis(near, lowest_two, axis=0)
+    far_low = np.take_along_axis(far, lowest_two, axis=0)
+    rise = far_low - near_low
+    inside_a_source = near_low > threshold[None, :]
+    trough = inside_a_source & (rise > threshold[None, :]) & (rise > TROUGH_FRACTION * near_low)
+    return np.asarray(trough.any(axis=0))
+
+
 def _grow(mask: BoolImage, rows: NDArray[np.intp], cols: NDArray[np.intp], radius: int) -> None:
     """Set the (2r+1)² box around each given pixel in ``mask`` (in place; cheap for sparse pixels)."""
     ny, nx = mask.shape
@@ -213,6 +246,16 @@ def pixel_mask_bits(
     ``saturation_grow`` px (bleed and the
     non-linear halo). Only pixels above threshold are examined, so the cost is a few full-image
     array operations.
+
+    **Repaired saturated cores.** Frames from other pipelines may have had their saturated pixels
+    replaced (SDSS corrected frames: no SATURATE card, no plateau; the core of a star brighter than
+    r ≈ 15 in 0.75" seeing is a band of interpolated pixels fainter than the star's wings, with a
+    few spikes left in it). Those spikes pass the sharpness test, and masking them as cosmic rays
+    split each such star into two detections. A sharp pixel whose lowest neighbours (inside a
+    source) are fainter than the pixels beyond them cannot be light added to a smooth image, which
+    only falls away from every star in those directions: its group of flagged pixels, and any other
+    group lying on a star at least as bright (:func:`_repaired_cores`), is masked as SATURATED
+    (grown by ``saturation_grow``) instead of COSMIC, so the star is detected whole and flagged.
 
     Parameters
     ----------
@@ -251,10 +294,58 @@ def pixel_mask_bits(
         if saturation_adu is not None:
             sharp &= (bits[rows, cols] & MaskBit.SATURATED) == 0
         if sharp.any():
+            rows, cols = rows[sharp], cols[sharp]
             grown = np.zeros(array.shape, dtype=bool)
-            _grow(grown, rows[sharp], cols[sharp], 1)
+            _grow(grown, rows, cols, 1)
+            repaired = _repaired_cores(sub, background.rms, rows, cols, grown, cosmic_sigma)
+            if repaired is not None:
+                grown &= ~repaired
+                core_rows, core_cols = np.nonzero(repaired)
+                _grow(repaired, core_rows, core_cols, saturation_grow)
+                bits[repaired] |= np.uint8(MaskBit.SATURATED)
             bits[grown] |= np.uint8(MaskBit.COSMIC)
     return bits
+
+
+def _ring_offsets(inner: float, outer: float) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    reach = int(np.ceil(outer))
+    dy, dx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+    r = np.hypot(dy, dx)
+    ring = (r > inner) & (r <= outer)
+    return dy[ring], dx[ring]
+
+
+def _repaired_cores(
+    sub: FloatImage,
+    rms: FloatImage,
+    rows: NDArray[np.intp],
+    cols: NDArray[np.intp],
+    grown: BoolImage,
+    cosmic_sigma: float,
+) -> BoolImage | None:
+    """The groups of sharp pixels that are repaired saturated cores, or None (see
+    :func:`pixel_mask_bits`).
+
+    A group is one when one of its pixels sits in a trough (:func:`_in_trough`), or when it lies on
+    a star at least as bright as such a core's: the median light of the ring
+    ``REPAIRED_RING_PX`` around it reaches the least ring light of the cores found by their trough
+    (stars of one PSF saturate above one brightness).
+    """
+    threshold = cosmic_sigma * rms[rows, cols]
+    in_trough = _in_trough(sub, rows, cols, threshold)
+    if not in_trough.any():
+        return None
+    ny, nx = sub.shape
+    dy, dx = _ring_offsets(*REPAIRED_RING_PX)
+    ring = np.median(
+        sub[np.clip(rows[None, :] + dy[:, None], 0, ny - 1), np.clip(cols[None, :] + dx[:, None], 0, nx - 1)],
+        axis=0,
+    )
+    groups, _ = ndimage.label(grown, structure=np.ones((3, 3), dtype=bool))
+    group_of = groups[rows, cols]
+    level = float(np.min(ring[in_trough]))
+    core = in_trough | ((ring >= level) & (ring > threshold))
+    return np.asarray(np.isin(groups, np.unique(group_of[core])))
 
 
 def bad_pixel_mask(

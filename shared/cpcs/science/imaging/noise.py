@@ -26,10 +26,14 @@ that gain comes from, first match wins:
    whose S/N is overestimated (by 30 % for an r = 19 star on an SDSS frame, which still has
    S/N ≈ 100). A gain card on a frame in physical units is ignored: it describes the raw counts.
 
+   **Raw colour mosaics** (``header.bayer_pattern``) without a gain are background-only too: their
+   level holds the camera's black-level pedestal, which raw DSLR frames do not record (the PANOPTES
+   Canon frames carry no PEDESTAL/BLKLEVEL-like card; Canon's 14-bit pedestal is 2048 ADU), and at
+   base ISO their sky is read-noise dominated, so ``level / rms²`` is no gain: on the PANOPTES frame
+   it gives 4.5 e-/ADU with the pedestal in and 0.36 with 2048 per green pixel taken out, where a
+   Canon sensor at ISO 100 has roughly 2-3 e-/ADU.
 Not handled: the average of N frames that kept one frame's ``GAIN`` card has an effective gain N
-times larger (its sources' noise is then overestimated; ``NCOMBINE`` is not read); a raw DSLR
-mosaic's rms includes the differences between its colour planes and its level the black-level
-pedestal, so its sky-derived gain is not the camera's.
+times larger (its sources' noise is then overestimated; ``NCOMBINE`` is not read).
 
 The chosen model is recorded with the reduction (``kind``, the gain used and where it came from),
 and magnitudes are ``-2.5 log10(flux × gain / exptime)`` with gain 1 for ``background_only``
@@ -138,6 +142,15 @@ def choose_noise_model(header: ImageHeader, background: ImageBackground) -> Nois
     why = f"pixels in {header.pixel_unit!r}" if unit == "physical" else "no gain"
     if unit == "physical" and gain is not None:
         why += f" (GAIN {gain:g} ignored: it describes raw counts)"
+    if header.bayer_pattern is not None and unit == "counts":
+        return NoiseModel(
+            "background_only",
+            None,
+            "background rms map",
+            f"raw {header.bayer_pattern} mosaic with no gain: its sky level holds the black-level "
+            "pedestal and its sky noise the read noise, so no gain can be measured from it; errors "
+            "from the background rms map alone (bright stars' errors are underestimated)",
+        )
     effective = sky_effective_gain(background)
     if effective is not None:
         return NoiseModel(

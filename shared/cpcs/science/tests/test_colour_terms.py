@@ -104,9 +104,10 @@ def test_light_curve_of_a_constant_star_reaches_the_floor(series: list[Simulated
 def test_pulls_of_the_error_budget() -> None:
     """Pulls over a long series (300 frames: the width of 30 pulls is itself uncertain by 13 %).
 
-    With the prior, photon noise, zero point and colour parts describe the errors (width 0.9-1.1);
-    the total, which adds each frame's own intrinsic-scatter estimate (on 25 stars often a chance
-    excess of the chi-square), is conservative: never an underestimate.
+    With the prior, photon noise, zero point and colour parts describe the errors, and so does the
+    total: the intrinsic scatter of a frame enters it only when significant (on 25 stars the fitted
+    scatter is a chance chi-square excess in about half the frames; counted always, it gave a pull
+    width of 0.78).
     """
     frames = [_frame(2000 + k) for k in range(300)]
     first = [_fit(f) for f in frames[:30]]
@@ -125,7 +126,7 @@ def test_pulls_of_the_error_budget() -> None:
         parts = math.sqrt(result.err_measurement**2 + result.err_zero_point**2 + result.err_colour**2)
         pulls_without_scatter.append(error / parts)
     assert 0.9 <= float(np.std(pulls_without_scatter)) <= 1.1, float(np.std(pulls_without_scatter))
-    assert 0.6 <= float(np.std(pulls)) <= 1.1, float(np.std(pulls))
+    assert 0.9 <= float(np.std(pulls)) <= 1.1, float(np.std(pulls))
 
 
 def test_calibrate_field_applies_a_learned_prior_to_its_survey_band(series: list[SimulatedField]) -> None:

@@ -19,7 +19,7 @@ from scipy.spatial import cKDTree
 
 from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.science.astrometry import solve_astrometry
-from cpcs.science.image_reduction import ImageReductionResult, reduce_image
+from cpcs.science.image_reduction import ImageReductionResult, ReductionFailed, reduce_image
 from cpcs.science.imaging.background import (
     DEFAULT_COSMIC_CONTRAST,
     MaskBit,
@@ -203,3 +203,15 @@ def test_the_green_diagonal_is_read_from_the_data() -> None:
     assert abs(sites[0] - sites[1]) < 0.2 * abs(sites[2] - sites[3])
     assert plane.data.shape == (350, 350)
     assert plane.data[10, 20] == data[20, 40] + data[21, 41]
+
+
+def test_an_alert_outside_the_crop_is_a_clear_failure(tycho: ReferenceCatalogue) -> None:
+    """KIC 8462852 (the mount position) lies ~2 degrees off this 2-degree crop: the reduction
+    says so with the detections kept, where forced photometry off the frame used to crash."""
+    data, header = _frame("solved.fits.fz")
+    image_header = standardise_header(header, instrument=InstrumentDefaults(pixel_scale=PIXEL_SCALE))
+    with pytest.raises(ReductionFailed) as failure:
+        reduce_image(data, image_header, tycho, target_ra_deg=301.5644, target_dec_deg=44.4568)
+    assert failure.value.error.code == "target_outside_image"
+    assert "outside this 700x700 image" in str(failure.value)
+    assert failure.value.partial.detections is not None and len(failure.value.partial.detections) > 100

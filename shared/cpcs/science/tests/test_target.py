@@ -12,6 +12,7 @@ from cpcs.science.crossmatch import nearest_source, tangent_plane_offsets
 from cpcs.science.target import (
     DEFAULT_COLOUR_ERR_MAG,
     calibrate_target,
+    calibration_budget,
     limiting_magnitude,
     upper_limit,
 )
@@ -158,3 +159,32 @@ def test_upper_limit_needs_a_finite_limit() -> None:
     with pytest.raises(CalibrationFailed) as excinfo:
         upper_limit(fit, float("nan"))
     assert excinfo.value.code == "no_limiting_magnitude"
+
+
+def test_a_genuine_intrinsic_scatter_counts_and_a_chance_excess_does_not() -> None:
+    """25 stars with 0.01 mag errors: with a real star-to-star scatter of 0.03 mag it is found and
+    counted in the target's error; with none, the fitted scatter is often a chance excess of the
+    chi-square, which the target's error leaves out (in about 1 frame of 100 it would count)."""
+    rng = np.random.default_rng(31)
+    n, error = 25, 0.01
+    real_scatter, chance, counted = [], [], []
+    for _ in range(200):
+        inst = rng.uniform(-8.0, -4.0, n)
+        errors = np.full(n, error)
+        exact = fit_zero_point(
+            inst, errors, inst + 25.0 + rng.normal(0.0, error, n), np.zeros(n), fit_colour_term=False
+        )
+        chance.append(exact.intrinsic_scatter > 0)
+        counted.append(calibration_budget(exact).scatter > 0)
+        scattered = fit_zero_point(
+            inst,
+            errors,
+            inst + 25.0 + rng.normal(0.0, math.hypot(error, 0.03), n),
+            np.zeros(n),
+            fit_colour_term=False,
+        )
+        real_scatter.append(calibration_budget(scattered).scatter)
+    assert np.mean(chance) > 0.3  # a chance excess is common ...
+    assert np.mean(counted) < 0.05  # ... and rarely counted
+    assert np.median(real_scatter) == pytest.approx(0.03, abs=0.006)  # a real one is counted
+    assert np.mean(np.asarray(real_scatter) > 0) > 0.95

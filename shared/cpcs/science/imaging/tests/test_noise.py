@@ -8,10 +8,12 @@ from astropy.io import fits
 
 from cpcs.science.imaging._synthetic import make_image
 from cpcs.science.imaging.background import estimate_background, pixel_mask_bits
+from cpcs.science.imaging.bayer import green_plane
 from cpcs.science.imaging.detection import detect_sources
 from cpcs.science.imaging.header import InstrumentDefaults, standardise_header
 from cpcs.science.imaging.noise import choose_noise_model, pixel_unit_kind
 from cpcs.science.imaging.photometry import measure_sources
+from cpcs.testing.realdata import read_image, realdata_file
 
 
 def _header(**cards: object) -> fits.Header:
@@ -68,6 +70,11 @@ def test_each_rule_of_the_noise_model() -> None:
     alone = model(flat, BUNIT="nanomaggy")
     assert (alone.kind, alone.gain_e_per_adu) == ("background_only", None)
     assert model(flat).kind == "background_only"
+    # a raw colour mosaic without a gain: the sky holds a pedestal, so no gain from it
+    mosaic = model(sky, BAYERPAT="RGGB")
+    assert (mosaic.kind, mosaic.gain_e_per_adu) == ("background_only", None)
+    assert "pedestal" in mosaic.note
+    assert model(sky, BAYERPAT="RGGB", GAIN=2.4).gain_e_per_adu == 2.4  # a known gain still wins
 
 
 def test_errors_with_the_effective_gain_match_the_true_gain() -> None:
@@ -87,3 +94,24 @@ def test_errors_with_the_effective_gain_match_the_true_gain() -> None:
     assert np.median(measured[ok] / true[ok]) == pytest.approx(1.0, abs=0.1)
     # background-only errors are smaller, most for the bright stars
     assert np.all(alone[ok] <= true[ok] * (1 + 1e-9))
+
+
+@pytest.mark.parametrize("name", ["solved.fits.fz", "unsolved.fits"])
+def test_a_raw_dslr_frame_without_a_gain_gets_an_honest_noise_model(name: str) -> None:
+    """The PANOPTES Canon frames (ISO 100, 14 bit, raw RGGB) carry no gain and no black-level card.
+    Their green superpixels' sky is ~4450 ADU, of which 4096 is the two pixels' 2048 ADU pedestal:
+    ``level / rms²`` would give 4.5 e-/ADU (pedestal in) or 0.36 (pedestal out, the sky being
+    read-noise dominated), neither the camera's ~2-3. The record says background only and why."""
+    data, cards = read_image(realdata_file(f"panoptes/{name}"))
+    header = standardise_header(cards)
+    assert header.bayer_pattern == "RGGB" and header.gain_e_per_adu is None
+    plane = green_plane(np.asarray(data, dtype=np.float32), header.bayer_pattern, saturation_adu=None)
+    background = estimate_background(plane.data)
+    pedestal = 2 * 2048.0  # two green pixels
+    assert 4000.0 < background.global_level < 5000.0
+    with_pedestal = background.global_level / background.global_rms**2
+    without = (background.global_level - pedestal) / background.global_rms**2
+    assert with_pedestal > 3.5 and without < 0.6  # both far from a Canon's ~2-3 e-/ADU at ISO 100
+    noise = choose_noise_model(header, background)
+    assert (noise.kind, noise.gain_e_per_adu) == ("background_only", None)
+    assert "pedestal" in noise.note and "RGGB" in noise.note

@@ -1,4 +1,5 @@
-"""Colour mosaics, the PSF-fitted cosmic-ray contrast and saturation below hot pixels."""
+"""Colour mosaics, the PSF-fitted cosmic-ray contrast, saturation below hot pixels and saturated cores
+repaired by another pipeline."""
 
 from __future__ import annotations
 
@@ -7,9 +8,20 @@ import itertools
 import numpy as np
 import pytest
 
-from cpcs.science.imaging.background import DEFAULT_COSMIC_CONTRAST, cosmic_contrast_for_psf
+from cpcs.science.imaging._synthetic import star_profile
+from cpcs.science.imaging.background import (
+    DEFAULT_COSMIC_CONTRAST,
+    MaskBit,
+    cosmic_contrast_for_psf,
+    estimate_background,
+    pixel_mask_bits,
+)
 from cpcs.science.imaging.bayer import bayer_pattern_from_cards, green_plane
+from cpcs.science.imaging.detection import detect_sources
 from cpcs.science.imaging.header import estimate_saturation_level
+from cpcs.testing.image_simulator import simulate_image
+
+PIXEL_SCALE = 0.6  # the simulator's default, arcsec/px
 
 
 def _mosaic(green_offset: int, shape: tuple[int, int] = (64, 80)) -> np.ndarray:
@@ -68,3 +80,68 @@ def test_saturation_is_found_below_a_few_hot_pixels() -> None:
     clean = np.round(rng.normal(2200.0, 30.0, (300, 300)))
     clean[5, 5] = 13863.0
     assert estimate_saturation_level(clean) is None
+
+
+def _repair_core_like_sdss(data: np.ndarray, x: int, y: int, sky: float) -> None:
+    """What SDSS frames do to a saturated star (measured on the r frame of M2): the three rows
+    through the core become a band fainter than the star's wings, with spikes left in the middle row."""
+    wing_above = data[y - 2, x - 3 : x + 4] - sky
+    wing_below = data[y + 2, x - 3 : x + 4] - sky
+    data[y - 1, x - 3 : x + 4] = sky + 0.3 * wing_above
+    data[y + 1, x - 3 : x + 4] = sky + 0.3 * wing_below
+    data[y, x - 3 : x + 4] = sky + 0.3 * wing_above
+    data[y, x - 1 : x + 2] = sky + np.array([1.2, 1.8, 0.5]) * wing_above[3]
+
+
+def test_repaired_saturated_cores_are_saturated_not_cosmic_and_cosmic_rays_stay_cosmic() -> None:
+    fwhm_px, gain = 1.9, 1.5
+    image = simulate_image(
+        5,
+        shape=(768, 768),
+        fwhm_arcsec=fwhm_px * PIXEL_SCALE,
+        gain_e_per_adu=gain,
+        n_cosmics=300,
+        n_hot_pixels=100,
+        target=None,
+    )
+    rng = np.random.default_rng(8)
+    data = np.array(image.data, dtype=np.float32)
+    sky = float(np.median(data))
+    # six stars of 2-4e5 e- (peaks of 25-50k ADU) on empty sky, whose cores are then repaired the
+    # SDSS way
+    size = 12
+    empty = [
+        (cx, cy)
+        for cy in range(40, 740, 60)
+        for cx in range(40, 740, 60)
+        if np.max(data[cy - size : cy + size + 1, cx - size : cx + size + 1]) < sky + 200.0
+    ]
+    assert len(empty) >= 6
+    x = np.array([cx for cx, _ in empty[:: len(empty) // 6][:6]]) + rng.uniform(-0.5, 0.5, 6)
+    y = np.array([cy for _, cy in empty[:: len(empty) // 6][:6]]) + rng.uniform(-0.5, 0.5, 6)
+    dy, dx = np.mgrid[-size : size + 1, -size : size + 1].astype(np.float64)
+    for xs, ys, flux_e in zip(x, y, np.linspace(2e5, 4e5, x.size), strict=True):
+        ix, iy = round(xs), round(ys)
+        star_e = flux_e * star_profile(dx + ix - xs, dy + iy - ys, fwhm_px, 3.0)
+        data[iy - size : iy + size + 1, ix - size : ix + size + 1] += rng.poisson(star_e) / gain
+        _repair_core_like_sdss(data, ix, iy, sky)
+    x, y = np.round(x), np.round(y)
+    background = estimate_background(data)
+    bits = pixel_mask_bits(data, saturation_adu=None, background=background)
+    for xs, ys in zip(x.astype(int), y.astype(int), strict=True):
+        core = bits[ys - 1 : ys + 2, xs - 3 : xs + 4]
+        assert np.all(core & MaskBit.SATURATED) and not np.any(core & MaskBit.COSMIC)
+    # the cosmic rays and hot pixels are still cosmic, none taken for a repaired core
+    cosmic, hot = image.truth.cosmic_ray_pixels, image.truth.hot_pixels
+    for pixels in (cosmic, hot):
+        found = bits[pixels[:, 1], pixels[:, 0]]
+        assert ((found & MaskBit.COSMIC) > 0).mean() > 0.9
+    elsewhere = np.ones(data.shape, dtype=bool)
+    for xs, ys in zip(x.astype(int), y.astype(int), strict=True):
+        elsewhere[ys - 8 : ys + 9, xs - 8 : xs + 9] = False
+    assert not np.any(bits[elsewhere] & MaskBit.SATURATED)
+    # each repaired star is one detection, flagged at its centre
+    detections = detect_sources(data, background, bits & np.uint8(~MaskBit.SATURATED & 0xFF))
+    found_x, found_y = np.asarray(detections.table["x"]), np.asarray(detections.table["y"])
+    for xs, ys in zip(x, y, strict=True):
+        assert np.count_nonzero(np.hypot(found_x - xs, found_y - ys) < 4.0) == 1
