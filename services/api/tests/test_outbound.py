@@ -41,8 +41,18 @@ from cpcs.db.engine import Database
 from cpcs.db.models import Alert, Base, Calibration, Observation, Observatory, Point, Upload, User, utcnow
 from cpcs.db.secret_box import KEY_FILE_NAME, SecretBox, SecretUnreadable, new_key
 from cpcs.db.stored_secrets import unreadable_secrets
+from cpcs.lightcurve.exports import (
+    ExportRow,
+    PointDetails,
+    SkyPortalOptions,
+    export_rows,
+    skyportal_obj_id,
+    skyportal_photometry,
+)
 from cpcs.messages import PointCalibratedV1, PointDeletedV1, encode
 from cpcs.messaging.bus import Envelope
+from cpcs.schemas import PointOut
+from cpcs.science.bands import export_band
 from cpcs.settings import Settings
 from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
 from cpcs.testing.servers import temporary_postgres_database
@@ -55,12 +65,8 @@ from cpcs_api.outbound.skyportal import (
     already_deleted,
     encode_body,
     is_row_of,
-    limiting_magnitude,
-    obj_id,
     photometry_body,
     photometry_id,
-    sncosmo_magsys,
-    sncosmo_name,
     update_body,
 )
 from cpcs_api.outbound.webhooks import (
@@ -601,11 +607,9 @@ def test_point_reaches_webhooks_and_skyportal_with_retries(
     assert body["limiting_mag"] > body["mag"] and body["limiting_mag_nsigma"] == 5
     assert body["origin"] == "cpcs"
     altdata = body["altdata"]
-    assert altdata["cpcs_point_id"] == point["id"] and altdata["cpcs_calibration_version"] == 1
-    assert altdata["reference_survey"] == point["survey"] and altdata["zero_point"] == calibration["zp"]
-    assert (
-        altdata["calibration_url"] == f"http://cpcs.test/api/v1/observations/{observation['id']}/calibrations"
-    )
+    assert altdata["cpcs_point_id"] == point["id"] and altdata["calibration_version"] == 1
+    assert altdata["calibration_survey"] == point["survey"] and altdata["calibration_zp"] == calibration["zp"]
+    assert altdata["calibration_url"] == f"http://cpcs.test/api/v1/observations/{observation['id']}"
     assert _deliveries(cpcs, f"/api/v1/skyportal/destinations/{elsewhere['id']}/deliveries", admin) == []
 
     # Webhooks: signed, one delivery id per delivery, the same bytes on every attempt.
@@ -699,7 +703,7 @@ def test_point_reaches_webhooks_and_skyportal_with_retries(
     newest = _settled(cpcs, sp_url, admin, 2)[0]
     assert newest["status"] == "delivered" and newest["attempts"] == 1
     assert newest["calibration_id"] == again["calibration"]["id"] and newest["action"] == "updated"
-    assert newest["body"]["altdata"]["cpcs_calibration_version"] == 2
+    assert newest["body"]["altdata"]["calibration_version"] == 2
     assert newest["remote_url"] == sent["remote_url"]
     assert (
         skyportal.calls[-1]["method"] == "PATCH"
@@ -1139,18 +1143,20 @@ def test_request_headers_sign_the_timestamp_they_send() -> None:
 
 
 def test_every_band_of_the_known_surveys_has_its_sncosmo_name() -> None:
+    def named(survey: str, band: str) -> tuple[str | None, str | None]:
+        exported = export_band(survey, band)
+        return exported.sncosmo, exported.magsys
+
     for survey in SURVEYS.values():
         for band in survey.band_names:
-            assert sncosmo_name(survey.name, band) == EXPECTED_BANDPASS[(survey.name, band)], (
-                survey.name,
-                band,
-            )
-            assert sncosmo_name(survey.name, band) in SNCOSMO_BANDPASSES
-            assert sncosmo_magsys(survey.name, band) == EXPECTED_MAGSYS.get(band, "vega"), (survey.name, band)
-    assert sncosmo_name("ps1", "r") == "ps1::r"  # survey aliases and case
-    assert sncosmo_name("MySiteSurvey", "V") == "bessellv" and sncosmo_magsys("MySiteSurvey", "V") == "vega"
-    assert sncosmo_name("MySiteSurvey", "Clear") is None and sncosmo_name("MySiteSurvey", "Ha") is None
-    assert obj_id("ivo://Gaia16aye") == "Gaia16aye" and obj_id("ZTF21abc") == "ZTF21abc"
+            sncosmo, magsys = named(survey.name, band)
+            assert sncosmo == EXPECTED_BANDPASS[(survey.name, band)], (survey.name, band)
+            assert sncosmo in SNCOSMO_BANDPASSES
+            assert magsys == EXPECTED_MAGSYS.get(band, "vega"), (survey.name, band)
+    assert named("ps1", "r")[0] == "ps1::r"  # survey aliases and case
+    assert named("MySiteSurvey", "V") == ("bessellv", "vega")
+    assert named("MySiteSurvey", "Clear")[0] is None and named("MySiteSurvey", "Ha")[0] is None
+    assert skyportal_obj_id("ivo://Gaia16aye") == "Gaia16aye" and skyportal_obj_id("ZTF21abc") == "ZTF21abc"
 
 
 def _facts(**changes: Any) -> PointFacts:
@@ -1168,18 +1174,37 @@ def _facts(**changes: Any) -> PointFacts:
     return PointFacts(**base)
 
 
+def _row(declared: str | None = "V", **changes: Any) -> ExportRow:
+    """A point as the exports (and so the SkyPortal delivery) see it."""
+    base: dict[str, Any] = dict(
+        id=1, alert_id=3, alert_name="ivo://Gaia16aye", observation_id=2, calibration_id=5, observer="O",
+        observatory="Obs", mjd=60000.5, survey="APASS", band="V", mag=15.0, magerr=0.01, caliberr=0.02,
+        mag_err_total=0.0224, is_upper_limit=False, limit_mag=None, flux_ujy=None, flux_err_ujy=None,
+        created_at=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+    )  # fmt: skip
+    base.update(changes)
+    [row] = export_rows([PointOut(**base)], {1: PointDetails(declared)})
+    return row
+
+
 def test_a_detection_without_a_computed_limit_gets_an_estimated_one() -> None:
-    limit, estimated = limiting_magnitude(_facts())
+    body = photometry_body(_row(), instrument_id=2, group_ids=[1])
     # S/N = 1.0857 / 0.01 = 108.6; the 5-sigma flux is 5/108.6 of the target's: 3.34 mag fainter.
-    assert estimated and limit == pytest.approx(15.0 + 2.5 * math.log10(108.574 / 5), abs=1e-3)
-    body = photometry_body(_facts(), instrument_id=2, group_ids=[1])
+    assert body["limiting_mag"] == pytest.approx(15.0 + 2.5 * math.log10(108.574 / 5), abs=1e-3)
     assert skyportal_violations(body, instrument_id=2) == []
-    assert body["altdata"]["limiting_mag_estimated"] is True and body["filter"] == "bessellv"
-    assert limiting_magnitude(_facts(limit_mag=18.0)) == (18.0, False)
+    assert body["altdata"]["limiting_mag_source"] == "target_noise" and body["filter"] == "bessellv"
+    given = photometry_body(_row(limit_mag=18.0), instrument_id=2, group_ids=[1])
+    assert given["limiting_mag"] == 18.0 and given["altdata"]["limiting_mag_source"] == "image"
+
+
+def test_the_delivery_sends_what_the_skyportal_export_gives() -> None:
+    rows = [_row(), _row(id=7, is_upper_limit=True, mag=18.2, limit_mag=18.2)]
+    exported = skyportal_photometry(rows, "mag", SkyPortalOptions(instrument_id=2, group_ids=[4])).packets
+    assert [photometry_body(row, instrument_id=2, group_ids=[4]) for row in rows] == exported
 
 
 def test_the_skyportal_stand_in_refuses_what_skyportal_refuses() -> None:
-    good = photometry_body(_facts(), instrument_id=2, group_ids=[])
+    good = photometry_body(_row(), instrument_id=2, group_ids=[])
     assert skyportal_violations(good, instrument_id=2) == []
     bad_bodies = [
         {**good, "magerr": None},  # mag without magerr
@@ -1201,7 +1226,7 @@ def test_the_skyportal_stand_in_refuses_what_skyportal_refuses() -> None:
 def test_points_skyportal_cannot_take_are_refused_before_sending() -> None:
     for changes in ({"mjd": None}, {"survey": "Mine", "band": "Ha"}, {"band": "Clear", "survey": "Gaia"}):
         with pytest.raises(NotSendable):
-            photometry_body(_facts(**changes), instrument_id=1, group_ids=[])
+            photometry_body(_row(**changes), instrument_id=1, group_ids=[])
 
 
 def test_remote_error_bodies_are_summarised_not_kept_verbatim() -> None:
@@ -1344,7 +1369,7 @@ def test_updates_and_deletions_wait_for_the_row_and_never_guess_it(
     skyportal, skyportal_url = skyportal_server
     database = Database(f"sqlite:///{tmp_path / 'order.sqlite3'}", secret_box=SecretBox([new_key()]))
     worker = DeliveryWorker(database, FAST.model_copy(update={"workers": 1}))
-    body = photometry_body(_facts(), instrument_id=SKYPORTAL_INSTRUMENT, group_ids=[])
+    body = photometry_body(_row(), instrument_id=SKYPORTAL_INSTRUMENT, group_ids=[])
     put_body = encode_body(body).decode()
     patch_body = encode_body(update_body({**body, "mag": 15.25})).decode()
     later = utcnow() + dt.timedelta(hours=1)
@@ -1457,12 +1482,12 @@ def test_updates_and_deletions_wait_for_the_row_and_never_guess_it(
 
 
 def test_update_bodies_answers_and_events_follow_skyportal_and_the_webhook_contract() -> None:
-    put = photometry_body(_facts(), instrument_id=2, group_ids=[4])
+    put = photometry_body(_row(), instrument_id=2, group_ids=[4])
     patch = update_body(put)
     assert skyportal_violations(patch, instrument_id=2, patch=True) == []
     assert skyportal_violations(put, instrument_id=2, patch=True) == ["unknown key 'limiting_mag_nsigma'"]
     limit = update_body(
-        photometry_body(_facts(is_upper_limit=True, limit_mag=18.2), instrument_id=2, group_ids=[])
+        photometry_body(_row(is_upper_limit=True, mag=18.2, limit_mag=18.2), instrument_id=2, group_ids=[])
     )
     assert limit["mag"] is None and limit["limiting_mag"] == 18.2
     assert skyportal_violations(limit, instrument_id=2, patch=True) == []

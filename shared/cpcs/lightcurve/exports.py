@@ -59,7 +59,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import astropy.units as u
@@ -88,6 +88,7 @@ __all__ = [
     "legacy_arrays",
     "render",
     "skyportal_obj_id",
+    "skyportal_packet",
     "skyportal_photometry",
     "to_csv",
     "to_ecsv",
@@ -621,65 +622,77 @@ def _altdata(row: ExportRow, limiting_mag: float, limit_source: str) -> dict[str
     }
 
 
-def skyportal_photometry(
-    rows: Sequence[ExportRow], kind: Literal["mag", "flux"], options: SkyPortalOptions
-) -> SkyPortalPhotometry:
-    """The points as SkyPortal photometry in its mag or flux form.
+def skyportal_packet(
+    row: ExportRow, kind: Literal["mag", "flux"], options: SkyPortalOptions
+) -> dict[str, Any] | SkippedPoint:
+    """One point as a SkyPortal photometry dict, or why SkyPortal cannot take it.
+
+    The one SkyPortal payload of CPCS: the exports and the SkyPortal delivery
+    (``cpcs_api.outbound.skyportal``) both build their bodies here.
 
     Mag form: ``mag``/``magerr`` (the total error) in the band's own system (``vega`` for
     Johnson-Cousins, 2MASS and Gaia, ``ab`` for SDSS and PS1), ``limiting_mag`` always (the 5-sigma
     limit), ``mag = magerr = None`` for an upper limit. Flux form: microjansky on the AB scale
     (``zp = 23.9``, ``magsys = "ab"``), ``flux = None`` and ``fluxerr`` the 1-sigma noise for an upper
     limit. ``altdata`` carries the calibration facts and the link to the calibration record.
+    """
+    if row.sncosmo_filter is None or row.magsys is None:
+        return SkippedPoint(row.point_id, "no_sncosmo_bandpass")
+    if row.mjd is None:
+        return SkippedPoint(row.point_id, "no_mjd")
+    if not math.isfinite(row.mag) or (not row.is_upper_limit and not math.isfinite(row.mag_err_total)):
+        return SkippedPoint(row.point_id, "no_magnitude")
+    if row.is_upper_limit:
+        limiting_mag, source = (row.limit_mag if row.limit_mag is not None else row.mag), "image"
+    else:
+        limiting_mag, source = _detection_limit(row)
+    packet: dict[str, Any] = {
+        "obj_id": options.obj_id or skyportal_obj_id(row.alert_name),
+        "instrument_id": options.instrument_id,
+        "mjd": row.mjd,
+        "filter": row.sncosmo_filter,
+        "origin": options.origin,
+        "altdata": _altdata(row, limiting_mag, source),
+    }
+    if kind == "mag":
+        packet.update(
+            magsys=row.magsys,
+            mag=None if row.is_upper_limit else row.mag,
+            magerr=None if row.is_upper_limit else row.mag_err_total,
+            limiting_mag=limiting_mag,
+            limiting_mag_nsigma=LIMIT_SNR,
+        )
+    else:
+        if row.flux_err_ujy is None or (row.flux_ujy is None and not row.is_upper_limit):
+            return SkippedPoint(row.point_id, "no_flux")
+        packet.update(
+            magsys="ab",
+            flux=None if row.is_upper_limit else row.flux_ujy,
+            fluxerr=row.flux_err_ujy,
+            zp=AB_ZERO_POINT_UJY_MAG,
+        )
+    if options.group_ids is not None:
+        packet["group_ids"] = list(options.group_ids)
+    return packet
+
+
+def skyportal_photometry(
+    rows: Sequence[ExportRow], kind: Literal["mag", "flux"], options: SkyPortalOptions
+) -> SkyPortalPhotometry:
+    """The points as SkyPortal photometry in its mag or flux form (:func:`skyportal_packet` each).
 
     Points without an sncosmo bandpass, an MJD, or (flux form) an AB flux are skipped.
     """
-    obj_id = options.obj_id or skyportal_obj_id(rows[0].alert_name if rows else "")
+    if options.obj_id is None and rows:
+        options = replace(options, obj_id=skyportal_obj_id(rows[0].alert_name))
     packets: list[dict[str, Any]] = []
     skipped: list[SkippedPoint] = []
     for row in rows:
-        if row.sncosmo_filter is None or row.magsys is None:
-            skipped.append(SkippedPoint(row.point_id, "no_sncosmo_bandpass"))
-            continue
-        if row.mjd is None:
-            skipped.append(SkippedPoint(row.point_id, "no_mjd"))
-            continue
-        if not math.isfinite(row.mag):
-            skipped.append(SkippedPoint(row.point_id, "no_magnitude"))
-            continue
-        if row.is_upper_limit:
-            limiting_mag, source = (row.limit_mag if row.limit_mag is not None else row.mag), "image"
+        packet = skyportal_packet(row, kind, options)
+        if isinstance(packet, SkippedPoint):
+            skipped.append(packet)
         else:
-            limiting_mag, source = _detection_limit(row)
-        packet: dict[str, Any] = {
-            "obj_id": obj_id,
-            "instrument_id": options.instrument_id,
-            "mjd": row.mjd,
-            "filter": row.sncosmo_filter,
-            "origin": options.origin,
-            "altdata": _altdata(row, limiting_mag, source),
-        }
-        if kind == "mag":
-            packet.update(
-                magsys=row.magsys,
-                mag=None if row.is_upper_limit else row.mag,
-                magerr=None if row.is_upper_limit else row.mag_err_total,
-                limiting_mag=limiting_mag,
-                limiting_mag_nsigma=LIMIT_SNR,
-            )
-        else:
-            if row.flux_err_ujy is None or (row.flux_ujy is None and not row.is_upper_limit):
-                skipped.append(SkippedPoint(row.point_id, "no_flux"))
-                continue
-            packet.update(
-                magsys="ab",
-                flux=None if row.is_upper_limit else row.flux_ujy,
-                fluxerr=row.flux_err_ujy,
-                zp=AB_ZERO_POINT_UJY_MAG,
-            )
-        if options.group_ids is not None:
-            packet["group_ids"] = list(options.group_ids)
-        packets.append(packet)
+            packets.append(packet)
     return SkyPortalPhotometry(kind, packets, skipped, options.group_ids)
 
 

@@ -85,11 +85,12 @@ from cpcs.db.delivery_models import (
 from cpcs.db.engine import Database
 from cpcs.db.models import Calibration, Point, utcnow
 from cpcs.db.secret_box import SecretUnreadable
+from cpcs.lightcurve.exports import skyportal_obj_id
 from cpcs.messages import PointCalibratedV1, PointDeletedV1
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
 from cpcs_api.outbound import skyportal, webhooks
-from cpcs_api.outbound.facts import PointFacts, as_utc, point_facts
+from cpcs_api.outbound.facts import PointFacts, as_utc, export_row, point_facts
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ def _alert_matches(pattern: str | None, alert_name: str) -> bool:
     if pattern is None:
         return True
     return fnmatch.fnmatchcase(alert_name, pattern) or fnmatch.fnmatchcase(
-        skyportal.obj_id(alert_name), pattern
+        skyportal_obj_id(alert_name), pattern
     )
 
 
@@ -247,7 +248,7 @@ class OutboundDispatcher:
             ).all():
                 action = _action_for(earlier.get((KIND_SKYPORTAL, destination.id), []), calibration.id)
                 if action is not None and _alert_matches(destination.alert_filter, facts.alert_name):
-                    self._add_skyportal(session, destination, facts, action)
+                    self._add_skyportal(session, destination, point, calibration, action)
                     added += 1
         if added:
             log.info(
@@ -277,7 +278,9 @@ class OutboundDispatcher:
                         self._add_webhook(session, subscription, facts, ACTION_DELETED, point.deleted_at)
                         added += 1
                 elif kind == KIND_SKYPORTAL and session.get(SkyPortalDestination, target_id) is not None:
-                    delivery = self._new_delivery(session, KIND_SKYPORTAL, target_id, facts, ACTION_DELETED)
+                    delivery = self._new_delivery(
+                        session, KIND_SKYPORTAL, target_id, point.id, calibration.id, ACTION_DELETED
+                    )
                     delivery.request_body = ""  # a DELETE has no body
                     added += 1
         if added:
@@ -285,14 +288,14 @@ class OutboundDispatcher:
         return added
 
     def _new_delivery(
-        self, session: Session, kind: str, target_id: int, facts: PointFacts, action: str
+        self, session: Session, kind: str, target_id: int, point_id: int, calibration_id: int, action: str
     ) -> Delivery:
         now = utcnow()
         delivery = Delivery(
             kind=kind,
             target_id=target_id,
-            point_id=facts.point_id,
-            calibration_id=facts.calibration_id,
+            point_id=point_id,
+            calibration_id=calibration_id,
             action=action,
             attempts=0,
             status=STATUS_PENDING,
@@ -312,7 +315,9 @@ class OutboundDispatcher:
         action: str,
         deleted_at: dt.datetime | None = None,
     ) -> None:
-        delivery = self._new_delivery(session, KIND_WEBHOOK, subscription.id, facts, action)
+        delivery = self._new_delivery(
+            session, KIND_WEBHOOK, subscription.id, facts.point_id, facts.calibration_id, action
+        )
         document = webhooks.payload(
             facts,
             delivery_id=delivery.id,
@@ -324,21 +329,26 @@ class OutboundDispatcher:
         delivery.request_body = webhooks.encode_payload(document).decode()
 
     def _add_skyportal(
-        self, session: Session, destination: SkyPortalDestination, facts: PointFacts, action: str
+        self,
+        session: Session,
+        destination: SkyPortalDestination,
+        point: Point,
+        calibration: Calibration,
+        action: str,
     ) -> None:
-        delivery = self._new_delivery(session, KIND_SKYPORTAL, destination.id, facts, action)
+        row = export_row(point, calibration, self.context.settings.public_base_url)
+        delivery = self._new_delivery(
+            session, KIND_SKYPORTAL, destination.id, point.id, calibration.id, action
+        )
         try:
             body = skyportal.photometry_body(
-                facts,
-                instrument_id=destination.instrument_id,
-                group_ids=list(destination.group_ids or []),
-                base_url=self.context.settings.public_base_url,
+                row, instrument_id=destination.instrument_id, group_ids=list(destination.group_ids or [])
             )
         except skyportal.NotSendable as exc:
             delivery.status = STATUS_FAILED
             delivery.next_attempt_at = None
             delivery.last_error = f"not sendable to SkyPortal: {exc}"
-            log.info("point %d not sent to SkyPortal %s: %s", facts.point_id, destination.name, exc)
+            log.info("point %d not sent to SkyPortal %s: %s", point.id, destination.name, exc)
             return
         if action == ACTION_UPDATED:
             body = skyportal.update_body(body)

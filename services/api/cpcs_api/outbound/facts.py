@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 
 from cpcs.db.models import Calibration, Point
+from cpcs.domain.points import calibration_view, point_view
+from cpcs.lightcurve.exports import ExportRow, PointDetails, export_rows
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,13 @@ def point_facts(point: Point, calibration: Calibration) -> PointFacts:
         outlier_fraction=finite(calibration.outlier_fraction),
         calibrated_at=calibration.created_at,
     )
+
+
+def export_row(point: Point, calibration: Calibration, base_url: str = "") -> ExportRow:
+    """``point`` as the light-curve exports see it, with ``calibration``'s facts (for SkyPortal)."""
+    details = PointDetails(point.observation.filter_declared, calibration_view(calibration))
+    [row] = export_rows([point_view(point)], {point.id: details}, base_url=base_url)
+    return row
 
 
 def as_utc(value: dt.datetime) -> dt.datetime:

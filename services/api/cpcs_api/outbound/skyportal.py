@@ -1,5 +1,8 @@
 """A point as SkyPortal photometry: PUT it once, PATCH its row on a new version, DELETE it at the end.
 
+The body is the light-curve export's SkyPortal packet (``cpcs.lightcurve.exports.skyportal_packet``),
+so a point sent by the delivery and the same point downloaded as ``skyportal-mag`` are the same dict.
+
 * the point's first calibration: ``PUT {base_url}/api/photometry`` (:func:`photometry_body`); the
   answer names the new row, ``{"status": "success", "data": {"ids": [id], ...}}``, and the
   delivery keeps that row's URL, ``{base_url}/api/photometry/{id}`` (:func:`row_url`);
@@ -26,11 +29,10 @@ What this relies on, read in skyportal/skyportal at commit 8bd346c0d453f3a69d457
 * ``mag`` and ``magerr`` are both null (a non-detection) or both numbers; a non-detection needs
   ``limiting_mag``; ``mag``, ``magerr`` and ``limiting_mag`` must be finite. At HEAD
   ``limiting_mag`` is optional for detections, but the older schema made it required and
-  non-null for every row, so we always send one (see :func:`limiting_magnitude`).
+  non-null for every row, so we always send one.
 * ``filter`` must be a name of sncosmo's bandpass registry (``ALLOWED_BANDPASSES``) that the
   instrument lists, and ``magsys`` one of sncosmo's magnitude systems (``ALLOWED_MAGSYSTEMS``); we
-  use ``ab`` and ``vega`` only. The bandpass names below are those registered in
-  sncosmo/sncosmo ``sncosmo/builtins.py`` (commit 6c344013a1925fd520c638e4fe5cb21c0211a0ab).
+  use ``ab`` and ``vega`` only. The names come from the filter registry, ``cpcs.science.bands``.
 * ``altdata`` is turned into one record through a pandas DataFrame: its values must be scalars
   (a nested dict or a list would become several rows); ``None`` values are dropped.
 
@@ -53,91 +55,16 @@ commit 8708530230c484284587acd9dd453cb9cdc98e59) and ``PhotBase``/``PhotometryMa
 from __future__ import annotations
 
 import json
-import math
-from typing import Any, Literal
+from typing import Any
 
-from cpcs.catalogs.surveys import find_survey
-from cpcs.science.bands import STANDARD_BANDS
-from cpcs_api.outbound.facts import PointFacts, calibrations_url, observation_url
+from cpcs.lightcurve.exports import ExportRow, SkippedPoint, SkyPortalOptions, skyportal_packet
 
-#: ``origin`` of every photometry row CPCS sends (SkyPortal de-duplicates on it).
-ORIGIN = "cpcs"
-#: CPCS limiting magnitudes are 5-sigma limits (ARCHITECTURE.md, "Errors of the target").
-LIMIT_NSIGMA = 5.0
-#: The alert-name prefix SkyPortal object ids do not have.
-IVORN_PREFIX = "ivo://"
-
-SncosmoMagsys = Literal["ab", "vega"]
-
-# --------------------------------------------------------------------------------------------------
-# Band names. Provisional: the filter registry (``cpcs.science.bands``) will provide the mapping of
-# (survey, band) to an sncosmo bandpass; until it lands, this private table stands in for it behind
-# :func:`sncosmo_name` and :func:`sncosmo_magsys` only.
-
-_BY_BAND: dict[str, str] = {
-    # Johnson-Cousins (observed by APASS, derived from SDSS/PS1, synthesised by Gaia XP): Bessell.
-    "U": "bessellux",
-    "B": "bessellb",
-    "V": "bessellv",
-    "R": "bessellr",
-    "I": "besselli",
-    # Sloan letters (SDSS, APASS g'r'i', Gaia XP synthetic Sloan): the SDSS bandpasses.
-    "u": "sdssu",
-    "g": "sdssg",
-    "r": "sdssr",
-    "i": "sdssi",
-    "z": "sdssz",
-    "y": "ps1::y",
-    # 2MASS; its K is Ks.
-    "J": "2massj",
-    "H": "2massh",
-    "K": "2massks",
-    "Ks": "2massks",
-    # Gaia broad bands.
-    "G": "gaia::g",
-    "BP": "gaia::gbp",
-    "RP": "gaia::grp",
+_WHY_NOT = {
+    "no_sncosmo_bandpass": "its band has no sncosmo bandpass or magnitude system",
+    "no_mjd": "the point has no MJD; SkyPortal requires one",
+    "no_magnitude": "the point's magnitude or error is not finite",
+    "no_flux": "the point has no AB flux",
 }
-_BY_SURVEY_BAND: dict[tuple[str, str], str] = {
-    ("PS1", "g"): "ps1::g",
-    ("PS1", "r"): "ps1::r",
-    ("PS1", "i"): "ps1::i",
-    ("PS1", "z"): "ps1::z",
-    ("PS1", "y"): "ps1::y",
-}
-_MAGSYS: dict[str, SncosmoMagsys] = {"AB": "ab", "Vega": "vega"}
-
-
-def _canonical_survey(survey: str) -> str:
-    definition = find_survey(survey)
-    return definition.name if definition is not None else survey
-
-
-def sncosmo_name(survey: str, band: str) -> str | None:
-    """sncosmo's name of the bandpass a point calibrated to ``survey``/``band`` is in; ``None`` if none.
-
-    Provisional stand-in for the filter registry's mapping (same contract: known surveys by their
-    canonical names, other surveys by the standard band of the same name, unfiltered has none).
-    """
-    if band == "Clear":
-        return None
-    return _BY_SURVEY_BAND.get((_canonical_survey(survey), band)) or _BY_BAND.get(band)
-
-
-def sncosmo_magsys(survey: str, band: str) -> SncosmoMagsys | None:
-    """``"ab"`` or ``"vega"``: the magnitude system of ``survey``/``band``; ``None`` when unknown."""
-    definition = find_survey(survey)
-    system: str | None = None
-    if definition is not None and definition.has_band(band):
-        system = definition.band(band).system
-    if system is None and band != "Clear":
-        standard = STANDARD_BANDS.get("K" if band == "Ks" else band)
-        system = standard.system if standard is not None else None
-    return _MAGSYS.get(system) if system is not None else None
-
-
-# --------------------------------------------------------------------------------------------------
-# The request.
 
 
 class NotSendable(ValueError):
@@ -183,100 +110,16 @@ def request_headers(token: str) -> dict[str, str]:
     return {"Authorization": f"token {token}", "Content-Type": "application/json"}
 
 
-def obj_id(alert_name: str) -> str:
-    """SkyPortal's object id of an alert: its name without ``ivo://``."""
-    return alert_name[len(IVORN_PREFIX) :] if alert_name.startswith(IVORN_PREFIX) else alert_name
-
-
-def limiting_magnitude(facts: PointFacts) -> tuple[float, bool]:
-    """The 5-sigma limiting magnitude to send, and whether it was estimated here.
-
-    CPCS computes the limit from the catalogue's S/N against magnitude; when it could not (a
-    detection on a frame without enough faint sources), the limit is estimated from the detection
-    itself assuming background-limited noise: the 5-sigma flux is the target's flux times 5/SNR,
-    SNR = 1.0857 / measurement error. For an upper limit the point's magnitude is the limit.
-    """
-    if facts.limit_mag is not None:
-        return facts.limit_mag, False
-    if facts.is_upper_limit:
-        return facts.mag, False
-    error = facts.magerr if facts.magerr > 0 else facts.mag_err_total
-    if not error > 0:
-        raise NotSendable("the point has neither a limiting magnitude nor an error to estimate one")
-    snr = 2.5 / math.log(10) / error
-    return facts.mag + 2.5 * math.log10(snr / LIMIT_NSIGMA), True
-
-
-def _altdata(facts: PointFacts, base_url: str, limit_estimated: bool) -> dict[str, Any]:
-    """Calibration facts for ``altdata``: a flat dict of scalars (see the module docstring)."""
-    values: dict[str, Any] = {
-        "cpcs_point_id": facts.point_id,
-        "cpcs_observation_id": facts.observation_id,
-        "cpcs_calibration_id": facts.calibration_id,
-        "cpcs_calibration_version": facts.calibration_version,
-        "cpcs_pipeline_version": facts.pipeline_version,
-        "calibration_url": calibrations_url(base_url, facts.observation_id),
-        "observation_url": observation_url(base_url, facts.observation_id),
-        "observer": facts.observer,
-        "observatory": facts.observatory,
-        "filter_declared": facts.filter_declared,
-        "reference_survey": facts.survey,
-        "reference_band": facts.band,
-        "catalogue_release": facts.catalogue_release,
-        "calibration_mode": facts.calibration_mode,
-        "zero_point": facts.zp,
-        "zero_point_err": facts.zp_err,
-        "colour_index": facts.colour_index,
-        "colour_term": facts.colour_term,
-        "colour_term_err": facts.colour_term_err,
-        "scatter": facts.scatter,
-        "n_stars": facts.n_stars,
-        "outlier_fraction": facts.outlier_fraction,
-        "magerr_measurement": facts.magerr,
-        "magerr_calibration": facts.caliberr,
-        "is_upper_limit": facts.is_upper_limit,
-        "limiting_mag_estimated": limit_estimated,
-    }
-    return {key: value for key, value in values.items() if value is not None}
-
-
-def photometry_body(
-    facts: PointFacts, *, instrument_id: int, group_ids: list[int], base_url: str = ""
-) -> dict[str, Any]:
+def photometry_body(row: ExportRow, *, instrument_id: int, group_ids: list[int]) -> dict[str, Any]:
     """The PUT body for one point (a single row in mag space).
 
-    A detection carries ``mag`` and ``magerr`` (the total error: measurement and calibration);
-    an upper limit has both null and its limit in ``limiting_mag``. Raises :class:`NotSendable`
-    when SkyPortal could not accept the point whatever we retried.
+    Raises :class:`NotSendable` when SkyPortal could not accept the point whatever we retried.
     """
-    if facts.mjd is None:
-        raise NotSendable("the point has no MJD; SkyPortal requires one")
-    bandpass = sncosmo_name(facts.survey, facts.band)
-    if bandpass is None:
-        raise NotSendable(f"no sncosmo bandpass for {facts.survey}/{facts.band}")
-    magsys = sncosmo_magsys(facts.survey, facts.band)
-    if magsys is None:
-        raise NotSendable(f"unknown magnitude system of {facts.survey}/{facts.band}")
-    limit, estimated = limiting_magnitude(facts)
-    detected = not facts.is_upper_limit
-    if detected and not (math.isfinite(facts.mag) and math.isfinite(facts.mag_err_total)):
-        raise NotSendable("the point's magnitude or error is not finite")
-    if not math.isfinite(limit):
-        raise NotSendable("the limiting magnitude is not finite")
-    return {
-        "obj_id": obj_id(facts.alert_name),
-        "mjd": facts.mjd,
-        "instrument_id": instrument_id,
-        "filter": bandpass,
-        "magsys": magsys,
-        "mag": facts.mag if detected else None,
-        "magerr": facts.mag_err_total if detected else None,
-        "limiting_mag": limit,
-        "limiting_mag_nsigma": LIMIT_NSIGMA,
-        "origin": ORIGIN,
-        "altdata": _altdata(facts, base_url, estimated),
-        "group_ids": [int(group) for group in group_ids],
-    }
+    options = SkyPortalOptions(instrument_id=instrument_id, group_ids=[int(g) for g in group_ids])
+    packet = skyportal_packet(row, "mag", options)
+    if isinstance(packet, SkippedPoint):
+        raise NotSendable(f"{_WHY_NOT[packet.reason]} ({row.survey}/{row.band})")
+    return packet
 
 
 def update_body(body: dict[str, Any]) -> dict[str, Any]:

@@ -42,8 +42,8 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
+from cpcs.science.bands import export_band
 from cpcs_api.outbound.facts import PointFacts, calibrations_url, iso_utc, observation_url
-from cpcs_api.outbound.skyportal import sncosmo_magsys, sncosmo_name
 
 SIGNATURE_HEADER = "X-CPCS-Signature"
 TIMESTAMP_HEADER = "X-CPCS-Timestamp"
@@ -127,6 +127,7 @@ def payload(
         raise ValueError(f"unknown webhook event {event!r}")
     if (event == EVENT_DELETED) != (deleted_at is not None):
         raise ValueError("point.deleted, and only it, carries deleted_at")
+    named = export_band(facts.survey, facts.band)
     document: dict[str, Any] = {
         "event": event,
         "version": PAYLOAD_VERSION,
@@ -148,8 +149,8 @@ def payload(
                 "declared": facts.filter_declared,
                 "survey": facts.survey,
                 "band": facts.band,
-                "sncosmo": sncosmo_name(facts.survey, facts.band),
-                "magsys": sncosmo_magsys(facts.survey, facts.band),
+                "sncosmo": named.sncosmo,
+                "magsys": named.magsys,
             },
             "mag": facts.mag,
             "magerr": facts.magerr,
