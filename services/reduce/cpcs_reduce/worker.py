@@ -28,11 +28,12 @@ from cpcs.db.models import CalibrationRequest, ImageReduction, Observation
 from cpcs.db.outbox import add_to_outbox
 from cpcs.domain.instruments import defaults_for_observation
 from cpcs.domain.observations import record_failure, record_internal_error
+from cpcs.domain.work import RequestWork, work_message
 from cpcs.errors import CalibrationFailed, CpcsError
 from cpcs.formats.fits_image import inspect_fits_image
 from cpcs.jsonsafe import json_record
 from cpcs.logs import observation_context
-from cpcs.messages import ImageReceivedV1, SourcesMeasuredV1
+from cpcs.messages import ImageReceivedV1
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
 from cpcs.science.airmass import airmass_at
@@ -151,16 +152,7 @@ class ReduceWorker:
             log.info("already reduced; acknowledging the repeated message")
             return False
         if reduction.status == "reduced" and reduction.sources_path:
-            add_to_outbox(
-                session,
-                SourcesMeasuredV1(
-                    observation_id=message.observation_id,
-                    calibration_request_id=message.calibration_request_id,
-                    alert_id=message.alert_id,
-                    sources_path=reduction.sources_path,
-                    params=message.params,
-                ),
-            )
+            add_to_outbox(session, _measured(message, reduction.sources_path))
         else:
             request.status = "failed"
             request.error_code, request.error_message = reduction.error_code, reduction.error_message
@@ -233,16 +225,7 @@ class ReduceWorker:
                     pipeline_version=__version__,
                 )
             )
-            add_to_outbox(
-                session,
-                SourcesMeasuredV1(
-                    observation_id=message.observation_id,
-                    calibration_request_id=message.calibration_request_id,
-                    alert_id=message.alert_id,
-                    sources_path=relative,
-                    params=message.params,
-                ),
-            )
+            add_to_outbox(session, _measured(message, relative))
         self.context.committed()
 
     def _fail(self, message: ImageReceivedV1, error: CpcsError, partial: PartialReduction | None) -> None:
@@ -320,4 +303,17 @@ def _astrometry_summary(result: ImageReductionResult) -> dict[str, Any]:
             "reference_survey": result.reference_survey,
             "measured_plane": result.measured_plane,
         }
+    )
+
+
+def _measured(message: ImageReceivedV1, sources_path: str) -> RequestWork:
+    """The work message of a reduced image: its measured table, to calibrate."""
+    return work_message(
+        kind="image",
+        observation_id=message.observation_id,
+        calibration_request_id=message.calibration_request_id,
+        alert_id=message.alert_id,
+        params=message.params,
+        upload_sha256=message.upload_sha256,
+        sources_path=sources_path,
     )

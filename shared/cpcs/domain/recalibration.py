@@ -46,8 +46,9 @@ from cpcs.db.models import (
 from cpcs.db.outbox import add_to_outbox
 from cpcs.domain.observations import get_observation
 from cpcs.domain.points import calibration_view
+from cpcs.domain.work import work_message
 from cpcs.errors import ConflictError, NotFoundError, PermissionDeniedError
-from cpcs.messages import CalibrationParamsV1, CatalogueReceivedV1, FieldRequestedV1, SourcesMeasuredV1
+from cpcs.messages import CalibrationParamsV1, FieldRequestedV1
 from cpcs.schemas import CalibrationOut, ObservationStatus, Schema, UtcDateTime
 from cpcs.science.selection import parse_force_filter
 
@@ -187,30 +188,21 @@ def _queue(session: Session, observation: Observation, options: RecalibrationOpt
     )
     session.add(request)
     session.flush()
+    sources_path = _sources_path(session, observation.id) if observation.upload.kind == "image" else None
     if observation.upload.kind == "image":
-        sources_path = _sources_path(session, observation.id)
-        assert sources_path is not None  # checked by _why_not
-        add_to_outbox(
-            session,
-            SourcesMeasuredV1(
-                observation_id=observation.id,
-                calibration_request_id=request.id,
-                alert_id=observation.alert_id,
-                sources_path=sources_path,
-                params=params,
-            ),
-        )
-    else:
-        add_to_outbox(
-            session,
-            CatalogueReceivedV1(
-                observation_id=observation.id,
-                calibration_request_id=request.id,
-                alert_id=observation.alert_id,
-                upload_sha256=observation.upload.sha256,
-                params=params,
-            ),
-        )
+        assert sources_path is not None  # checked by _why_not: a recalibration never reduces again
+    add_to_outbox(
+        session,
+        work_message(
+            kind=observation.upload.kind,
+            observation_id=observation.id,
+            calibration_request_id=request.id,
+            alert_id=observation.alert_id,
+            params=params,
+            upload_sha256=observation.upload.sha256,
+            sources_path=sources_path,
+        ),
+    )
     return Queued(request.id, observation.id, params)
 
 

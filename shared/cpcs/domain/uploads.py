@@ -26,7 +26,8 @@ from cpcs.db.models import Alert, CalibrationRequest, Observation, Point, Upload
 from cpcs.db.outbox import add_to_outbox
 from cpcs.domain.corrections import correct_observation
 from cpcs.domain.revisions import Metadata, first_revision
-from cpcs.messages import CalibrationParamsV1, CatalogueReceivedV1, FieldRequestedV1, ImageReceivedV1
+from cpcs.domain.work import work_message
+from cpcs.messages import CalibrationParamsV1, FieldRequestedV1
 
 FIELD_PREFETCH_RADIUS_DEG = 0.5
 
@@ -167,10 +168,10 @@ def register_upload(
     session.add(request)
     observation.status = "received"
     session.flush()
-    work = ImageReceivedV1 if upload.kind == "image" else CatalogueReceivedV1
     add_to_outbox(
         session,
-        work(
+        work_message(
+            kind=upload.kind,
             observation_id=observation.id,
             calibration_request_id=request.id,
             alert_id=alert.id,
