@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from cpcs.context import Context
 from cpcs.db.engine import Database
 from cpcs.db.models import Calibration, Observation, OutboxMessage, utcnow
-from cpcs.messaging.bus import MessagingError
+from cpcs.messaging.bus import HEADER_ERROR, HEADER_FAILED_AT, MessagingError
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,43 @@ def outbox_backlog(db: Database) -> OutboxBacklog:
         ).one()
     age = 0.0 if oldest is None else max(0.0, (utcnow() - _aware(oldest)).total_seconds())
     return OutboxBacklog(count=int(count), oldest_age_s=age)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    queue: str
+    message_id: str
+    routing_key: str
+    reason: str
+    attempts: int
+    failed_at: str | None
+
+
+def dead_letters(context: Context, limit_per_queue: int = 50) -> list[DeadLetter]:
+    """The dead letters of every consumer queue, with the failure that parked them."""
+    letters: list[DeadLetter] = []
+    for spec in context.relay.topology.queues:
+        try:
+            envelopes = context.bus.dead_letters(spec.name)
+        except MessagingError as exc:
+            log.warning("dead letters of %s: %s", spec.name, exc)
+            continue
+        letters.extend(
+            DeadLetter(
+                queue=spec.name,
+                message_id=envelope.message_id,
+                routing_key=envelope.routing_key,
+                reason=envelope.headers.get(HEADER_ERROR, ""),
+                attempts=envelope.attempt,
+                failed_at=envelope.headers.get(HEADER_FAILED_AT),
+            )
+            for envelope in envelopes[:limit_per_queue]
+        )
+    return letters
+
+
+def consumer_queue_names(context: Context) -> tuple[str, ...]:
+    return tuple(spec.name for spec in context.relay.topology.queues)
 
 
 def queue_depths(context: Context) -> list[QueueRow]:
