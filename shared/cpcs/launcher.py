@@ -191,7 +191,8 @@ def serve(assembly: Assembly, settings: Settings) -> None:
 
             uvicorn.run(assembly.app, host=settings.host, port=settings.port, **http_server_options(settings))
         else:
-            metrics.start_metrics_server(settings.host, settings.port)
+            if settings.metrics_port is not None:
+                metrics.start_metrics_server(settings.host, settings.metrics_port)
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             signal.signal(signal.SIGINT, lambda *_: stop.set())
