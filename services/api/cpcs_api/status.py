@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from cpcs.domain import status
 from cpcs.errors import NotFoundError
+from cpcs.schemas import ErrorBody
 from cpcs.web import ERROR_RESPONSES, AdminDep, ContextDep, SessionDep
 
 
@@ -62,7 +63,10 @@ def router() -> APIRouter:
         "/dead-letters/{queue}/replay",
         response_model=Replayed,
         summary="Put a queue's dead letters back on it (admin)",
-        responses=ERROR_RESPONSES,
+        responses={
+            **ERROR_RESPONSES,
+            400: {"model": ErrorBody, "description": "The body cannot be read as JSON text"},
+        },
     )
     def replay_dead_letters(
         context: ContextDep,
