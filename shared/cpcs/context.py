@@ -10,6 +10,9 @@ import logging
 import threading
 from dataclasses import replace
 
+from sqlalchemy import text
+
+from cpcs import metrics
 from cpcs.db.engine import Database
 from cpcs.db.outbox import OutboxRelay
 from cpcs.db.secret_box import (
@@ -49,6 +52,7 @@ class Context:
         self.files = FileStore(settings.uploads_dir)
         self.relay = OutboxRelay(self.db, self.bus, poll_s=settings.outbox_poll_s, topology=topology)
         self._relay_started = False
+        metrics.watch(self)
 
     @property
     def secret_keys(self) -> ResolvedKeys:
@@ -84,7 +88,20 @@ class Context:
         """Tell the relay that outbox rows were just committed."""
         self.relay.notify()
 
+    def readiness(self) -> dict[str, bool]:
+        """Whether the database and the broker answer now (``/readyz``, ``cpcs_dependency_up``)."""
+        checks = {"database": False, "broker": False}
+        try:
+            with self.db.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            checks["database"] = True
+        except Exception as exc:
+            log.warning("readiness: database: %s", exc)
+        checks["broker"] = self.bus.health()
+        return checks
+
     def close(self) -> None:
+        metrics.forget(self)
         if self._relay_started:
             self.relay.stop()
         self.bus.stop()

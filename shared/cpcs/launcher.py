@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from cpcs import metrics
 from cpcs.context import Context
 from cpcs.housekeeping import Housekeeper
 from cpcs.settings import Settings
@@ -190,6 +191,8 @@ def serve(assembly: Assembly, settings: Settings) -> None:
 
             uvicorn.run(assembly.app, host=settings.host, port=settings.port, **http_server_options(settings))
         else:
+            if settings.metrics_port is not None:
+                metrics.start_metrics_server(settings.host, settings.metrics_port)
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             signal.signal(signal.SIGINT, lambda *_: stop.set())

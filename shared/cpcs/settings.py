@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     exchange: str = "cpcs"
     port: int = 8000
     host: str = "127.0.0.1"
+    metrics_port: int | None = Field(
+        default=None,
+        description="Where a process without HTTP routes (the calibrate and reduce workers) answers "
+        "/metrics; unset = nowhere. HTTP services answer /metrics on their own port.",
+    )
     public_url: str = Field(
         default="",
         description="The public base URL clients reach CPCS at (e.g. https://cpcs.example.org/): status_url, "

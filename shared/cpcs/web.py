@@ -9,16 +9,16 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import exc as sqlalchemy_exc
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
+from cpcs import metrics
 from cpcs.context import Context
 from cpcs.db.models import User
 from cpcs.domain.accounts import authenticate
@@ -213,17 +213,20 @@ def health_router(context: Context) -> APIRouter:
         responses={503: {"model": ErrorBody, "description": "Not ready; the message says what is down"}},
     )
     def readyz() -> Any:
-        checks = {"database": False, "broker": False}
-        try:
-            with context.db.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            checks["database"] = True
-        except Exception as exc:
-            log.warning("readiness: database: %s", exc)
-        checks["broker"] = context.bus.health()
+        checks = context.readiness()
         if all(checks.values()):
             return Readiness(status="ready", **checks)
         return error_response(503, "not_ready", f"Not ready: {checks}", {"Retry-After": "5"})
+
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics of this process",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "The text exposition format"}},
+    )
+    def prometheus_metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     return router
 

@@ -239,6 +239,13 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/redoc"): Route(Rule.PUBLIC, 200, _get("/redoc")),
     ("GET", "/healthz"): Route(Rule.PUBLIC, 200, _get("/healthz")),
     ("GET", "/readyz"): Route(Rule.PUBLIC, 200, _get("/readyz")),
+    ("GET", "/metrics"): Route(Rule.PUBLIC, 200, _get("/metrics")),
+    # Operations: the page is a shell that reads the admin-only status with the visitor's token.
+    ("GET", "/admin/status"): Route(Rule.PUBLIC, 200, _get("/admin/status")),
+    ("GET", "/api/v1/admin/status"): Route(Rule.ADMIN, 200, _get("/api/v1/admin/status")),
+    ("POST", "/api/v1/admin/dead-letters/{queue}/replay"): Route(
+        Rule.ADMIN, 200, lambda world, caller: Call("POST", "/api/v1/admin/dead-letters/calibrate/replay")
+    ),
     # Web pages.
     ("GET", "/"): Route(Rule.PUBLIC, 302, _get("/")),
     ("GET", "/static/{name}"): Route(Rule.PUBLIC, 200, _get("/static/cpcs.css")),

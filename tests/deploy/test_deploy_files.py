@@ -140,3 +140,28 @@ def test_the_gateway_sends_ingest_its_routes_and_everything_else_to_api() -> Non
     routes = dict(re.findall(r"location\s+(?:=\s+)?(\S+)\s*\{\s*proxy_pass http://(\w+);", conf))
     assert {path for path, upstream in routes.items() if upstream == "cpcs_ingest"} == served
     assert routes["/"] == "cpcs_api"
+
+
+def test_prometheus_scrapes_every_cpcs_process_and_rabbitmq_where_they_listen() -> None:
+    compose = _compose()
+    services = compose["services"]
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    mounted = [v.split(":")[0] for v in services["prometheus"]["volumes"]]
+    assert "./deploy/prometheus/prometheus.yml" in mounted
+    targets: set[tuple[str, int]] = set()
+    for job in config["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            for target in static["targets"]:
+                host, port = target.rsplit(":", 1)
+                targets.add((host, int(port)))
+        for dns in job.get("dns_sd_configs", []):
+            targets.update((name, int(dns["port"])) for name in dns["names"])
+    service_port = int(services["ingest"]["environment"]["CPCS_PORT"])
+    for host, port in targets:
+        assert host in services, f"prometheus scrapes {host}, which is not a compose service"
+        if host in SERVICE_NAMES:
+            assert port == service_port, f"{host} listens on {service_port}, not {port}"
+    assert {name for name, _ in targets} >= set(SERVICE_NAMES), "a CPCS process is not scraped"
+    assert ("rabbitmq", 15692) in targets
+    plugins = (ROOT / "deploy/rabbitmq/enabled_plugins").read_text()
+    assert "rabbitmq_prometheus" in plugins

@@ -20,7 +20,7 @@ from astropy.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cpcs import __version__
+from cpcs import __version__, metrics
 from cpcs.consumers import decode_for
 from cpcs.context import Context
 from cpcs.db.models import Calibration, CalibrationRequest, ImageReduction, Observation, Point
@@ -224,6 +224,9 @@ class CalibrateWorker:
             if not _trial(message, observation):
                 observation.status = "calibrated"
                 observation.error_code = observation.error_message = None
+                metrics.observation_finished(
+                    "calibrated", None, observation.created_at if version == 1 else None
+                )
             add_to_outbox(
                 session,
                 PointCalibratedV1(

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from cpcs import metrics
 from cpcs.context import Context
 from cpcs.db.models import Calibration, CalibrationRequest, Point
 from cpcs.domain.accounts import authenticate
@@ -152,7 +153,7 @@ def _html_page(result: dict[str, Any], dry_run: bool, page_url: str, plot: bool)
 
 
 def router() -> APIRouter:
-    api = APIRouter(prefix="/followup", tags=["legacy CPCS"])
+    api = APIRouter(prefix="/followup", tags=["legacy CPCS"], route_class=metrics.upload_route("legacy"))
 
     @api.post(
         "/cgi/upload",

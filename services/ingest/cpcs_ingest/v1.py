@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 
+from cpcs import metrics
 from cpcs.messages import CalibrationParamsV1
 from cpcs.schemas import UploadAccepted
 from cpcs.science.selection import parse_force_filter
@@ -15,7 +16,7 @@ from cpcs_ingest.service import IngestService, Upload
 
 
 def router() -> APIRouter:
-    api = APIRouter(prefix="/api/v1", tags=["uploads"])
+    api = APIRouter(prefix="/api/v1", tags=["uploads"], route_class=metrics.upload_route("v1"))
 
     @api.post(
         "/uploads",

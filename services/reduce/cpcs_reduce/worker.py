@@ -19,7 +19,7 @@ from astropy.utils.exceptions import AstropyWarning
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cpcs import __version__
+from cpcs import __version__, metrics
 from cpcs.catalogs.cone import MAX_CONE_RADIUS_DEG
 from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.consumers import decode_for
@@ -118,6 +118,7 @@ class ReduceWorker:
             self._fail(message, exc, None)
             return
         self._store(message, result, site_facts, alert.ra_deg, alert.dec_deg)
+        metrics.reduction_timed(result.timings_ms)
         log.info(
             "reduced in %.0f ms",
             1e3 * (time.perf_counter() - started),

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cpcs import metrics
 from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.catalogs.surveys import SURVEYS, SurveyDefinition, find_survey, validate_survey_name
 from cpcs.catalogs.tiles import TileStore, check_cone
@@ -300,9 +301,11 @@ class ConeService:
             if (self.store.root / name).is_dir():
                 stars, missing, partial = self.store.cone(name, ra, dec, radius, tiles)
             definition = find_survey(name)
+            metrics.cone_looked_up(name, cached=stars is not None and len(stars) > 0 and not missing)
             if self.online and definition is not None and definition.fetchable and (missing or partial):
                 try:
-                    result.fetched_tiles = self._fill(definition, missing, partial, ra, dec, radius)
+                    with metrics.catalogue_fetch(name):
+                        result.fetched_tiles = self._fill(definition, missing, partial, ra, dec, radius)
                     stars, missing, partial = self.store.cone(name, ra, dec, radius, tiles)
                 except ServiceUnavailable as exc:
                     log.warning("catalogue fetch failed for %s: %s", name, exc.message)

@@ -10,6 +10,7 @@ import datetime as dt
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from cpcs import metrics
 from cpcs.db.models import (
     Calibration,
     CalibrationRequest,
@@ -59,6 +60,7 @@ def record_failure(
     if update_observation and observation.status != "calibrated":
         observation.status = "failed"
         observation.error_code, observation.error_message = error.code, error.message
+        metrics.observation_finished("failed", error.code)
     add_to_outbox(
         session,
         ObservationFailedV1(
@@ -88,6 +90,7 @@ def record_internal_error(session: Session, request_id: int, observation_id: int
     if observation.status != "calibrated":
         observation.status = "error"
         observation.error_code, observation.error_message = code, reason
+        metrics.observation_finished("error", code)
 
 
 def get_observation(session: Session, observation_id: int) -> Observation:

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from cpcs import metrics
+
 logger = logging.getLogger(__name__)
 
 #: Internal header: the delivery attempt this copy of the message stands for (absent = 1).
@@ -180,6 +182,19 @@ class Bus(abc.ABC):
     @abc.abstractmethod
     def health(self) -> bool:
         """Whether the bus can currently publish (and, once started, consume)."""
+
+    def queue_depth(self, queue: str) -> QueueDepth | None:
+        """Messages in ``queue`` and its retry and dead companions; None if it is not declared."""
+        return None
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """The messages of one consumer queue: waiting, waiting for a retry, dead-lettered (None: unknown)."""
+
+    ready: int
+    retrying: int | None
+    dead: int
 
 
 # --- rules shared by both transports -------------------------------------------------------------
@@ -331,6 +346,29 @@ class Outcome:
 
 
 def run_handler(
+    handler: Handler,
+    envelope: Envelope,
+    *,
+    queue: str,
+    max_attempts: int,
+    retry_base_s: float,
+    retry_max_s: float,
+) -> Outcome:
+    """Run ``handler`` on ``envelope`` and decide ack / retry / dead-letter; never raises."""
+    started = time.monotonic()
+    outcome = _handle(
+        handler,
+        envelope,
+        queue=queue,
+        max_attempts=max_attempts,
+        retry_base_s=retry_base_s,
+        retry_max_s=retry_max_s,
+    )
+    metrics.message_handled(queue, outcome.action, time.monotonic() - started)
+    return outcome
+
+
+def _handle(
     handler: Handler,
     envelope: Envelope,
     *,

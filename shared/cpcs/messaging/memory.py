@@ -39,6 +39,7 @@ from cpcs.messaging.bus import (
     Bus,
     Envelope,
     Handler,
+    QueueDepth,
     UnroutableError,
     dead_letter_envelope,
     dead_letter_headers,
@@ -368,6 +369,13 @@ class InProcessBus(Bus):
     def health(self) -> bool:
         """Always true: there is nothing to lose contact with."""
         return True
+
+    def queue_depth(self, queue: str) -> QueueDepth | None:
+        with self._cond:
+            stored = self._queues.get(queue)
+            if stored is None:
+                return None
+            return QueueDepth(ready=len(stored.ready), retrying=len(stored.delayed), dead=len(stored.dead))
 
     def _queue_depth(self, queue: str) -> int:
         """Messages ready in ``queue`` (not in flight, not waiting for a retry); for tests."""

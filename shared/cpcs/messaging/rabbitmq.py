@@ -58,6 +58,7 @@ from cpcs.messaging.bus import (
     MessagingError,
     Outcome,
     PublishError,
+    QueueDepth,
     UnroutableError,
     dead_letter_envelope,
     dead_letter_headers,
@@ -728,6 +729,19 @@ class RabbitMqBus(Bus):
             raise MessagingError(f"{what} failed: {exc!r}") from exc
         except _LINK_ERRORS as exc:
             raise MessagingError(f"{what} failed: {exc!r}") from exc
+
+    def queue_depth(self, queue: str) -> QueueDepth | None:
+        """Passive declarations of the three queues (a message being handled is not counted)."""
+
+        def count(channel: Channel) -> QueueDepth:
+            ready, retrying, dead = (
+                int(channel.queue_declare(name, passive=True).method.message_count)
+                for name in (queue, retry_queue_name(queue), dead_queue_name(queue))
+            )
+            return QueueDepth(ready=ready, retrying=retrying, dead=dead)
+
+        depth: QueueDepth | None = self._admin(f"counting {queue}", count)
+        return depth
 
     def dead_letters(self, queue: str) -> list[Envelope]:
         """Read ``<queue>.dead`` without removing anything (messages are requeued in order)."""

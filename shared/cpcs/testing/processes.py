@@ -82,6 +82,8 @@ class RunningSystem:
     api_url: str
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: Path | None = None
+    #: /metrics of the worker processes (calibrate-0..., reduce); the HTTP services answer it themselves.
+    worker_metrics_urls: dict[str, str] = field(default_factory=dict)
 
     def cli(self, *args: str) -> str:
         return run_cli(list(args), self.env)
@@ -147,11 +149,16 @@ def distributed_processes(
             processes[name] = _spawn(
                 ["service", "run", name], {**env, "CPCS_PORT": str(port)}, data_dir / f"{name}.log"
             )
-        for index in range(calibrate_workers):
-            processes[f"calibrate-{index}"] = _spawn(
-                ["service", "run", "calibrate"], env, data_dir / "calibrate.log"
+        workers = {f"calibrate-{index}": "calibrate" for index in range(calibrate_workers)} | {
+            "reduce": "reduce"
+        }
+        metrics_ports = {name: free_port() for name in workers}
+        for name, service in workers.items():
+            processes[name] = _spawn(
+                ["service", "run", service],
+                {**env, "CPCS_METRICS_PORT": str(metrics_ports[name])},
+                data_dir / f"{service}.log",
             )
-        processes["reduce"] = _spawn(["service", "run", "reduce"], env, data_dir / "reduce.log")
         procs = list(processes.values())
         for port in ports.values():
             wait_ready(f"http://127.0.0.1:{port}", procs)
@@ -161,6 +168,7 @@ def distributed_processes(
             f"http://127.0.0.1:{ports['api']}",
             processes,
             data_dir,
+            {name: f"http://127.0.0.1:{port}/metrics" for name, port in metrics_ports.items()},
         )
     finally:
         _stop(processes)

@@ -66,6 +66,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
+from cpcs import metrics
 from cpcs.consumers import decode_for
 from cpcs.context import Context
 from cpcs.db.delivery_models import (
@@ -780,6 +781,7 @@ class DeliveryWorker:
             if delivery.status != STATUS_PENDING:
                 _release_successors(session, delivery)
             status, attempts = delivery.status, delivery.attempts
+        metrics.delivery_attempted(job.kind, status)
         log.info(
             "delivery %d (%s) attempt %d: %s",
             job.delivery_id,

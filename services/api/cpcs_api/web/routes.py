@@ -304,4 +304,9 @@ def router() -> APIRouter:
             sites=account_store.list_observatories(session),
         )
 
+    @web.get("/admin/status", response_class=HTMLResponse)
+    def status_page() -> HTMLResponse:
+        """The page asks for an admin token and reads /api/v1/admin/status (403 for anyone else)."""
+        return pages.render("status.html", section="status", title="Status")
+
     return web
