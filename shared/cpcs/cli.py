@@ -270,6 +270,33 @@ def catalog_import(survey: str, files: tuple[Path, ...]) -> None:
         )
 
 
+@catalog.command("refresh")
+@click.option(
+    "--max-age-days", type=float, default=365.0, show_default=True, help="Refetch tiles fetched before this."
+)
+@click.option("--survey", "surveys", multiple=True, help="Only these surveys (default: every fetchable one).")
+def catalog_refresh(max_age_days: float, surveys: tuple[str, ...]) -> None:
+    """Fetch again the cached tiles older than --max-age-days (needs CPCS_CATALOG_ONLINE=true)."""
+    from cpcs.catalogs.cone import ConeService
+    from cpcs.catalogs.tiles import TileStore
+
+    settings = _settings()
+    cones = ConeService(
+        TileStore(settings.catalogs_dir), online=settings.catalog_online, timeout_s=settings.catalog_timeout_s
+    )
+    try:
+        report = cones.refresh(max_age_days, list(surveys) or None)
+    except CpcsError as error:
+        _fail(error)
+    if not report.stale:
+        click.echo(f"no tile older than {max_age_days:g} days")
+    for name, count in report.stale.items():
+        line = f"{name}: {report.refreshed.get(name, 0)} of {count} stale tiles refreshed"
+        click.echo(line + (f" ({report.errors[name]})" if name in report.errors else ""))
+    if report.errors:
+        sys.exit(1)
+
+
 @main.group()
 def demo() -> None:
     """The simulated demo alert that `cpcs up` shows on a new data folder."""
