@@ -95,6 +95,32 @@ def service_run(name: str) -> None:
     serve(assembly, settings)
 
 
+@service.command("check")
+def service_check() -> None:
+    """Exit 0 when the database and the broker answer, else 1 saying which does not (a probe for workers)."""
+    from sqlalchemy import text
+
+    from cpcs.db.engine import Database
+    from cpcs.messaging.factory import create_bus
+
+    settings = _settings()
+    down = []
+    database = Database(settings.sqlalchemy_url)
+    try:
+        with database.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        down.append(f"database ({type(exc).__name__})")
+    finally:
+        database.engine.dispose()
+    if not create_bus(settings.broker_url, exchange=settings.exchange).health():
+        down.append("broker")
+    if down:
+        click.echo(f"not ready: {', '.join(down)} unreachable", err=True)
+        sys.exit(1)
+    click.echo("ready")
+
+
 @main.group()
 def db() -> None:
     """The database schema."""
