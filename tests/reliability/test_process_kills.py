@@ -123,19 +123,27 @@ def test_api_killed_mid_request_and_mid_stream(
 def test_broker_killed_mid_stream(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gaia16aye_field: SimulatedField
 ) -> None:
-    """RabbitMQ is SIGKILLed (no clean shutdown) with calibrations under way, and started again."""
+    """RabbitMQ is SIGKILLed (no clean shutdown) holding a backlog of confirmed messages that calibrate
+    (paused) has not taken yet, and started again; uploads keep coming meanwhile."""
     with fault_stack(tmp_path, monkeypatch, gaia16aye_field) as stack:
         uploader = Uploader(stack, gaia16aye_field, range(N), interval_s=0.1).start()
-        wait_for(lambda: tally(stack.engine, stack.alert_id).calibrated >= 3, 60, "the first calibrations")
-        at_kill = tally(stack.engine, stack.alert_id)
-        stack.broker.kill()
-        time.sleep(2.0)
-        stack.broker.start()
+        with frozen(stack.system, "calibrate-0"):
+            wait_for(lambda: stack.broker.ready("calibrate") >= 3, 60, "a backlog in the calibrate queue")
+            backlog = stack.broker.ready("calibrate")
+            at_kill = tally(stack.engine, stack.alert_id)
+            stack.broker.kill()
+            time.sleep(2.0)
+            stack.broker.start()
         uploader.join()
         outcome = wait_until_settled(stack, N, timeout_s=180)
 
     sent = len(uploader.accepted)
-    report(f"kill -9 of RabbitMQ with {at_kill.calibrated}/{at_kill.observations} calibrated", sent, outcome)
-    assert at_kill.calibrated < N, "the broker must die while work is under way"
+    report(
+        f"kill -9 of RabbitMQ with {backlog} messages queued for calibrate and "
+        f"{at_kill.calibrated}/{at_kill.observations} calibrated",
+        sent,
+        outcome,
+    )
+    assert backlog >= 3 and at_kill.calibrated < N, "the broker must die holding work"
     assert uploader.errors == [] and sent == N, uploader.errors  # the door never needs the broker
     assert_exactly_once(N, outcome)
