@@ -2,18 +2,29 @@
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# The stamp names the pyproject and the pins it was installed from: either changing reinstalls.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 
-.PHONY: install up test lint typecheck unit bench schemas clean services browser
+.PHONY: install lock up test lint typecheck unit bench schemas clean services browser
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# Re-pin: install the newest releases pyproject allows (ignoring the old pins), then write them down.
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade -e '.[dev]'
+	( echo "# Every release CI tested, written by 'make lock' (pip freeze of .venv); used by 'make install'."; \
+	  $(PY) -m pip freeze --exclude-editable ) > constraints.txt
+	rm -f $(VENV)/.installed-*
+	touch $(VENV)/.installed-$$(cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 
 up: install
 	$(VENV)/bin/cpcs up

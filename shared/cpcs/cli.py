@@ -95,6 +95,32 @@ def service_run(name: str) -> None:
     serve(assembly, settings)
 
 
+@service.command("check")
+def service_check() -> None:
+    """Exit 0 when the database and the broker answer, else 1 saying which does not (a probe for workers)."""
+    from sqlalchemy import text
+
+    from cpcs.db.engine import Database
+    from cpcs.messaging.factory import create_bus
+
+    settings = _settings()
+    down = []
+    database = Database(settings.sqlalchemy_url)
+    try:
+        with database.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        down.append(f"database ({type(exc).__name__})")
+    finally:
+        database.engine.dispose()
+    if not create_bus(settings.broker_url, exchange=settings.exchange).health():
+        down.append("broker")
+    if down:
+        click.echo(f"not ready: {', '.join(down)} unreachable", err=True)
+        sys.exit(1)
+    click.echo("ready")
+
+
 @main.group()
 def db() -> None:
     """The database schema."""
@@ -268,6 +294,33 @@ def catalog_import(survey: str, files: tuple[Path, ...]) -> None:
         click.echo(
             f"{path.name}: {result.n_stars} stars in {result.n_tiles} tiles, bands {', '.join(result.bands)}"
         )
+
+
+@catalog.command("refresh")
+@click.option(
+    "--max-age-days", type=float, default=365.0, show_default=True, help="Refetch tiles fetched before this."
+)
+@click.option("--survey", "surveys", multiple=True, help="Only these surveys (default: every fetchable one).")
+def catalog_refresh(max_age_days: float, surveys: tuple[str, ...]) -> None:
+    """Fetch again the cached tiles older than --max-age-days (needs CPCS_CATALOG_ONLINE=true)."""
+    from cpcs.catalogs.cone import ConeService
+    from cpcs.catalogs.tiles import TileStore
+
+    settings = _settings()
+    cones = ConeService(
+        TileStore(settings.catalogs_dir), online=settings.catalog_online, timeout_s=settings.catalog_timeout_s
+    )
+    try:
+        report = cones.refresh(max_age_days, list(surveys) or None)
+    except CpcsError as error:
+        _fail(error)
+    if not report.stale:
+        click.echo(f"no tile older than {max_age_days:g} days")
+    for name, count in report.stale.items():
+        line = f"{name}: {report.refreshed.get(name, 0)} of {count} stale tiles refreshed"
+        click.echo(line + (f" ({report.errors[name]})" if name in report.errors else ""))
+    if report.errors:
+        sys.exit(1)
 
 
 @main.group()

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 400 * 1024 * 1024
     max_image_pixels: int = 10_000 * 10_000
     dry_run_ttl_hours: float = 24.0
+    delivery_retention_days: float = Field(
+        default=365.0, description="Housekeeping deletes deliveries finished this long ago; 0 = keep all."
+    )
+    dry_run_version_retention_days: float = Field(
+        default=90.0, description="Housekeeping deletes dry-run calibration versions this old; 0 = keep all."
+    )
     max_delivery_attempts: int = 5
     retry_base_s: float = 0.5
     outbox_poll_s: float = 0.5

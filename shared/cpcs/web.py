@@ -24,6 +24,7 @@ from cpcs.db.models import User
 from cpcs.domain.accounts import authenticate
 from cpcs.errors import CpcsError, PermissionDeniedError
 from cpcs.logs import redact
+from cpcs.outage import UNAVAILABLE_DRIVER_ERRORS, causes, database_unavailable
 from cpcs.schemas import ErrorBody
 from cpcs.security import Door, TooManyAttempts
 
@@ -64,52 +65,8 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "The request is not valid."
 
 
-_UNAVAILABLE_SQLALCHEMY = (
-    sqlalchemy_exc.OperationalError,  # connection refused or lost, server shutting down, SQLite locked
-    sqlalchemy_exc.InterfaceError,  # the driver's connection is closed
-    sqlalchemy_exc.DisconnectionError,
-    sqlalchemy_exc.TimeoutError,  # the pool had no connection to give in time
-)
-
-
-def _driver_unavailable_errors() -> tuple[type[Exception], ...]:
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - psycopg is a dependency
-        return ()
-    return (psycopg.OperationalError, psycopg.InterfaceError)
-
-
-_UNAVAILABLE_DRIVER = _driver_unavailable_errors()
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """The exception, what it was raised from or during, and the members of exception groups."""
-    seen: set[int] = set()
-    pending = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """Whether an error means the database cannot be reached now (503), not a bug (500)."""
-    for error in _causes(exc):
-        if isinstance(error, _UNAVAILABLE_SQLALCHEMY + _UNAVAILABLE_DRIVER):
-            return True
-        if isinstance(error, sqlalchemy_exc.DBAPIError) and error.connection_invalidated:
-            return True
-    return False
-
-
 def _database_unavailable_response(exc: BaseException) -> JSONResponse:
-    cause = next((e for e in _causes(exc) if isinstance(e, _UNAVAILABLE_DRIVER)), exc)
+    cause = next((e for e in causes(exc) if isinstance(e, UNAVAILABLE_DRIVER_ERRORS)), exc)
     log.warning("database unavailable: %s", redact(str(getattr(cause, "orig", None) or cause))[:500])
     return error_response(
         503,
@@ -162,7 +119,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     # Handled here (not by the catch-all below, which uvicorn then also reports as a crash).
     app.add_exception_handler(sqlalchemy_exc.SQLAlchemyError, _database)
-    for driver_error in _UNAVAILABLE_DRIVER:
+    for driver_error in UNAVAILABLE_DRIVER_ERRORS:
         app.add_exception_handler(driver_error, _database)
 
     @app.exception_handler(Exception)

@@ -97,7 +97,10 @@ def test_postgres_outage(
     answered = Counter(
         f"{status}{'+Retry-After' if retry_after else ''}" for _, status, retry_after in answers
     )
-    retried = re.findall(r"failed attempt \d+/\d+, retrying in ([0-9.]+)s", stack.log_text("calibrate"))
+    retried = re.findall(
+        r"(?:failed attempt \d+/\d+, retrying in|attempt \d+/\d+ not counted, waiting) ([0-9.]+)s",
+        stack.log_text("calibrate"),
+    )
     delays = Counter(float(delay) for delay in retried)
     report(
         f"PostgreSQL (down {outage_s:.1f} s; {len(answers)} requests to {len({a[0] for a in answers})} "
@@ -118,5 +121,46 @@ def test_postgres_outage(
     assert stack.log_count("calibrate", "dead-lettered") == 0
     assert dead == 0
     # Everything that was accepted ended calibrated exactly once.
+    assert uploader.errors == [] and sent == N, uploader.errors
+    assert_exactly_once(N, outcome)
+
+
+LONG_OUTAGE_S = 8.0
+
+
+def test_postgres_outage_longer_than_the_retry_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gaia16aye_field: SimulatedField
+) -> None:
+    """With a retry budget far shorter than the outage (2 attempts, 0.2 s apart), nothing is dead-lettered:
+    failures because the database is away are waited out and do not count as attempts."""
+    attempts, retry_base_s = 2, 0.2
+    budget_s = sum(retry_delay(attempt, retry_base_s, 30.0) for attempt in range(1, attempts))
+    assert budget_s * 10 < LONG_OUTAGE_S, "the outage must outlast the retry budget by far"
+    env = {"CPCS_RETRY_BASE_S": str(retry_base_s), "CPCS_MAX_DELIVERY_ATTEMPTS": str(attempts)}
+    with fault_stack(tmp_path, monkeypatch, gaia16aye_field, env=env) as stack:
+        uploader = Uploader(stack, gaia16aye_field, range(N), interval_s=0.2).start()
+        with frozen(stack.system, "calibrate-0"):
+            wait_for(lambda: uploader.sent >= N // 2, 60, "half of the uploads")
+            stack.postgres.stop("fast")
+        down_at = time.monotonic()
+        time.sleep(LONG_OUTAGE_S)
+        stack.postgres.start()
+        outage_s = time.monotonic() - down_at
+        uploader.join()
+        outcome = wait_until_settled(stack, N)
+        recovered_s = time.monotonic() - down_at
+        dead = stack.broker.queue_depths().get("calibrate.dead", 0)
+
+    waited = stack.log_count("calibrate", "not counted")
+    sent = len(uploader.accepted)
+    report(
+        f"PostgreSQL longer than the retry budget (down {outage_s:.1f} s, budget {budget_s:.1f} s; calibrate "
+        f"waited out {waited} outage failures uncounted; all settled {recovered_s:.0f} s after the stop)",
+        sent,
+        outcome,
+    )
+    assert waited >= 1, "calibrate never met the outage"
+    assert stack.log_count("calibrate", "dead-lettered") == 0
+    assert dead == 0
     assert uploader.errors == [] and sent == N, uploader.errors
     assert_exactly_once(N, outcome)

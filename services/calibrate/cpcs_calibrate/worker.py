@@ -37,6 +37,7 @@ from cpcs.messages import (
 )
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
+from cpcs.outage import dependency_unavailable
 from cpcs.science.colour_terms import MIN_FRAMES, learn_colour_term
 from cpcs.science.crossmatch import field_cone_radius_deg
 from cpcs.science.field_calibration import FieldCalibration, ForcedTarget, calibrate_field
@@ -70,7 +71,8 @@ class CalibrateWorker:
             try:
                 self.calibrate(message)
             except Exception as exc:
-                if envelope.attempt >= self.context.settings.max_delivery_attempts:
+                last = envelope.attempt >= self.context.settings.max_delivery_attempts
+                if last and not dependency_unavailable(exc):  # an outage is waited out, not final
                     self._mark_error(message, exc)
                 raise
 

@@ -33,7 +33,11 @@ def router(cones: ConeService) -> APIRouter:
         survey: Annotated[list[str] | None, Query(description="Limit to these surveys")] = None,
     ) -> dict[str, Any]:
         catalogues = cones.get_cone(ra_deg, dec_deg, radius_deg, surveys=survey)
-        return {"catalogues": {name: to_wire(cat) for name, cat in catalogues.items()}}
+        return {
+            "catalogues": {name: to_wire(cat) for name, cat in catalogues.items()},
+            # per survey, the tiles the stars came from: when each was fetched, from which release
+            "tiles": cones.provenance(ra_deg, dec_deg, radius_deg, list(catalogues)),
+        }
 
     @api.get("/surveys", summary="Surveys with cached stars")
     def surveys() -> dict[str, list[str]]:

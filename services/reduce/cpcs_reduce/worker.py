@@ -36,6 +36,7 @@ from cpcs.logs import observation_context
 from cpcs.messages import ImageReceivedV1
 from cpcs.messaging.bus import Envelope, RejectMessage
 from cpcs.messaging.topology import binding_keys
+from cpcs.outage import dependency_unavailable
 from cpcs.science.airmass import airmass_at
 from cpcs.science.astrometry import MIN_MATCHES
 from cpcs.science.image_reduction import (
@@ -74,7 +75,8 @@ class ReduceWorker:
             try:
                 self.reduce(message)
             except Exception as exc:
-                if envelope.attempt >= self.context.settings.max_delivery_attempts:
+                last = envelope.attempt >= self.context.settings.max_delivery_attempts
+                if last and not dependency_unavailable(exc):  # an outage is waited out, not final
                     self._mark_error(message, exc)
                 raise
 

@@ -23,16 +23,17 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from cpcs import metrics
 from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.catalogs.surveys import SURVEYS, SurveyDefinition, find_survey, validate_survey_name
-from cpcs.catalogs.tiles import TileStore, check_cone
+from cpcs.catalogs.tiles import ONLINE_SOURCE, TileInfo, TileStore, check_cone
 from cpcs.catalogs.vizier import DEFAULT_ROW_LIMIT, DEFAULT_TIMEOUT_S, fetch_cone_online
 from cpcs.errors import CalibrationFailed, InputError, ServiceUnavailable
 
-__all__ = ["IMPORT_HINT", "MAX_CONE_RADIUS_DEG", "ConeService", "Fetcher", "PrefetchReport"]
+__all__ = ["IMPORT_HINT", "MAX_CONE_RADIUS_DEG", "ConeService", "Fetcher", "PrefetchReport", "RefreshReport"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,40 @@ class PrefetchReport:
             "missing_tiles": {k: list(v) for k, v in self.missing_tiles.items()},
             "errors": dict(self.errors),
         }
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    """Outcome of :meth:`ConeService.refresh`.
+
+    Attributes
+    ----------
+    stale : dict of str to int
+        Fetched tiles older than the age limit (or of unknown fetch date), per survey.
+    refreshed : dict of str to int
+        Those fetched again and stored, per survey.
+    errors : dict of str to str
+        Fetch failures per survey (the old tiles are kept).
+    """
+
+    stale: dict[str, int] = field(default_factory=dict)
+    refreshed: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {"stale": dict(self.stale), "refreshed": dict(self.refreshed), "errors": dict(self.errors)}
+
+
+def tile_provenance(info: TileInfo) -> dict[str, Any]:
+    """What a cone answer says about one tile it used: when it was fetched, from which release."""
+    return {
+        "ipix": info.ipix,
+        "fetched": info.fetched or None,
+        "release": info.release or None,
+        "source": info.source,
+        "complete": info.complete,
+    }
 
 
 @dataclass
@@ -242,7 +277,75 @@ class ConeService:
                 report.errors[name] = r.error.message
         return report
 
+    def provenance(
+        self, ra_deg: float, dec_deg: float, radius_deg: float, surveys: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Per survey, the stored tiles under a cone with their fetch date and release."""
+        ra, dec, radius = self._check(ra_deg, dec_deg, radius_deg)
+        tiles = self.store.tiles_for_cone(ra, dec, radius)
+        return {name: [tile_provenance(i) for i in self.store.infos(name, tiles)] for name in surveys}
+
+    def refresh(self, max_age_days: float, surveys: list[str] | None = None) -> RefreshReport:
+        """Fetch again every fetched tile older than ``max_age_days`` (or of unknown fetch date).
+
+        Only tiles that came from an online fetch are refreshed (imported stars stay as imported).
+        Offline, nothing is fetched: :class:`cpcs.errors.ServiceUnavailable`
+        (``code="catalogue_offline"``) says how many tiles are stale and how to enable access.
+        """
+        if max_age_days < 0:
+            raise InputError(f"max_age_days must be >= 0, got {max_age_days}", code="invalid_age")
+        cutoff = (datetime.now(UTC) - timedelta(days=max_age_days)).isoformat(timespec="seconds")
+        stale: dict[str, list[int]] = {}
+        for name in self._resolve(surveys):
+            definition = find_survey(name)
+            if definition is None or not definition.fetchable:
+                continue
+            old = [
+                info.ipix
+                for info in self.store.infos(name, self.store.stored_tiles(name))
+                if ONLINE_SOURCE in info.sources and (not info.fetched or info.fetched < cutoff)
+            ]
+            if old:
+                stale[name] = old
+        if not self.online:
+            counts = ", ".join(f"{name}: {len(tiles)}" for name, tiles in stale.items()) or "none"
+            raise ServiceUnavailable(
+                f"online catalogue access is disabled, so no tile was refreshed (stale tiles older "
+                f"than {max_age_days:g} days: {counts}). Set CPCS_CATALOG_ONLINE=true on a machine "
+                "that can reach Vizier and run the refresh again.",
+                code="catalogue_offline",
+            )
+        report = RefreshReport(stale={name: len(tiles) for name, tiles in stale.items()})
+        for name, tiles in stale.items():
+            definition = find_survey(name)
+            assert definition is not None
+            done = 0
+            try:
+                with self._fill_lock(name):
+                    for ipix in tiles:
+                        self._refetch(definition, ipix)
+                        done += 1
+            except ServiceUnavailable as exc:
+                log.warning("catalogue refresh failed for %s: %s", name, exc.message)
+                report.errors[name] = exc.message
+            report.refreshed[name] = done
+        return report
+
     # ------------------------------------------------------------------ internals
+
+    def _refetch(self, definition: SurveyDefinition, ipix: int) -> None:
+        """Replace one tile by a fresh fetch of the whole tile."""
+        q_ra, q_dec, q_radius = self.store.enclosing_cone([ipix])
+        fetched = self.fetcher(
+            definition, q_ra, q_dec, q_radius, timeout_s=self.timeout_s, row_limit=self.row_limit
+        )
+        truncated = 0 < self.row_limit <= len(fetched)
+        part = (
+            fetched.select(self.store.tile_of(fetched.ra_deg, fetched.dec_deg) == ipix)
+            if len(fetched)
+            else fetched
+        )
+        self.store.write(definition.name, ipix, part, ONLINE_SOURCE, complete=not truncated)
 
     def _check(self, ra_deg: float, dec_deg: float, radius_deg: float) -> tuple[float, float, float]:
         ra, dec, radius = check_cone(ra_deg, dec_deg, radius_deg)
@@ -363,9 +466,9 @@ class ConeService:
                 for ipix in group:
                     part = fetched.select(pix == ipix) if pix is not None else fetched
                     if truncated or ipix in partial_set:
-                        self.store.merge(name, ipix, part, "vizier", complete=not truncated)
+                        self.store.merge(name, ipix, part, ONLINE_SOURCE, complete=not truncated)
                     else:
-                        self.store.write(name, ipix, part, "vizier", complete=True)
+                        self.store.write(name, ipix, part, ONLINE_SOURCE, complete=True)
                     written += 1
             if truncated_any:
                 # the tiles are incomplete: make sure at least the requested cone itself is stored
@@ -375,5 +478,7 @@ class ConeService:
                 if len(cone):
                     pix = self.store.tile_of(cone.ra_deg, cone.dec_deg)
                     for ipix in sorted(set(pix.tolist())):
-                        self.store.merge(name, int(ipix), cone.select(pix == ipix), "vizier", complete=False)
+                        self.store.merge(
+                            name, int(ipix), cone.select(pix == ipix), ONLINE_SOURCE, complete=False
+                        )
             return written

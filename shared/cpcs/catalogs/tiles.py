@@ -5,7 +5,8 @@ Layout under the store root::
     store.json                      {"format": 1, "nside": 32, "order": "nested"}
     <survey>/survey.json            survey manifest: bands, custom or known, dates
     <survey>/<ipix:05d>.npz         the tile's stars (uncompressed numpy columns, sorted by Dec)
-    <survey>/<ipix:05d>.json        tile manifest: n_stars, source(s), complete, created, updated
+    <survey>/<ipix:05d>.json        tile manifest: n_stars, source(s), complete, created, updated,
+                                    fetched and release (of the last online fetch)
                                     (and epoch, proper_motions when the tile has them)
     <survey>/.locks/<ipix>.lock     advisory locks serialising writers of a tile
 
@@ -69,6 +70,7 @@ __all__ = [
     "DEFAULT_CACHE_ROWS",
     "DEFAULT_MATCH_RADIUS_ARCSEC",
     "NSIDE",
+    "ONLINE_SOURCE",
     "STORE_FORMAT",
     "MergeResult",
     "SurveyCoverage",
@@ -87,6 +89,8 @@ DEFAULT_MATCH_RADIUS_ARCSEC = 0.5
 DEFAULT_CACHE_ROWS = 4_000_000
 
 _MAX_SOURCES = 20
+#: The ``source`` of tiles written from an online fetch.
+ONLINE_SOURCE = "vizier"
 
 
 def _now() -> str:
@@ -113,6 +117,12 @@ class TileInfo:
     created, updated : str
         ISO-8601 UTC times.
     bands : tuple of str
+    fetched : str
+        ISO-8601 UTC time of the last online fetch of the tile; ``""`` when it never was (imports
+        only, or a tile written before fetch dates were kept).
+    release : str
+        The catalogue release the fetched stars come from (the Vizier table, e.g.
+        ``I/355/gaiadr3``); ``""`` when never fetched.
     """
 
     survey: str
@@ -124,6 +134,8 @@ class TileInfo:
     created: str
     updated: str
     bands: tuple[str, ...] = ()
+    fetched: str = ""
+    release: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -145,6 +157,8 @@ class TileInfo:
             created=str(d.get("created", "")),
             updated=str(d.get("updated", d.get("created", ""))),
             bands=tuple(d.get("bands", ())),
+            fetched=str(d.get("fetched", "")),
+            release=str(d.get("release", "")),
         )
 
 
@@ -572,6 +586,17 @@ class TileStore:
             return None, missing, partial
         return concatenate(parts, survey), missing, partial
 
+    def infos(self, survey: str, tiles: Sequence[int]) -> list[TileInfo]:
+        """Manifests of the stored ones among ``tiles``, in the order given."""
+        return [info for ipix in tiles if (info := self.info(survey, int(ipix))) is not None]
+
+    def stored_tiles(self, survey: str) -> list[int]:
+        """Indices of every stored tile of ``survey``, sorted."""
+        folder = self._survey_dir(survey)
+        if not folder.is_dir():
+            return []
+        return sorted(int(path.stem) for path in folder.glob("*.npz") if path.stem.isdigit())
+
     # ------------------------------------------------------------------ writing
 
     def write(self, survey: str, ipix: int, cat: ReferenceCatalogue, source: str, complete: bool) -> TileInfo:
@@ -633,6 +658,10 @@ class TileStore:
             if s in sources:
                 sources.remove(s)
             sources.append(s)
+        fetched, release = (previous.fetched, previous.release) if previous else ("", "")
+        if source == ONLINE_SOURCE:
+            definition = find_survey(survey)
+            fetched, release = now, (definition.vizier_table or "") if definition else ""
         info = TileInfo(
             survey=survey,
             ipix=ipix,
@@ -643,6 +672,8 @@ class TileStore:
             created=previous.created if previous else now,
             updated=now,
             bands=tuple(cat.bands),
+            fetched=fetched,
+            release=release,
         )
         meta = info.to_dict()
         if cat.epoch is not None:

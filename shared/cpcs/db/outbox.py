@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 
 from sqlalchemy import select
@@ -31,11 +32,13 @@ class OutboxRelay:
 
     Several relays (one per process) may run against one PostgreSQL database: rows are
     claimed with ``FOR UPDATE SKIP LOCKED``. A publish that fails leaves the row for the next
-    round, so nothing is lost while the broker is away; consumers are idempotent, so the rare
-    double publish after a crash between publish and commit is harmless. A message no queue is
-    bound to counts as sent: quietly for the topology's ``unconsumed_events`` (events nobody
-    consumes by design), with a warning for any other key (a consumer queue is missing). Every
-    consumer queue is declared before anything is published (see ``Context``), so commands route.
+    round, so nothing is lost while the broker is away (the relay backs off, asking the broker
+    every ``broker_probe_s`` whether it is back, and publishes as soon as it is); consumers are
+    idempotent, so the rare double publish after a crash between publish and commit is harmless.
+    A message no queue is bound to counts as sent: quietly for the topology's
+    ``unconsumed_events`` (events nobody consumes by design), with a warning for any other key
+    (a consumer queue is missing). Every consumer queue is declared before anything is
+    published (see ``Context``), so commands route.
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class OutboxRelay:
         *,
         poll_s: float = 0.5,
         batch: int = 100,
+        broker_probe_s: float = 2.0,
         topology: Topology = CPCS_TOPOLOGY,
     ):
         self.db = db
@@ -52,6 +56,7 @@ class OutboxRelay:
         self.topology = topology
         self.poll_s = poll_s
         self.batch = batch
+        self.broker_probe_s = broker_probe_s
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -81,10 +86,23 @@ class OutboxRelay:
                 failures += 1
                 delay = min(self.poll_s * 2**failures, 30.0)
                 log.warning("outbox relay: %s; retrying in %.1f s", exc, delay)
-                self._stop.wait(delay)
+                self._back_off(delay)
                 continue
             if sent < self.batch:
                 self._wake.wait(self.poll_s)
+
+    def _back_off(self, delay: float) -> None:
+        """Wait ``delay`` seconds, but if the broker is what is away, only until it answers again."""
+        deadline = time.monotonic() + delay
+        if self.bus.health():
+            self._stop.wait(delay)  # the database, or a single failed publish: the full back-off
+            return
+        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(self.broker_probe_s, left)):
+                return
+            if self.bus.health():
+                log.info("outbox relay: the broker is back; publishing")
+                return
 
     def publish_pending(self) -> int:
         """Publish one batch of unsent rows; returns how many were sent."""

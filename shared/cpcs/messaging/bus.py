@@ -17,6 +17,9 @@ Delivery contract
 * **Retries.** If the handler raises anything but :class:`RejectMessage`, the message comes back
   after ``retry_base_s * 2 ** (attempt - 1)`` seconds (capped at ``retry_max_s``) with
   ``attempt + 1``. After ``max_attempts`` failed attempts it is moved to ``<queue>.dead``.
+* **Outages are not attempts.** A failure because a dependency is away (the database unreachable,
+  or :class:`cpcs.outage.DependencyUnavailable`) comes back after a back-off of its own with the
+  *same* attempt number, for as long as the outage lasts: it never dead-letters.
 * **Rejection.** :class:`RejectMessage` (poison, unparseable) sends the message to
   ``<queue>.dead`` at once, without retry.
 * **Dead letters** carry the visible headers :data:`HEADER_ERROR` (exception type and message,
@@ -40,6 +43,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from cpcs import metrics
+from cpcs.outage import dependency_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +58,17 @@ HEADER_ERROR = "x-cpcs-error"
 HEADER_ATTEMPTS = "x-cpcs-attempts"
 #: Dead letters: when the message was dead-lettered (ISO 8601, UTC).
 HEADER_FAILED_AT = "x-cpcs-failed-at"
+#: Internal header: how many times in a row this copy waited out an outage (sets its back-off).
+HEADER_OUTAGE_WAITS = "x-cpcs-outage-waits"
 
 #: Every header the bus itself may set. Publishers may not use this prefix.
 RESERVED_HEADER_PREFIX = "x-cpcs-"
 #: Headers a handler never sees: they are folded into :class:`Envelope` fields.
-HIDDEN_HEADERS = frozenset({HEADER_ATTEMPT, HEADER_ROUTING_KEY})
+HIDDEN_HEADERS = frozenset({HEADER_ATTEMPT, HEADER_ROUTING_KEY, HEADER_OUTAGE_WAITS})
 #: Headers dropped when a dead letter is replayed (a replay is a fresh start).
-DEAD_LETTER_HEADERS = frozenset({HEADER_ERROR, HEADER_ATTEMPTS, HEADER_FAILED_AT, HEADER_ATTEMPT})
+DEAD_LETTER_HEADERS = frozenset(
+    {HEADER_ERROR, HEADER_ATTEMPTS, HEADER_FAILED_AT, HEADER_ATTEMPT, HEADER_OUTAGE_WAITS}
+)
 #: Headers RabbitMQ adds when it dead-letters a message (through ``<queue>.retry``); the bus strips
 #: them so that both transports show handlers the same headers and they do not pile up.
 BROKER_HEADER_PREFIXES = ("x-death", "x-first-death-", "x-last-death-", "x-delivery-count")
@@ -87,6 +95,8 @@ class Envelope:
     body: bytes
     headers: dict[str, str]
     attempt: int
+    #: Outages this copy has waited out in a row (0 = none); they do not count as attempts.
+    outage_waits: int = 0
 
 
 Handler = Callable[[Envelope], None]
@@ -293,17 +303,33 @@ def make_envelope(
         attempt = max(1, int(headers.get(HEADER_ATTEMPT, "1")))
     except ValueError:
         attempt = 1
+    try:
+        outage_waits = max(0, int(headers.get(HEADER_OUTAGE_WAITS, "0")))
+    except ValueError:
+        outage_waits = 0
     routing_key = headers.get(HEADER_ROUTING_KEY, delivered_routing_key)
     visible = {key: value for key, value in headers.items() if key not in HIDDEN_HEADERS}
     return Envelope(
-        message_id=message_id, routing_key=routing_key, body=bytes(body), headers=visible, attempt=attempt
+        message_id=message_id,
+        routing_key=routing_key,
+        body=bytes(body),
+        headers=visible,
+        attempt=attempt,
+        outage_waits=outage_waits,
     )
 
 
-def retry_headers(raw: Mapping[str, Any] | None, envelope: Envelope) -> dict[str, str]:
-    """Headers of the copy sent back for the next attempt."""
+def retry_headers(
+    raw: Mapping[str, Any] | None, envelope: Envelope, *, counts: bool = True
+) -> dict[str, str]:
+    """Headers of the copy sent back: for the next attempt, or (``counts=False``) the same one again."""
     headers = clean_headers(raw)
-    headers[HEADER_ATTEMPT] = str(envelope.attempt + 1)
+    if counts:
+        headers[HEADER_ATTEMPT] = str(envelope.attempt + 1)
+        headers.pop(HEADER_OUTAGE_WAITS, None)
+    else:
+        headers[HEADER_ATTEMPT] = str(envelope.attempt)
+        headers[HEADER_OUTAGE_WAITS] = str(envelope.outage_waits + 1)
     headers[HEADER_ROUTING_KEY] = envelope.routing_key
     return headers
 
@@ -343,6 +369,8 @@ class Outcome:
     action: Literal["ack", "retry", "dead"]
     delay_s: float = 0.0
     error: str | None = None
+    #: False for a retry after an outage: the attempt number stays.
+    counts: bool = True
 
 
 def run_handler(
@@ -399,6 +427,20 @@ def _handle(
         return Outcome("dead", error=error)
     except BaseException as exc:  # a handler bug must not kill the worker thread
         error = describe_error(exc)
+        if dependency_unavailable(exc):
+            delay = retry_delay(envelope.outage_waits + 1, retry_base_s, retry_max_s)
+            logger.warning(
+                "message %s on %s: a dependency is unavailable (%s); attempt %d/%d not counted, "
+                "waiting %.2fs",
+                envelope.message_id,
+                queue,
+                error,
+                envelope.attempt,
+                max_attempts,
+                delay,
+                extra={**context, "error": error, "delay_s": delay},
+            )
+            return Outcome("retry", delay_s=delay, error=error, counts=False)
         transient = isinstance(exc, TransientError)
         if envelope.attempt >= max_attempts:
             logger.error(

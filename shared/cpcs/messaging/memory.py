@@ -314,7 +314,7 @@ class InProcessBus(Bus):
                         message.message_id,
                         message.routing_key,
                         message.body,
-                        retry_headers(message.headers, envelope),
+                        retry_headers(message.headers, envelope, counts=outcome.counts),
                     )
                     heapq.heappush(queue.delayed, (time.monotonic() + outcome.delay_s, copy.seq, copy))
                 elif outcome.action == "dead":

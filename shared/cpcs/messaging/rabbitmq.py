@@ -664,7 +664,7 @@ class RabbitMqBus(Bus):
                     delivery,
                     _copy_properties(
                         delivery.properties,
-                        retry_headers(delivery.properties.headers, delivery.envelope),
+                        retry_headers(delivery.properties.headers, delivery.envelope, counts=outcome.counts),
                         expiration,
                     ),
                 )

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import sqlalchemy.exc
 
 from cpcs.messaging.bus import (
     HEADER_ATTEMPTS,
@@ -17,6 +18,7 @@ from cpcs.messaging.bus import (
     UnroutableError,
 )
 from cpcs.messaging.topology import QueueSpec, Topology
+from cpcs.outage import DependencyUnavailable
 
 
 def keys_of(envelopes: list[Envelope]) -> list[str]:
@@ -165,6 +167,37 @@ def test_dead_letter_after_max_attempts_with_error_headers(transport, recorder):
     assert HEADER_FAILED_AT in dead.headers
     assert bus.dead_letters(queue) == [dead]  # reading does not remove
     assert transport.depth(bus, queue) == 0
+
+
+def test_an_outage_longer_than_the_budget_is_waited_out_not_dead_lettered(transport, recorder):
+    """Failures because the database is away keep the attempt number; the budget is for real failures."""
+    bus = transport.bus()
+    queue = transport.queue("calibrate")
+    outage_deliveries = 6  # twice the budget of 3 attempts
+
+    calls = iter(range(1_000))
+
+    def during_an_outage(envelope: Envelope) -> None:
+        call = next(calls)
+        if call < outage_deliveries // 2:
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, ConnectionRefusedError("refused"))
+        if call < outage_deliveries:
+            raise DependencyUnavailable("the catalogue mirror is away")
+        if call == outage_deliveries:
+            raise ValueError("a real failure after the outage counts")
+
+    handler = recorder(during_an_outage)
+    bus.subscribe(queue, ["catalogue.received"], handler, max_attempts=3)
+    bus.start()
+    bus.publish("catalogue.received", b"c", message_id="c-out", headers={"origin": "ingest"})
+    envelopes = handler.wait(outage_deliveries + 2, timeout=30)
+    assert [(e.attempt, e.outage_waits) for e in envelopes] == [
+        *[(1, waits) for waits in range(outage_deliveries + 1)],
+        (2, 0),
+    ]
+    assert all(e.headers == {"origin": "ingest"} for e in envelopes)
+    handler.quiet(0.3, outage_deliveries + 2)
+    assert bus.dead_letters(queue) == []
 
 
 def test_reject_message_goes_to_dead_letters_at_once(transport, recorder):
