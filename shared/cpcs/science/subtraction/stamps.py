@@ -151,7 +151,9 @@ def stamp_mosaic(
         placed.append((cursor, shelf_y, cx, cy, h))
         cursor += side + gutter
         shelf_height = max(shelf_height, side)
-    mosaic_i = np.zeros((shelf_y + shelf_height + gutter, width + gutter))
+    # A square of a multiple of 128 px: sfft compiles its functions per image size, so few sizes recur.
+    square = 128 * math.ceil(max(shelf_y + shelf_height + gutter, width + gutter) / 128)
+    mosaic_i = np.zeros((square, square))
     mosaic_j = np.zeros_like(mosaic_i)
     for ox, oy, cx, cy, h in placed:
         side = 2 * h + 1
