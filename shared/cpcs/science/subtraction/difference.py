@@ -330,6 +330,7 @@ def subtract_template(
     ny, nx = sci.shape
     fit_start = time.perf_counter()
     mosaic = None
+    fitted_on: Literal["stamps", "frame"]
     if fit_on != "frame" and kernel_poly_order == 0:
         rms_i = (bkg_ref if convolve_template else bkg_sci).global_rms
         mosaic = stamp_mosaic(
