@@ -28,11 +28,11 @@ from typing import Literal
 
 import numpy as np
 import scipy.fft
+import sep
 from numpy.typing import NDArray
 from scipy.ndimage import maximum_filter
 from scipy.signal import fftconvolve
 
-from cpcs.science.imaging.background import estimate_background
 from cpcs.science.subtraction.align import AlignedTemplate
 from cpcs.science.subtraction.stamps import stamp_mosaic
 
@@ -90,6 +90,15 @@ class SubtractionResult:
 def _kernel_half_width(fwhm_science: float, fwhm_template: float) -> int:
     """Half-width of the kernel: ~2.5 FWHM of the broader frame, at least 3 pixels."""
     return max(3, math.ceil(1.25 * max(fwhm_science, fwhm_template)))
+
+
+def _global_sky(image: NDArray[np.float64], bad: BoolImage) -> tuple[float, float]:
+    """Global sky level and rms, ADU: those of :func:`estimate_background` (same sep mesh), without
+    its full-frame maps."""
+    box = int(max(8, min(64, min(image.shape) // 4)))
+    data = np.ascontiguousarray(image, dtype=np.float32)
+    background = sep.Background(data, mask=bad if bad.any() else None, bw=box, bh=box, fw=3, fh=3)
+    return float(background.globalback), float(background.globalrms)
 
 
 def _convolve(image: NDArray[np.float64], kernel: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -309,12 +318,12 @@ def subtract_template(
         raise ValueError(f"only {100 * np.mean(~bad):.0f} % of the pixels are usable for subtraction")
     ref = np.where(bad, 0.0, np.nan_to_num(template.data.astype(np.float64)))
     sci = np.where(bad, 0.0, sci)
-    bkg_sci = estimate_background(sci.astype(np.float32), bad)
-    bkg_ref = estimate_background(ref.astype(np.float32), bad)
+    level_sci, rms_sci = _global_sky(sci, bad)
+    level_ref, rms_ref = _global_sky(ref, bad)
     # Only the global sky level is removed: a mesh background would eat part of a galaxy, and
     # differently in frames of other seeing; sfft's background polynomial fits what remains.
-    sci = np.where(bad, 0.0, sci - bkg_sci.global_level)
-    ref = np.where(bad, 0.0, ref - bkg_ref.global_level)
+    sci = np.where(bad, 0.0, sci - level_sci)
+    ref = np.where(bad, 0.0, ref - level_ref)
     t_background = time.perf_counter() - start
 
     convolve_template = template_fwhm_px <= science_fwhm_px
@@ -332,7 +341,7 @@ def subtract_template(
     mosaic = None
     fitted_on: Literal["stamps", "frame"]
     if fit_on != "frame" and kernel_poly_order == 0:
-        rms_i = (bkg_ref if convolve_template else bkg_sci).global_rms
+        rms_i = rms_ref if convolve_template else rms_sci
         mosaic = stamp_mosaic(
             image_i, image_j, near_bad, rms=rms_i, fwhm_px=broad_fwhm, kernel_half_width=half
         )
