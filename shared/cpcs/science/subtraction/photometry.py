@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 
 import numpy as np
+from numpy.typing import NDArray
 
 from cpcs.science.imaging.background import ImageBackground
 from cpcs.science.imaging.forced import ForcedMeasurement, forced_photometry
@@ -14,6 +16,31 @@ from cpcs.science.imaging.psf import PsfModel
 from cpcs.science.subtraction.difference import SubtractionResult
 
 __all__ = ["difference_photometry"]
+
+# The filled difference, noise and zero background of a subtraction, made once for all its targets
+# (the frame-wide median of the noise costs more than a fit); dropped with the subtraction.
+_PREPARED: weakref.WeakKeyDictionary[
+    SubtractionResult, tuple[NDArray[np.float32], NDArray[np.float32], ImageBackground]
+] = weakref.WeakKeyDictionary()
+
+
+def _prepared(
+    subtraction: SubtractionResult,
+) -> tuple[NDArray[np.float32], NDArray[np.float32], ImageBackground]:
+    cached = _PREPARED.get(subtraction)
+    if cached is not None:
+        return cached
+    noise = np.nan_to_num(subtraction.noise, nan=float(np.nanmedian(subtraction.noise)))
+    data = np.nan_to_num(subtraction.difference, nan=0.0)
+    rms = noise.astype(np.float32)
+    background = ImageBackground(
+        level=np.zeros_like(rms),
+        rms=rms,
+        global_level=0.0,
+        global_rms=float(np.median(rms)),
+    )
+    _PREPARED[subtraction] = (data, rms, background)
+    return data, rms, background
 
 
 def difference_photometry(
@@ -48,15 +75,7 @@ def difference_photometry(
     ForcedMeasurement
         Flux, error and 5-sigma limit of the target on the difference, in science units.
     """
-    noise = np.nan_to_num(subtraction.noise, nan=float(np.nanmedian(subtraction.noise)))
-    data = np.nan_to_num(subtraction.difference, nan=0.0)
-    rms = noise.astype(np.float32)
-    background = ImageBackground(
-        level=np.zeros_like(rms),
-        rms=rms,
-        global_level=0.0,
-        global_rms=float(np.median(rms)),
-    )
+    data, rms, background = _prepared(subtraction)
     measured = forced_photometry(
         data,
         background,
