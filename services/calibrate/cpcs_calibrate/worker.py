@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import TypeAlias, cast
+from typing import TypeAlias
 
 import numpy as np
 from astropy.table import Table
@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cpcs import __version__, metrics
-from cpcs.consumers import decode_for
+from cpcs.consumers import Consumer
 from cpcs.context import Context
 from cpcs.db.models import Calibration, CalibrationRequest, ImageReduction, Observation, Point
 from cpcs.db.outbox import add_to_outbox
@@ -29,15 +29,12 @@ from cpcs.domain.observations import record_failure, record_internal_error
 from cpcs.errors import CalibrationFailed, CpcsError
 from cpcs.formats.source_catalogue import read_source_catalogue
 from cpcs.jsonsafe import json_record
-from cpcs.logs import observation_context
 from cpcs.messages import (
     CatalogueReceivedV1,
     PointCalibratedV1,
     SourcesMeasuredV1,
 )
-from cpcs.messaging.bus import Envelope, RejectMessage
-from cpcs.messaging.topology import binding_keys
-from cpcs.outage import dependency_unavailable
+from cpcs.messaging.bus import RejectMessage
 from cpcs.science.colour_terms import MIN_FRAMES, learn_colour_term
 from cpcs.science.crossmatch import field_cone_radius_deg
 from cpcs.science.field_calibration import FieldCalibration, ForcedTarget, calibrate_field
@@ -48,33 +45,24 @@ from cpcs_calibrate.references import ReferenceSource
 log = logging.getLogger(__name__)
 
 QUEUE = "calibrate"
-BINDINGS = binding_keys(QUEUE)
 FINAL = ("calibrated", "failed")
 WorkMessage: TypeAlias = CatalogueReceivedV1 | SourcesMeasuredV1
 SAME_NIGHT_DAYS = 0.5
 
 
-class CalibrateWorker:
+class CalibrateWorker(Consumer[WorkMessage]):
+    queue = QUEUE
+    kinds = (CatalogueReceivedV1, SourcesMeasuredV1)
+
     def __init__(self, context: Context, references: ReferenceSource):
-        self.context = context
+        super().__init__(context)
         self.references = references
 
-    def subscribe(self) -> None:
-        self.context.bus.subscribe(
-            QUEUE, BINDINGS, self.handle, max_attempts=self.context.settings.max_delivery_attempts
-        )
+    def work(self, message: WorkMessage) -> None:
+        self.calibrate(message)
 
-    def handle(self, envelope: Envelope) -> None:
-        kinds = (CatalogueReceivedV1, SourcesMeasuredV1)
-        message = cast(WorkMessage, decode_for(envelope, "calibrate", *kinds))
-        with observation_context(message.observation_id):
-            try:
-                self.calibrate(message)
-            except Exception as exc:
-                last = envelope.attempt >= self.context.settings.max_delivery_attempts
-                if last and not dependency_unavailable(exc):  # an outage is waited out, not final
-                    self._mark_error(message, exc)
-                raise
+    def on_last_failure(self, message: WorkMessage, error: Exception) -> None:
+        self._mark_error(message, error)
 
     def calibrate(self, message: WorkMessage) -> None:
         started = time.perf_counter()

@@ -5,29 +5,26 @@ from __future__ import annotations
 import logging
 
 from cpcs.catalogs.cone import ConeService
-from cpcs.consumers import decode_for
+from cpcs.consumers import Consumer
 from cpcs.context import Context
 from cpcs.errors import CpcsError
 from cpcs.messages import FieldRequestedV1
-from cpcs.messaging.bus import Envelope
-from cpcs.messaging.topology import binding_keys
 
 log = logging.getLogger(__name__)
 
 QUEUE = "catalog-cache"
-BINDINGS = binding_keys(QUEUE)
 
 
-class PrefetchWorker:
+class PrefetchWorker(Consumer[FieldRequestedV1]):
+    queue = QUEUE
+    kinds = (FieldRequestedV1,)
+    max_attempts = 3
+
     def __init__(self, context: Context, cones: ConeService):
-        self.context = context
+        super().__init__(context)
         self.cones = cones
 
-    def subscribe(self) -> None:
-        self.context.bus.subscribe(QUEUE, BINDINGS, self.handle, max_attempts=3)
-
-    def handle(self, envelope: Envelope) -> None:
-        message = decode_for(envelope, "catalog-cache", FieldRequestedV1)
+    def work(self, message: FieldRequestedV1) -> None:
         try:
             self.cones.prefetch(message.ra_deg, message.dec_deg, message.radius_deg)
         except CpcsError as exc:

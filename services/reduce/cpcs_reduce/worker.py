@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from cpcs import __version__, metrics
 from cpcs.catalogs.cone import MAX_CONE_RADIUS_DEG
 from cpcs.catalogs.model import ReferenceCatalogue
-from cpcs.consumers import decode_for
+from cpcs.consumers import Consumer
 from cpcs.context import Context
 from cpcs.db.models import CalibrationRequest, ImageReduction, Observation
 from cpcs.db.outbox import add_to_outbox
@@ -32,11 +32,8 @@ from cpcs.domain.work import RequestWork, work_message
 from cpcs.errors import CalibrationFailed, CpcsError
 from cpcs.formats.fits_image import inspect_fits_image
 from cpcs.jsonsafe import json_record
-from cpcs.logs import observation_context
 from cpcs.messages import ImageReceivedV1
-from cpcs.messaging.bus import Envelope, RejectMessage
-from cpcs.messaging.topology import binding_keys
-from cpcs.outage import dependency_unavailable
+from cpcs.messaging.bus import RejectMessage
 from cpcs.science.airmass import airmass_at
 from cpcs.science.astrometry import MIN_MATCHES
 from cpcs.science.image_reduction import (
@@ -52,33 +49,25 @@ from cpcs_calibrate.references import ReferenceSource
 log = logging.getLogger(__name__)
 
 QUEUE = "reduce"
-BINDINGS = binding_keys(QUEUE)
 #: Catalogues the astrometry may be solved against, best positions first: Gaia (moved to the image's
 #: epoch), GaiaSP (Gaia's positions), then surveys good to a fraction of an arcsecond. The first one
 #: with enough stars in the cone is used, and named in the reduction record.
 ASTROMETRIC_SURVEYS = ("Gaia", "GaiaSP", "PS1", "SDSS", "2MASS", "APASS")
 
 
-class ReduceWorker:
+class ReduceWorker(Consumer[ImageReceivedV1]):
+    queue = QUEUE
+    kinds = (ImageReceivedV1,)
+
     def __init__(self, context: Context, references: ReferenceSource):
-        self.context = context
+        super().__init__(context)
         self.references = references
 
-    def subscribe(self) -> None:
-        self.context.bus.subscribe(
-            QUEUE, BINDINGS, self.handle, max_attempts=self.context.settings.max_delivery_attempts
-        )
+    def work(self, message: ImageReceivedV1) -> None:
+        self.reduce(message)
 
-    def handle(self, envelope: Envelope) -> None:
-        message = decode_for(envelope, "reduce", ImageReceivedV1)
-        with observation_context(message.observation_id):
-            try:
-                self.reduce(message)
-            except Exception as exc:
-                last = envelope.attempt >= self.context.settings.max_delivery_attempts
-                if last and not dependency_unavailable(exc):  # an outage is waited out, not final
-                    self._mark_error(message, exc)
-                raise
+    def on_last_failure(self, message: ImageReceivedV1, error: Exception) -> None:
+        self._mark_error(message, error)
 
     def reduce(self, message: ImageReceivedV1) -> None:
         started = time.perf_counter()

@@ -67,7 +67,7 @@ from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from cpcs import metrics
-from cpcs.consumers import decode_for
+from cpcs.consumers import Consumer
 from cpcs.context import Context
 from cpcs.db.delivery_models import (
     ACTION_CALIBRATED,
@@ -88,15 +88,13 @@ from cpcs.db.models import Calibration, Point, utcnow
 from cpcs.db.secret_box import SecretUnreadable
 from cpcs.lightcurve.exports import skyportal_obj_id
 from cpcs.messages import PointCalibratedV1, PointDeletedV1
-from cpcs.messaging.bus import Envelope, RejectMessage
-from cpcs.messaging.topology import binding_keys
+from cpcs.messaging.bus import RejectMessage
 from cpcs_api.outbound import skyportal, webhooks
 from cpcs_api.outbound.facts import PointFacts, as_utc, export_row, point_facts
 
 log = logging.getLogger(__name__)
 
 QUEUE = "api"
-BINDINGS = binding_keys(QUEUE)
 #: HTTP statuses worth retrying besides 5xx: timeout, too early, too many requests.
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 MAX_ERROR_CHARS = 1000
@@ -184,30 +182,22 @@ def _action_for(deliveries: list[Delivery], calibration_id: int) -> str | None:
     return ACTION_UPDATED if _has_point(deliveries) else ACTION_CALIBRATED
 
 
-class OutboundDispatcher:
+class OutboundDispatcher(Consumer[PointCalibratedV1 | PointDeletedV1]):
     """The consumer of ``point.calibrated`` and ``point.deleted``: deliveries per target (idempotent)."""
+
+    queue = QUEUE
+    kinds = (PointCalibratedV1, PointDeletedV1)
 
     def __init__(
         self, context: Context, settings: OutboundSettings, *, on_planned: Callable[[], None] | None = None
     ):
-        self.context = context
+        super().__init__(context)
         self.settings = settings
         self.on_planned = on_planned
 
-    def subscribe(self) -> None:
-        """Consume queue ``api`` on the context's bus."""
-        self.context.bus.subscribe(
-            QUEUE, BINDINGS, self.handle, max_attempts=self.context.settings.max_delivery_attempts
-        )
-
-    def handle(self, envelope: Envelope) -> None:
-        """Bus handler: decode, plan, wake the sender."""
-        message = decode_for(envelope, "the outbound dispatcher", PointCalibratedV1, PointDeletedV1)
-        if isinstance(message, PointDeletedV1):
-            added = self.plan_deletion(message)
-        else:
-            assert isinstance(message, PointCalibratedV1)
-            added = self.plan(message)
+    def work(self, message: PointCalibratedV1 | PointDeletedV1) -> None:
+        """Plan the deliveries, then wake the sender."""
+        added = self.plan_deletion(message) if isinstance(message, PointDeletedV1) else self.plan(message)
         if added and self.on_planned is not None:
             self.on_planned()
 
