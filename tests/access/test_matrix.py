@@ -101,6 +101,8 @@ class World:
     webhooks: dict[str, int]  # purpose -> the observer's webhook id
     destination_id: int
     other_observatory_id: int
+    templates: dict[str, int] = field(default_factory=dict)  # "observer"/"admin" -> the observer's
+    template_fits: bytes = b""
 
     def token(self, caller: Caller) -> str | None:
         return {
@@ -283,6 +285,38 @@ ROUTES: dict[tuple[str, str], Route] = {
         202,
         _with_id("POST", "/api/v1/alerts/{id}/recalibrate", "image_alert_id", json={"dry_run": True}),
         _missing("POST", "/api/v1/alerts/{id}/recalibrate", json={"dry_run": True}),
+    ),
+    ("POST", "/api/v1/alerts/{alert_id}/templates"): Route(
+        Rule.TOKEN,
+        201,
+        lambda world, caller: Call(
+            "POST",
+            f"/api/v1/alerts/{world.image_alert_id}/templates",
+            data={"filter": "r"},
+            files={"file": ("template.fits", world.template_fits)},
+        ),
+        lambda world, caller: Call(
+            "POST",
+            f"/api/v1/alerts/{MISSING_ID}/templates",
+            data={"filter": "r"},
+            files={"file": ("template.fits", world.template_fits)},
+        ),
+    ),
+    ("GET", "/api/v1/alerts/{alert_id}/templates"): Route(
+        Rule.TOKEN,
+        200,
+        _with_id("GET", "/api/v1/alerts/{id}/templates", "image_alert_id"),
+        _missing("GET", "/api/v1/alerts/{id}/templates"),
+    ),
+    ("DELETE", "/api/v1/alerts/{alert_id}/templates/{template_id}"): Route(
+        Rule.OWNER,
+        200,
+        lambda world, caller: Call(
+            "DELETE",
+            f"/api/v1/alerts/{world.image_alert_id}/templates/"
+            f"{world.templates['admin' if caller == 'admin' else 'observer']}",
+        ),
+        lambda world, caller: Call("DELETE", f"/api/v1/alerts/{world.image_alert_id}/templates/{MISSING_ID}"),
     ),
     # Uploads.
     ("POST", "/api/v1/uploads"): Route(Rule.TOKEN, 202, _upload_v1),
@@ -576,6 +610,18 @@ def build_world(system: System, field_: SimulatedField, folder: Path) -> World:
     )
     alerts = client.get("/api/v1/alerts", params={"limit": 500}).json()["items"]
     by_name = {a["name"]: a["id"] for a in alerts}
+    template_fits = image_to_fits_bytes(image)
+    templates = {
+        who: created(
+            client.post(
+                f"/api/v1/alerts/{by_name[IMAGE_ALERT]}/templates",
+                data={"filter": "r"},
+                files={"file": ("template.fits", template_fits)},
+                headers=_as(system, observer),
+            )
+        )
+        for who in ("observer", "admin")
+    }
     sites = {s["name"]: s["id"] for s in client.get("/api/v1/observatories").json()}
     with system.context.db.transaction() as session:
         request_id = session.scalar(
@@ -593,6 +639,8 @@ def build_world(system: System, field_: SimulatedField, folder: Path) -> World:
         webhooks=hooks,
         destination_id=destination,
         other_observatory_id=sites["pt5m La Palma"],
+        templates=templates,
+        template_fits=template_fits,
     )
 
 

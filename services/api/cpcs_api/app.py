@@ -6,7 +6,7 @@ from fastapi import APIRouter, FastAPI
 
 from cpcs.context import Context
 from cpcs.web import make_app
-from cpcs_api import accounts, alerts, exports, legacy, observations, recalibration
+from cpcs_api import accounts, alerts, exports, legacy, observations, recalibration, templates
 from cpcs_api.outbound import routes as outbound
 from cpcs_api.web import routes as web
 
@@ -14,6 +14,7 @@ from cpcs_api.web import routes as web
 def routers() -> list[APIRouter]:
     return [
         alerts.router(),
+        templates.router(),
         observations.router(),
         exports.router(),
         recalibration.router(),
