@@ -346,6 +346,18 @@ ROUTES: dict[tuple[str, str], Route] = {
         _with_id("GET", "/api/v1/observations/{id}/sources", "observations", "image"),
         _missing("GET", "/api/v1/observations/{id}/sources"),
     ),
+    ("GET", "/api/v1/observations/{observation_id}/difference"): Route(
+        Rule.TOKEN,
+        200,
+        _with_id("GET", "/api/v1/observations/{id}/difference", "observations", "image"),
+        _missing("GET", "/api/v1/observations/{id}/difference"),
+    ),
+    ("GET", "/api/v1/observations/{observation_id}/candidates"): Route(
+        Rule.TOKEN,
+        200,
+        _with_id("GET", "/api/v1/observations/{id}/candidates", "observations", "image"),
+        _missing("GET", "/api/v1/observations/{id}/candidates"),
+    ),
     ("PATCH", "/api/v1/observations/{observation_id}"): Route(
         Rule.OWNER,
         200,
@@ -563,6 +575,19 @@ def build_world(system: System, field_: SimulatedField, folder: Path) -> World:
         import_catalogue_file(store, survey, path, path.name)
 
     observer, other = system.observer_token, system.other_token
+    # Templates of the image alert first, so that its image is subtracted (against itself).
+    image_alert_id = client.get("/api/v1/alerts/by-name", params={"name": IMAGE_ALERT}).json()["id"]
+    template_fits = image_to_fits_bytes(image)
+    templates = {}
+    for who in ("subtracted", "observer", "admin"):
+        added_template = client.post(
+            f"/api/v1/alerts/{image_alert_id}/templates",
+            data={"filter": "r"},
+            files={"file": ("template.fits", template_fits)},
+            headers=_as(system, observer),
+        )
+        assert added_template.status_code == 201, added_template.text
+        templates[who] = added_template.json()["id"]
     purposes = [
         "read",
         *(f"{who}-{what}" for who in ("observer", "admin") for what in ("del", "get", "post")),
@@ -610,18 +635,6 @@ def build_world(system: System, field_: SimulatedField, folder: Path) -> World:
     )
     alerts = client.get("/api/v1/alerts", params={"limit": 500}).json()["items"]
     by_name = {a["name"]: a["id"] for a in alerts}
-    template_fits = image_to_fits_bytes(image)
-    templates = {
-        who: created(
-            client.post(
-                f"/api/v1/alerts/{by_name[IMAGE_ALERT]}/templates",
-                data={"filter": "r"},
-                files={"file": ("template.fits", template_fits)},
-                headers=_as(system, observer),
-            )
-        )
-        for who in ("observer", "admin")
-    }
     sites = {s["name"]: s["id"] for s in client.get("/api/v1/observatories").json()}
     with system.context.db.transaction() as session:
         request_id = session.scalar(

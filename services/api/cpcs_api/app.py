@@ -6,7 +6,7 @@ from fastapi import APIRouter, FastAPI
 
 from cpcs.context import Context
 from cpcs.web import make_app
-from cpcs_api import accounts, alerts, exports, legacy, observations, recalibration, templates
+from cpcs_api import accounts, alerts, exports, legacy, observations, recalibration, subtraction, templates
 from cpcs_api.outbound import routes as outbound
 from cpcs_api.web import routes as web
 
@@ -15,6 +15,7 @@ def routers() -> list[APIRouter]:
     return [
         alerts.router(),
         templates.router(),
+        subtraction.router(),
         observations.router(),
         exports.router(),
         recalibration.router(),

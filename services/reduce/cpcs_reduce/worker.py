@@ -46,6 +46,7 @@ from cpcs.science.image_reduction import (
 )
 from cpcs.science.imaging.header import ImageHeader, InstrumentDefaults, standardise_header
 from cpcs_calibrate.references import ReferenceSource
+from cpcs_reduce.subtraction import choose_template, subtract
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,21 @@ class ReduceWorker:
                 raise
             self._fail(message, exc, None)
             return
-        self._store(message, result, site_facts, alert.ra_deg, alert.dec_deg)
+        with self.context.db.transaction() as session:
+            template = choose_template(
+                session, alert.id, observation.instrument_id, result.header.filter_name
+            )
+        difference: dict[str, Any] = {}
+        if template is not None:
+            difference = subtract(
+                self.context,
+                message.observation_id,
+                template,
+                data,
+                result,
+                lambda sha256: self._read(sha256, (None, None, None), defaults),
+            )
+        self._store(message, result, site_facts, alert.ra_deg, alert.dec_deg, difference)
         log.info(
             "reduced in %.0f ms",
             1e3 * (time.perf_counter() - started),
@@ -202,6 +217,7 @@ class ReduceWorker:
         site: tuple[float | None, float | None, float | None],
         ra_deg: float,
         dec_deg: float,
+        subtraction: dict[str, Any],
     ) -> None:
         sources_path = self.context.files.product_path(message.observation_id, "sources.fits")
         result.sources.write(sources_path, format="fits", overwrite=True)
@@ -229,7 +245,13 @@ class ReduceWorker:
                     quality=quality,
                     target=json_record(asdict(result.forced)) | {"x": result.target_x, "y": result.target_y},
                     sources_path=relative,
-                    timings_ms=result.timings_ms,
+                    timings_ms=result.timings_ms
+                    | (
+                        {"subtraction": subtraction["timings_ms"]["total"]}
+                        if "timings_ms" in subtraction
+                        else {}
+                    ),
+                    subtraction=subtraction,
                     pipeline_version=__version__,
                 )
             )

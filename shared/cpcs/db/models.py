@@ -291,6 +291,9 @@ class ImageReduction(Base):
     target: Mapped[dict[str, Any]] = mapped_column(default=dict)
     sources_path: Mapped[str | None] = mapped_column(String(1000))
     timings_ms: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: The subtraction step (cpcs_reduce.subtraction): template used, the target on the difference,
+    #: products, candidates, timings; empty when the alert has no template for the frame.
+    subtraction: Mapped[dict[str, Any]] = mapped_column(default=dict)
     pipeline_version: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

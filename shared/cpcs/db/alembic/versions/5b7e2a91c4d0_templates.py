@@ -1,4 +1,4 @@
-"""templates: reference images of an alert's field for image subtraction
+"""templates: reference images of an alert's field; the subtraction step of a reduction
 
 Revision ID: 5b7e2a91c4d0
 Revises: c3e51f0a9d27
@@ -53,9 +53,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("template", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_template_alert_id"), ["alert_id"], unique=False)
+    with op.batch_alter_table("image_reduction", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("subtraction", sa.JSON(), nullable=False, server_default="{}"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("image_reduction", schema=None) as batch_op:
+        batch_op.drop_column("subtraction")
     with op.batch_alter_table("template", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_template_alert_id"))
     op.drop_table("template")
