@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.table import Table
 
 from cpcs.catalogs.importer import import_catalogue_file
 from cpcs.catalogs.tiles import TileStore
@@ -74,14 +75,29 @@ def _check_subtraction(system: System, url: str, pair: EpochPair, template_id: i
     difference = current["difference"]
     assert difference["measurement"] == "difference" and difference["template"]["id"] == template_id
     assert difference["zp"] == pytest.approx(current["zp"])
-    direct_mag = system.client.get(url, headers=_bearer(system)).json()["point"]["mag"]
+    observation = system.client.get(url, headers=_bearer(system)).json()
+    direct_mag = observation["point"]["mag"]
     truth = float(pair.transient_mag[0])
     print(f"difference {difference['mag']:.4f}, direct {direct_mag:.4f}, truth {truth:.4f}")
-    # S/N 30 on a 13th-magnitude host: the difference within 0.06 mag of the truth (measured: -0.047), the direct
-    # measurement far too bright (the host's light in it).
+    # S/N 30 on a 13th-magnitude host: the difference within 0.06 mag of the truth (measured: -0.047),
+    # the direct measurement far too bright (the host's light in it).
     assert abs(difference["mag"] - truth) < 0.06
     assert difference["snr"] > 20 and not difference["is_upper_limit"]
     assert direct_mag < truth - 0.3
+
+    # The light curve's point is the direct one and carries the difference; exports give both rows.
+    curve = system.client.get(f"/api/v1/alerts/{observation['alert_id']}/lightcurve", headers=_bearer(system))
+    (point,) = curve.json()["points"]
+    assert point["measurement"] == "direct" and point["difference"]["mag"] == difference["mag"]
+    exported = system.client.get(
+        f"/api/v1/alerts/{observation['alert_id']}/export", params={"format": "ecsv"}, headers=_bearer(system)
+    )
+    table = Table.read(exported.text, format="ascii.ecsv")
+    assert list(table["measurement"]) == ["direct", "difference"]
+    assert table["mag"][0] == pytest.approx(direct_mag) and table["mag"][1] == pytest.approx(
+        difference["mag"]
+    )
+    assert table["template_id"][1] == template_id and bool(table["template_id"].mask[0])
 
     for product in ("difference", "noise"):
         download = system.client.get(
@@ -111,6 +127,22 @@ def test_transient_on_its_host_through_the_v1_upload(embedded: System, pair: Epo
     url = accepted.json()["status_url"]
     _wait(embedded, url)
     _check_subtraction(embedded, url, pair, template_id)
+
+    # A recalibration (another match radius) calibrates the difference again, on its own zero point.
+    again = embedded.client.post(
+        f"{url}/recalibrate", json={"match_radius_arcsec": 1.5}, headers=_bearer(embedded)
+    )
+    assert again.status_code == 202, again.text
+    deadline = time.monotonic() + 120
+    while len(versions := embedded.client.get(f"{url}/calibrations", headers=_bearer(embedded)).json()) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    newest = versions[-1]
+    assert newest["params"]["match_radius_arcsec"] == 1.5
+    assert newest["difference"]["zp"] == pytest.approx(newest["zp"])
+    assert abs(newest["difference"]["mag"] - float(pair.transient_mag[0])) < 0.06
+    point = embedded.client.get(url, headers=_bearer(embedded)).json()["point"]
+    assert point["calibration_id"] == newest["id"] and point["difference"] == newest["difference"]
 
 
 def test_transient_on_its_host_through_the_legacy_upload(embedded: System, pair: EpochPair, tmp_path) -> None:
