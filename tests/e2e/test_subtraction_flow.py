@@ -188,3 +188,42 @@ def test_no_template_no_subtraction(embedded: System, pair: EpochPair, tmp_path)
     assert missing.status_code == 404 and missing.json()["error"] == "no_difference_image"
     listed = embedded.client.get(f"{url}/candidates", headers=_bearer(embedded)).json()
     assert listed["status"] == "no_template" and listed["candidates"] == []
+
+
+def test_an_earlier_frame_of_our_store_is_the_template(embedded: System, pair: EpochPair, tmp_path) -> None:
+    where = pair.science.true_wcs.pixel_to_world(pair.transient_x[0], pair.transient_y[0])
+    created = embedded.client.post(
+        "/api/v1/alerts",
+        json={"name": ALERT, "ra_deg": float(where.ra.deg), "dec_deg": float(where.dec.deg)},
+        headers=_bearer(embedded),
+    )
+    store = TileStore(embedded.context.settings.catalogs_dir)
+    for survey, path in write_reference_tables(pair.science.references.values(), tmp_path / "refs").items():
+        import_catalogue_file(store, survey, path, path.name)
+    urls = []
+    for name, image in (("earlier.fits", pair.template), ("science.fits", pair.science)):
+        accepted = embedded.client.post(
+            "/api/v1/uploads",
+            data={"alert": ALERT, "force_filter": "PS1/r"},
+            files={"file": (name, image_to_fits_bytes(image))},
+            headers=_bearer(embedded),
+        )
+        assert accepted.status_code == 202, accepted.text
+        urls.append(accepted.json()["status_url"])
+        _wait(embedded, urls[-1])
+    earlier_id = int(urls[0].rsplit("/", 1)[1])
+    # The first frame had nothing before it; the second is subtracted with the first.
+    assert embedded.client.get(f"{urls[0]}/reduction", headers=_bearer(embedded)).json()["subtraction"] == {}
+    step = embedded.client.get(f"{urls[1]}/reduction", headers=_bearer(embedded)).json()["subtraction"]
+    assert step["status"] == "subtracted", step
+    assert step["template"]["source"] == "archive" and step["template"]["observation_id"] == earlier_id
+    (template,) = embedded.client.get(
+        f"/api/v1/alerts/{created.json()['id']}/templates", headers=_bearer(embedded)
+    ).json()
+    assert template["source"] == "archive" and template["observation_id"] == earlier_id
+    assert template["id"] == step["template"]["id"] and template["band"] == "r"
+    difference = embedded.client.get(f"{urls[1]}/calibrations", headers=_bearer(embedded)).json()[-1][
+        "difference"
+    ]
+    print(f"archive template: difference {difference['mag']:.4f}, truth {float(pair.transient_mag[0]):.4f}")
+    assert abs(difference["mag"] - float(pair.transient_mag[0])) < 0.06

@@ -1,6 +1,8 @@
 """The subtraction step of reduce: the alert's template for this instrument and band, if it has one.
 
-The template is an uploaded one (the newest for the instrument and band). The difference image
+The template is an uploaded one (the newest for the instrument and band), else the best earlier
+frame of the same alert, instrument and band from our store, recorded as an ``archive`` template
+(:func:`cpcs.domain.templates.archive_template`). The difference image
 and its noise map are stored as products beside ``sources.fits``; the record (template used,
 target measured on the difference, candidates, timings) goes into the reduction's ``subtraction``.
 A pair that cannot be subtracted is recorded with its reason; the direct measurement stands.
@@ -20,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from cpcs.context import Context
 from cpcs.db.models import Template
-from cpcs.domain.templates import uploaded_templates
+from cpcs.domain.templates import archive_template, uploaded_templates
 from cpcs.jsonsafe import json_record
 from cpcs.science.bands import standard_band
 from cpcs.science.image_reduction import ImageReductionResult
@@ -39,14 +41,30 @@ ImageReader = Callable[[str], tuple[np.ndarray, ImageHeader]]
 
 
 def choose_template(
-    session: Session, alert_id: int, instrument_id: int | None, filter_name: str | None
+    session: Session,
+    *,
+    alert_id: int,
+    instrument_id: int | None,
+    filter_name: str | None,
+    observation_id: int,
+    mjd: float | None,
 ) -> Template | None:
-    """The template for a frame of an alert by an instrument in a filter; None when there is none."""
+    """The template for a frame: the newest uploaded one for its alert, instrument and band, else the
+    best earlier frame of our own store (``archive_template``); None when there is neither."""
     band = standard_band(filter_name)
     if band is None:
         return None
     uploaded = uploaded_templates(session, alert_id, instrument_id, band.name)
-    return uploaded[0] if uploaded else None
+    if uploaded:
+        return uploaded[0]
+    return archive_template(
+        session,
+        alert_id=alert_id,
+        instrument_id=instrument_id,
+        band=band.name,
+        science_observation_id=observation_id,
+        science_mjd=mjd,
+    )
 
 
 def subtract(

@@ -119,7 +119,12 @@ class ReduceWorker:
             return
         with self.context.db.transaction() as session:
             template = choose_template(
-                session, alert.id, observation.instrument_id, result.header.filter_name
+                session,
+                alert_id=alert.id,
+                instrument_id=observation.instrument_id,
+                filter_name=result.header.filter_name,
+                observation_id=message.observation_id,
+                mjd=result.header.mjd_mid,
             )
         difference: dict[str, Any] = {}
         if template is not None:

@@ -22,7 +22,7 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cpcs.db.models import Alert, Instrument, Template, User
+from cpcs.db.models import Alert, ImageReduction, Instrument, Observation, Template, User
 from cpcs.errors import InputError, NotFoundError, PermissionDeniedError
 from cpcs.formats.fits_image import inspect_fits_image
 from cpcs.schemas import Schema
@@ -298,3 +298,107 @@ def delete_template(session: Session, user: User, alert_id: int, template_id: in
     session.delete(template)
     session.flush()
     return view
+
+
+#: Archive templates whose depths differ by less than this are ranked by their seeing instead.
+DEPTH_TIE_MAG = 0.1
+#: Frames within this of the alert's earliest frame count as its first night (days).
+FIRST_NIGHT_DAYS = 0.5
+
+
+def _archive_rank(reduction: ImageReduction) -> tuple[float, float]:
+    """Sort key, best first: the deepest frame, then (within ``DEPTH_TIE_MAG``) the sharpest."""
+    depth = reduction.quality.get("limit_mag_inst_5sigma")
+    fwhm = reduction.quality.get("fwhm_arcsec") or reduction.quality.get("fwhm_px")
+    depth_key = (
+        -round(float(depth) / DEPTH_TIE_MAG) if depth is not None and math.isfinite(depth) else math.inf
+    )
+    return depth_key, float(fwhm) if fwhm is not None else math.inf
+
+
+def archive_template(
+    session: Session,
+    *,
+    alert_id: int,
+    instrument_id: int | None,
+    band: str,
+    science_observation_id: int,
+    science_mjd: float | None,
+) -> Template | None:
+    """The best earlier reduced frame of the alert by the same instrument in the same band, kept as a
+    template (``source="archive"``; the same frame's row is reused), or None when there is none.
+
+    Only frames before the transient qualify. Alerts carry no discovery date yet, and the first
+    direct detection cannot stand for one (a host galaxy makes every direct point a detection), so
+    the frames of the alert's first night in our store are the candidates, when that night is
+    before the science frame. Among those, the deepest (5-sigma limit), then the sharpest.
+    """
+    rows = session.execute(
+        select(Observation, ImageReduction)
+        .join(ImageReduction, ImageReduction.observation_id == Observation.id)
+        .where(
+            Observation.alert_id == alert_id,
+            Observation.id != science_observation_id,
+            Observation.instrument_id.is_(None)
+            if instrument_id is None
+            else Observation.instrument_id == instrument_id,
+            Observation.dry_run.is_(False),
+            ImageReduction.status == "reduced",
+            ImageReduction.wcs_header.is_not(None),
+        )
+    ).all()
+    frames = [
+        (observation, reduction)
+        for observation, reduction in rows
+        if observation.mjd is not None
+        and (science_mjd is None or observation.mjd < science_mjd)
+        and _band_of(reduction.header.get("filter") or observation.filter_declared) == band
+    ]
+    if not frames:
+        return None
+    earliest = min(o.mjd for o, _ in frames if o.mjd is not None)
+    frames = [(o, r) for o, r in frames if o.mjd is not None and o.mjd < earliest + FIRST_NIGHT_DAYS]
+    observation, reduction = min(frames, key=lambda pair: _archive_rank(pair[1]))
+    existing = session.scalar(
+        select(Template).where(
+            Template.source == "archive", Template.observation_id == observation.id, Template.band == band
+        )
+    )
+    if existing is not None:
+        return existing
+    wcs = WCS(fits.Header.fromstring(reduction.wcs_header or "", sep="\n"))
+    ny, nx = (observation.source_summary.get("shape") or [0, 0])[:2]
+    fwhm_px = reduction.quality.get("fwhm_px")
+    depth = reduction.quality.get("limit_mag_inst_5sigma")
+    template = Template(
+        alert_id=alert_id,
+        user_id=observation.user_id,
+        instrument_id=instrument_id,
+        filter_declared=(reduction.header.get("filter") or observation.filter_declared or band)[:40],
+        band=band,
+        source="archive",
+        sha256=observation.upload.sha256,
+        size_bytes=observation.upload.size_bytes,
+        stored_path=observation.upload.stored_path,
+        filename=observation.filename,
+        wcs_header=reduction.wcs_header or "",
+        footprint=[
+            [round(float(ra), 7), round(float(dec), 7)] for ra, dec in wcs.calc_footprint(axes=(nx, ny))
+        ]
+        if nx and ny
+        else [],
+        overlap_fraction=1.0,
+        fwhm_px=fwhm_px,
+        fwhm_arcsec=reduction.quality.get("fwhm_arcsec"),
+        depth_inst_mag=depth if depth is not None and math.isfinite(depth) else None,
+        mjd=observation.mjd,
+        observation_id=observation.id,
+    )
+    session.add(template)
+    session.flush()
+    return template
+
+
+def _band_of(filter_name: str | None) -> str | None:
+    band = standard_band(filter_name)
+    return band.name if band is not None else None
