@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from cpcs.context import Context
 from cpcs.db.models import Template
 from cpcs.domain.templates import archive_template, uploaded_templates
+from cpcs.errors import CpcsError
 from cpcs.jsonsafe import json_record
 from cpcs.science.bands import standard_band
 from cpcs.science.image_reduction import ImageReductionResult
@@ -88,7 +89,10 @@ def subtract(
     }
     if result.measured_plane != "frame":
         return record | {"status": "skipped", "reason": "a Bayer mosaic's green plane is not subtracted"}
-    template_data, template_header = read_image(template.sha256)
+    try:
+        template_data, template_header = read_image(template.sha256)
+    except CpcsError as error:  # the template's file is gone or unreadable: the direct point stands
+        return record | {"status": "failed", "code": error.code, "reason": error.message}
     template_wcs = WCS(fits.Header.fromstring(template.wcs_header, sep="\n"))
     try:
         measured = measure_difference(

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from cpcs.science.imaging import PsfError, build_psf, detect_sources, estimate_background, pixel_mask_bits
 from cpcs.science.imaging.forced import ForcedMeasurement
 from cpcs.science.imaging.psf import PsfModel
-from cpcs.science.subtraction.align import align_template
+from cpcs.science.subtraction.align import AlignedTemplate, align_template
 from cpcs.science.subtraction.candidates import TransientCandidate, find_candidates
 from cpcs.science.subtraction.difference import SubtractionResult, subtract_template
 from cpcs.science.subtraction.photometry import difference_photometry
@@ -131,18 +131,10 @@ def measure_difference(
             f"the template covers {aligned.coverage:.0%} of the frame (at least {MIN_COVERAGE:.0%} needed)",
             code="template_overlap_too_small",
         )
-    result = timed(
-        "subtract",
-        lambda: subtract_template(
-            sci.data,
-            sci.noise,
-            aligned,
-            science_fwhm_px=sci.psf.fwhm_px,
-            template_fwhm_px=tpl.psf.fwhm_px,
-            science_mask=sci.mask,
-            exclude_xy=np.array([[target_x, target_y]]),
-        ),
-    )
+    try:
+        result = _subtract(timed, sci, aligned, target_x, target_y, tpl.psf.fwhm_px)
+    except ValueError as error:  # too few usable pixels
+        raise SubtractionImpossible(str(error), code="subtraction_failed") from None
     # The difference has the PSF of the frame that was not convolved: the science frame's, or (when
     # the science frame was the sharper and was convolved) the template's, measured after alignment.
     psf = (
@@ -165,6 +157,28 @@ def measure_difference(
         science_fwhm_px=float(sci.psf.fwhm_px),
         template_fwhm_px=float(tpl.psf.fwhm_px),
         timings_ms=timings,
+    )
+
+
+def _subtract(
+    timed: Callable[[str, Callable[[], SubtractionResult]], SubtractionResult],
+    sci: PreparedFrame,
+    aligned: AlignedTemplate,
+    target_x: float,
+    target_y: float,
+    template_fwhm_px: float,
+) -> SubtractionResult:
+    return timed(
+        "subtract",
+        lambda: subtract_template(
+            sci.data,
+            sci.noise,
+            aligned,
+            science_fwhm_px=sci.psf.fwhm_px,
+            template_fwhm_px=template_fwhm_px,
+            science_mask=sci.mask,
+            exclude_xy=np.array([[target_x, target_y]]),
+        ),
     )
 
 
