@@ -298,7 +298,6 @@ class ImageReduction(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-
 class Template(Base):
     """A reference image of an alert's field in one band, for image subtraction.
 
@@ -332,6 +331,7 @@ class Template(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     user: Mapped[User] = relationship(lazy="joined")
+
 
 # Tables of the outbound flow (webhooks, SkyPortal) live beside these; import them so one metadata has all.
 from cpcs.db import delivery_models as delivery_models  # noqa: E402
