@@ -18,7 +18,12 @@ def router() -> APIRouter:
         summary="The difference image (product=difference) or its noise map (product=noise), FITS",
         response_class=Response,
         responses={
-            200: {"content": {"application/fits": {"schema": {"type": "string", "format": "binary"}}}}
+            200: {
+                "content": {
+                    "application/fits": {"schema": {"type": "string", "format": "binary"}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                }
+            }
         },
     )
     def difference(
