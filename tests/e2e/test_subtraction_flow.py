@@ -69,6 +69,7 @@ def _check_subtraction(system: System, url: str, pair: EpochPair, template_id: i
     assert step["coverage"] > 0.9
     assert {"align", "subtract", "target", "candidates", "total"} <= set(step["timings_ms"])
     assert reduction["timings_ms"]["subtraction"] == step["timings_ms"]["total"]
+    print(f"subtraction step timings (ms): {step['timings_ms']}")
 
     calibrations = system.client.get(f"{url}/calibrations", headers=_bearer(system)).json()
     current = calibrations[-1]

@@ -88,14 +88,14 @@ def template_band(filter_name: str, instrument: InstrumentDefaults | None) -> st
         )
     if instrument is not None and instrument.filters:
         translation = {key.strip().upper(): value for key, value in instrument.filters.items()}
-        known = set(translation) | {value.strip().upper() for value in translation.values()}
-        if name.upper() not in known:
+        bands = {value.strip().upper(): value.strip() for value in translation.values()}
+        if name.upper() not in translation and name.upper() not in bands:
             raise InputError(
                 f"The instrument has no filter {name!r}; its filters are "
                 f"{', '.join(sorted(instrument.filters))}.",
                 code="filter_not_on_instrument",
             )
-        name = translation.get(name.upper(), name)
+        name = translation.get(name.upper()) or bands[name.upper()]
     band = standard_band(name)
     if band is None:
         raise InputError(
@@ -300,14 +300,14 @@ def delete_template(session: Session, user: User, alert_id: int, template_id: in
     return view
 
 
-#: Archive templates whose depths differ by less than this are ranked by their seeing instead.
+#: Archive frames whose depths round to the same step of this (mag) are ranked by their seeing.
 DEPTH_TIE_MAG = 0.1
 #: Frames within this of the alert's earliest frame count as its first night (days).
 FIRST_NIGHT_DAYS = 0.5
 
 
 def _archive_rank(reduction: ImageReduction) -> tuple[float, float]:
-    """Sort key, best first: the deepest frame, then (within ``DEPTH_TIE_MAG``) the sharpest."""
+    """Sort key, best first: the deepest (faintest limit, in ``DEPTH_TIE_MAG`` steps), then the sharpest."""
     depth = reduction.quality.get("limit_mag_inst_5sigma")
     fwhm = reduction.quality.get("fwhm_arcsec") or reduction.quality.get("fwhm_px")
     depth_key = (
