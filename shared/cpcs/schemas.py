@@ -123,6 +123,23 @@ class TargetOut(Schema):
     inst_mag: float | None = None
 
 
+class DifferenceOut(Schema):
+    """The target measured on the difference image (template subtracted), on the calibration's zero
+    point; the point itself is the direct measurement."""
+
+    measurement: Literal["difference"] = "difference"
+    template: dict[str, Any] = Field(description="The template used: id, source (upload/archive), ...")
+    mag: float | None
+    mag_err_total: float | None
+    magerr: float | None
+    caliberr: float | None
+    is_upper_limit: bool
+    limit_mag: float | None
+    snr: float | None
+    inst_mag: float | None
+    zp: float | None
+
+
 class CalibrationOut(Schema):
     id: int
     observation_id: int
@@ -151,6 +168,9 @@ class CalibrationOut(Schema):
     outlier_fraction: float
     alternatives: list[AlternativeOut]
     target: TargetOut
+    difference: DifferenceOut | None = Field(
+        None, description="The target on the difference image, when the image had a template"
+    )
     requested_by: str | None = Field(
         None, description="Who asked for this version: the uploader, or who recalibrated it (an admin)"
     )
@@ -180,6 +200,9 @@ class PointOut(Schema):
     limit_mag: float | None
     flux_ujy: float | None
     flux_err_ujy: float | None
+    #: This point is the direct measurement; the difference one (template subtracted), if any:
+    measurement: Literal["direct"] = "direct"
+    difference: DifferenceOut | None = None
     created_at: UtcDateTime
 
 
@@ -259,6 +282,8 @@ class ReductionOut(Schema):
     wcs_header: str | None
     sources_path: str | None
     timings_ms: dict[str, Any]
+    #: The subtraction step: template, the target on the difference, products, candidates, timings.
+    subtraction: dict[str, Any] = {}
     pipeline_version: str
     created_at: UtcDateTime
 

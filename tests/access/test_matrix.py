@@ -101,6 +101,8 @@ class World:
     webhooks: dict[str, int]  # purpose -> the observer's webhook id
     destination_id: int
     other_observatory_id: int
+    templates: dict[str, int] = field(default_factory=dict)  # "observer"/"admin" -> the observer's
+    template_fits: bytes = b""
 
     def token(self, caller: Caller) -> str | None:
         return {
@@ -291,6 +293,38 @@ ROUTES: dict[tuple[str, str], Route] = {
         _with_id("POST", "/api/v1/alerts/{id}/recalibrate", "image_alert_id", json={"dry_run": True}),
         _missing("POST", "/api/v1/alerts/{id}/recalibrate", json={"dry_run": True}),
     ),
+    ("POST", "/api/v1/alerts/{alert_id}/templates"): Route(
+        Rule.TOKEN,
+        201,
+        lambda world, caller: Call(
+            "POST",
+            f"/api/v1/alerts/{world.image_alert_id}/templates",
+            data={"filter": "r"},
+            files={"file": ("template.fits", world.template_fits)},
+        ),
+        lambda world, caller: Call(
+            "POST",
+            f"/api/v1/alerts/{MISSING_ID}/templates",
+            data={"filter": "r"},
+            files={"file": ("template.fits", world.template_fits)},
+        ),
+    ),
+    ("GET", "/api/v1/alerts/{alert_id}/templates"): Route(
+        Rule.TOKEN,
+        200,
+        _with_id("GET", "/api/v1/alerts/{id}/templates", "image_alert_id"),
+        _missing("GET", "/api/v1/alerts/{id}/templates"),
+    ),
+    ("DELETE", "/api/v1/alerts/{alert_id}/templates/{template_id}"): Route(
+        Rule.OWNER,
+        200,
+        lambda world, caller: Call(
+            "DELETE",
+            f"/api/v1/alerts/{world.image_alert_id}/templates/"
+            f"{world.templates['admin' if caller == 'admin' else 'observer']}",
+        ),
+        lambda world, caller: Call("DELETE", f"/api/v1/alerts/{world.image_alert_id}/templates/{MISSING_ID}"),
+    ),
     # Uploads.
     ("POST", "/api/v1/uploads"): Route(Rule.TOKEN, 202, _upload_v1),
     ("POST", "/followup/cgi/upload"): Route(Rule.TOKEN, 200, _upload_legacy),
@@ -318,6 +352,18 @@ ROUTES: dict[tuple[str, str], Route] = {
         200,
         _with_id("GET", "/api/v1/observations/{id}/sources", "observations", "image"),
         _missing("GET", "/api/v1/observations/{id}/sources"),
+    ),
+    ("GET", "/api/v1/observations/{observation_id}/difference"): Route(
+        Rule.TOKEN,
+        200,
+        _with_id("GET", "/api/v1/observations/{id}/difference", "observations", "image"),
+        _missing("GET", "/api/v1/observations/{id}/difference"),
+    ),
+    ("GET", "/api/v1/observations/{observation_id}/candidates"): Route(
+        Rule.TOKEN,
+        200,
+        _with_id("GET", "/api/v1/observations/{id}/candidates", "observations", "image"),
+        _missing("GET", "/api/v1/observations/{id}/candidates"),
     ),
     ("PATCH", "/api/v1/observations/{observation_id}"): Route(
         Rule.OWNER,
@@ -536,6 +582,19 @@ def build_world(system: System, field_: SimulatedField, folder: Path) -> World:
         import_catalogue_file(store, survey, path, path.name)
 
     observer, other = system.observer_token, system.other_token
+    # Templates of the image alert first, so that its image is subtracted (against itself).
+    image_alert_id = client.get("/api/v1/alerts/by-name", params={"name": IMAGE_ALERT}).json()["id"]
+    template_fits = image_to_fits_bytes(image)
+    templates = {}
+    for who in ("subtracted", "observer", "admin"):
+        added_template = client.post(
+            f"/api/v1/alerts/{image_alert_id}/templates",
+            data={"filter": "r"},
+            files={"file": ("template.fits", template_fits)},
+            headers=_as(system, observer),
+        )
+        assert added_template.status_code == 201, added_template.text
+        templates[who] = added_template.json()["id"]
     purposes = [
         "read",
         *(f"{who}-{what}" for who in ("observer", "admin") for what in ("del", "get", "post")),
@@ -600,6 +659,8 @@ def build_world(system: System, field_: SimulatedField, folder: Path) -> World:
         webhooks=hooks,
         destination_id=destination,
         other_observatory_id=sites["pt5m La Palma"],
+        templates=templates,
+        template_fits=template_fits,
     )
 
 

@@ -6,7 +6,17 @@ from fastapi import APIRouter, FastAPI
 
 from cpcs.context import Context
 from cpcs.web import make_app
-from cpcs_api import accounts, alerts, exports, legacy, observations, recalibration, status
+from cpcs_api import (
+    accounts,
+    alerts,
+    exports,
+    legacy,
+    observations,
+    recalibration,
+    status,
+    subtraction,
+    templates,
+)
 from cpcs_api.outbound import routes as outbound
 from cpcs_api.web import routes as web
 
@@ -14,6 +24,8 @@ from cpcs_api.web import routes as web
 def routers() -> list[APIRouter]:
     return [
         alerts.router(),
+        templates.router(),
+        subtraction.router(),
         observations.router(),
         exports.router(),
         recalibration.router(),

@@ -9,11 +9,12 @@ the observation shows ``error`` before the message goes to the dead-letter queue
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 from astropy.table import Table
@@ -40,6 +41,7 @@ from cpcs.science.crossmatch import field_cone_radius_deg
 from cpcs.science.field_calibration import FieldCalibration, ForcedTarget, calibrate_field
 from cpcs.science.imaging.source_table import calibrators
 from cpcs.science.photometric_systems import ab_flux_ujy
+from cpcs_calibrate.difference import difference_record, difference_target
 from cpcs_calibrate.references import ReferenceSource
 
 log = logging.getLogger(__name__)
@@ -83,11 +85,15 @@ class CalibrateWorker(Consumer[WorkMessage]):
             forced = (
                 _forced_target(session, observation.id) if isinstance(message, SourcesMeasuredV1) else None
             )
+            difference = (
+                difference_target(session, observation.id) if isinstance(message, SourcesMeasuredV1) else None
+            )
         try:
             sources = self._sources(message)
             radius = field_cone_radius_deg(sources.ra_deg, sources.dec_deg, alert.ra_deg, alert.dec_deg)
             references = self.references.cone(alert.ra_deg, alert.dec_deg, radius)
-            result = calibrate_field(
+            calibrate = functools.partial(
+                calibrate_field,
                 sources.ra_deg,
                 sources.dec_deg,
                 sources.mag,
@@ -99,15 +105,17 @@ class CalibrateWorker(Consumer[WorkMessage]):
                 force_filter=message.params.force_filter,
                 declared_filter=declared,
                 same_night_mags=night,
-                forced_target=forced,
                 colour_term_priors=priors,
             )
+            result = calibrate(forced_target=forced)
+            # The same stars, fit and choice: the difference flux on the direct point's zero point.
+            on_difference = calibrate(forced_target=difference.forced) if difference is not None else None
         except CpcsError as exc:
             if exc.http_status >= 500:
                 raise
             self._fail(message, exc)
             return
-        self._store(message, result)
+        self._store(message, result, difference_record(difference, on_difference))
         log.info(
             "calibrated with %s/%s",
             result.survey,
@@ -155,7 +163,9 @@ class CalibrateWorker(Consumer[WorkMessage]):
             )
         return night
 
-    def _store(self, message: WorkMessage, result: FieldCalibration) -> None:
+    def _store(
+        self, message: WorkMessage, result: FieldCalibration, difference: dict[str, Any] | None = None
+    ) -> None:
         target = result.target
         fit = result.fit
         with self.context.db.transaction() as session:
@@ -179,6 +189,8 @@ class CalibrateWorker(Consumer[WorkMessage]):
                 inst_mag=result.target_inst_mag,
                 colour_term_prior=list(fit.colour_term_prior) if fit.colour_term_prior is not None else None,
             )
+            if difference is not None:
+                target_record["difference"] = difference
             calibration = Calibration(
                 observation_id=observation.id,
                 version=version,

@@ -45,6 +45,7 @@ from cpcs.science.image_reduction import (
 )
 from cpcs.science.imaging.header import ImageHeader, InstrumentDefaults, standardise_header
 from cpcs_calibrate.references import ReferenceSource
+from cpcs_reduce.subtraction import choose_template, subtract
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,26 @@ class ReduceWorker(Consumer[ImageReceivedV1]):
                 raise
             self._fail(message, exc, None)
             return
-        self._store(message, result, site_facts, alert.ra_deg, alert.dec_deg)
+        with self.context.db.transaction() as session:
+            template = choose_template(
+                session,
+                alert_id=alert.id,
+                instrument_id=observation.instrument_id,
+                filter_name=result.header.filter_name,
+                observation_id=message.observation_id,
+                mjd=result.header.mjd_mid,
+            )
+        difference: dict[str, Any] = {}
+        if template is not None:
+            difference = subtract(
+                self.context,
+                message.observation_id,
+                template,
+                data,
+                result,
+                lambda sha256: self._read(sha256, (None, None, None), defaults),
+            )
+        self._store(message, result, site_facts, alert.ra_deg, alert.dec_deg, difference)
         metrics.reduction_timed(result.timings_ms)
         log.info(
             "reduced in %.0f ms",
@@ -186,6 +206,7 @@ class ReduceWorker(Consumer[ImageReceivedV1]):
         site: tuple[float | None, float | None, float | None],
         ra_deg: float,
         dec_deg: float,
+        subtraction: dict[str, Any],
     ) -> None:
         sources_path = self.context.files.product_path(message.observation_id, "sources.fits")
         result.sources.write(sources_path, format="fits", overwrite=True)
@@ -213,7 +234,13 @@ class ReduceWorker(Consumer[ImageReceivedV1]):
                     quality=quality,
                     target=json_record(asdict(result.forced)) | {"x": result.target_x, "y": result.target_y},
                     sources_path=relative,
-                    timings_ms=result.timings_ms,
+                    timings_ms=result.timings_ms
+                    | (
+                        {"subtraction": subtraction["timings_ms"]["total"]}
+                        if "timings_ms" in subtraction
+                        else {}
+                    ),
+                    subtraction=subtraction,
                     pipeline_version=__version__,
                 )
             )

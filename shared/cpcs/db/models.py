@@ -291,8 +291,46 @@ class ImageReduction(Base):
     target: Mapped[dict[str, Any]] = mapped_column(default=dict)
     sources_path: Mapped[str | None] = mapped_column(String(1000))
     timings_ms: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: The subtraction step (cpcs_reduce.subtraction): template used, the target on the difference,
+    #: products, candidates, timings; empty when the alert has no template for the frame.
+    subtraction: Mapped[dict[str, Any]] = mapped_column(default=dict)
     pipeline_version: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Template(Base):
+    """A reference image of an alert's field in one band, for image subtraction.
+
+    ``source`` is ``upload`` (an observer's file, stored by SHA-256 like uploads) or ``archive`` (an
+    earlier frame of our own store, ``observation_id`` naming it). ``depth_inst_mag`` is the 5-sigma
+    point-source limit in instrumental magnitudes (-2.5 log10 ADU), comparable between frames of one
+    instrument.
+    """
+
+    __tablename__ = "template"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    instrument_id: Mapped[int | None] = mapped_column(ForeignKey("instrument.id"))
+    filter_declared: Mapped[str] = mapped_column(String(40))
+    band: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(20))  # "upload" or "archive"
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    stored_path: Mapped[str] = mapped_column(String(1000))
+    filename: Mapped[str | None] = mapped_column(String(300))
+    wcs_header: Mapped[str] = mapped_column(Text)
+    footprint: Mapped[list[Any]] = mapped_column(default=list)  # corners [[ra, dec], ...], degrees
+    overlap_fraction: Mapped[float] = mapped_column(Float)
+    fwhm_px: Mapped[float | None] = mapped_column(Float)
+    fwhm_arcsec: Mapped[float | None] = mapped_column(Float)
+    depth_inst_mag: Mapped[float | None] = mapped_column(Float)
+    mjd: Mapped[float | None] = mapped_column(Float)
+    observation_id: Mapped[int | None] = mapped_column(ForeignKey("observation.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    user: Mapped[User] = relationship(lazy="joined")
 
 
 # Tables of the outbound flow (webhooks, SkyPortal) live beside these; import them so one metadata has all.

@@ -11,7 +11,7 @@ from cpcs.db.models import Calibration, Observation, Point, User, utcnow
 from cpcs.db.outbox import add_to_outbox
 from cpcs.errors import NotFoundError, PermissionDeniedError
 from cpcs.messages import PointDeletedV1
-from cpcs.schemas import AlternativeOut, CalibrationOut, Page, PointOut, TargetOut
+from cpcs.schemas import AlternativeOut, CalibrationOut, DifferenceOut, Page, PointOut, TargetOut
 
 
 def calibration_view(row: Calibration) -> CalibrationOut:
@@ -39,6 +39,7 @@ def calibration_view(row: Calibration) -> CalibrationOut:
         outlier_fraction=row.outlier_fraction,
         alternatives=[AlternativeOut.model_validate(a) for a in row.alternatives],
         target=TargetOut.model_validate(row.result),
+        difference=_difference(row),
         requested_by=row.requested_by.name if row.requested_by is not None else None,
         created_at=row.created_at,
     )
@@ -65,8 +66,14 @@ def point_view(point: Point) -> PointOut:
         limit_mag=point.limit_mag,
         flux_ujy=point.flux_ujy,
         flux_err_ujy=point.flux_err_ujy,
+        difference=_difference(point.calibration),
         created_at=point.created_at,
     )
+
+
+def _difference(calibration: Calibration) -> DifferenceOut | None:
+    record = (calibration.result or {}).get("difference")
+    return DifferenceOut.model_validate(record) if record else None
 
 
 def _visible(query: Select[Any]) -> Select[Any]:

@@ -6,7 +6,8 @@ Formats
     ``{"alert": {...}, "units": {...}, "points": [{...}, ...]}``; every point with the columns below and
     the facts of its calibration.
 ``csv``, ``ecsv``, ``votable``
-    One row a point, the columns of :data:`COLUMNS` (astropy writes and reads them back: ECSV and
+    One row a point (and a second, ``measurement=difference``, for a point also measured on a
+    template-subtracted image), the columns of :data:`COLUMNS` (astropy writes and reads them back: ECSV and
     VOTable keep units (mag, uJy, d), descriptions and masks; CSV leaves missing values empty).
     In CSV, a text cell (filter, comment, observer, observatory...) that a spreadsheet would run as a
     formula, one starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, is written with
@@ -54,6 +55,7 @@ Read in skyportal/skyportal: ``skyportal/schema.py`` (``PhotBaseFlexible``, ``Ph
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -68,7 +70,7 @@ from astropy.io.votable import from_table, writeto
 from astropy.io.votable.tree import Param
 from astropy.table import Column, MaskedColumn, Table
 
-from cpcs.schemas import AlertOut, CalibrationOut, PointOut
+from cpcs.schemas import AlertOut, CalibrationOut, DifferenceOut, PointOut
 from cpcs.science.bands import describe_calibrated_filter, export_band, is_unfiltered
 from cpcs.science.photometric_systems import AB_ZERO_POINT_UJY_MAG
 from cpcs.science.target import LIMIT_SNR
@@ -178,6 +180,8 @@ class ExportRow:
     flux_err_ujy: float | None
     calibration_url: str
     created_at: str
+    measurement: str = "direct"  # or "difference": measured on the template-subtracted image
+    template_id: int | None = None
     calibration: CalibrationOut | None = field(default=None, compare=False, repr=False)
 
     def values(self) -> dict[str, Any]:
@@ -223,6 +227,10 @@ COLUMNS: dict[str, _ColumnSpec] = {
     ),
     "calibration_url": _ColumnSpec("str", None, "The calibration record of the point", "meta.ref.url"),
     "created_at": _ColumnSpec("str", None, "When the point was calibrated (UTC, ISO 8601)", "time.creation"),
+    "measurement": _ColumnSpec(
+        "str", None, "direct (the frame) or difference (the frame minus a template of the field)", "meta.code"
+    ),
+    "template_id": _ColumnSpec("int", None, "CPCS id of the template of a difference measurement", "meta.id"),
 }
 
 
@@ -240,8 +248,12 @@ def export_rows(
     details: Mapping[int, PointDetails] | None = None,
     *,
     base_url: str = "",
+    with_difference: bool = False,
 ) -> list[ExportRow]:
     """The rows of the exports, in the order of ``points``.
+
+    With ``with_difference``, a point measured on a difference image too (a template subtracted) is
+    followed by a second row, ``measurement="difference"``, on the same calibration.
 
     Parameters
     ----------
@@ -285,7 +297,27 @@ def export_rows(
                 calibration=extra.calibration,
             )
         )
+        if with_difference and p.difference is not None and p.difference.mag is not None:
+            rows.append(_difference_row(rows[-1], p.difference))
     return rows
+
+
+def _difference_row(direct: ExportRow, difference: DifferenceOut) -> ExportRow:
+    """The difference measurement of a point as a row of its own (no AB flux: the band's offset is
+    the calibration's, kept with the direct row)."""
+    return dataclasses.replace(
+        direct,
+        measurement="difference",
+        template_id=difference.template.get("id"),
+        mag=float(difference.mag) if difference.mag is not None else direct.mag,
+        magerr=_finite(difference.magerr) or 0.0,
+        caliberr=_finite(difference.caliberr) or 0.0,
+        mag_err_total=_finite(difference.mag_err_total) or 0.0,
+        is_upper_limit=difference.is_upper_limit,
+        limit_mag=_finite(difference.limit_mag),
+        flux_ujy=None,
+        flux_err_ujy=None,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -751,7 +783,8 @@ def render(
     if fmt == "legacy":
         body = _json_bytes(legacy_arrays(alert.name, points))
     else:
-        rows = export_rows(points, details, base_url=base_url)
+        tables = fmt in ("json", "csv", "ecsv", "votable")  # SkyPortal gets the direct points only
+        rows = export_rows(points, details, base_url=base_url, with_difference=tables)
         if fmt == "json":
             body = _json_bytes(to_json(alert, rows))
         elif fmt in ("csv", "ecsv", "votable"):
