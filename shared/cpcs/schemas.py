@@ -69,6 +69,7 @@ class UserOut(Schema):
     name: str
     role: Role
     observatory: ObservatoryOut
+    aavso_obscode: str | None = Field(None, description="The AAVSO observer code (PATCH /api/v1/me)")
 
 
 class NewUserOut(UserOut):

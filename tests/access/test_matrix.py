@@ -357,6 +357,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     # Accounts and registries.
     ("GET", "/api/v1/me"): Route(Rule.TOKEN, 200, _get("/api/v1/me")),
+    ("PATCH", "/api/v1/me"): Route(
+        Rule.TOKEN, 200, lambda world, caller: Call("PATCH", "/api/v1/me", json={"aavso_obscode": "TST01"})
+    ),
     ("POST", "/api/v1/users"): Route(Rule.ADMIN, 201, _named("user")),
     ("GET", "/api/v1/instruments"): Route(Rule.PUBLIC, 200, _get("/api/v1/instruments")),
     ("POST", "/api/v1/instruments"): Route(Rule.ADMIN, 201, _named("instrument")),

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import func, select, text, update
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -45,6 +44,7 @@ from cpcs.messages import PointCalibratedV1, PointDeletedV1, encode
 from cpcs.messaging.bus import Envelope
 from cpcs.settings import Settings
 from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
+from cpcs.testing.local_http import LocalServer
 from cpcs.testing.servers import temporary_postgres_database
 from cpcs_api.outbound import Outbound, OutboundSettings, outbound_for
 from cpcs_api.outbound.dispatcher import MAX_REMOTE_ERROR_CHARS, DeliveryWorker, remote_error_summary
@@ -150,38 +150,6 @@ FAST = OutboundSettings(
 
 # --------------------------------------------------------------------------------------------------
 # Real local HTTP servers.
-
-
-class LocalServer:
-    """A Starlette app served by uvicorn on a free 127.0.0.1 port, in a thread."""
-
-    def __init__(self, app: Starlette):
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind(("127.0.0.1", 0))
-        self.port = self.socket.getsockname()[1]
-        config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, name="test-http", daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> LocalServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the local test server did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.socket.close()
 
 
 def _is_number(value: Any) -> bool:

@@ -76,6 +76,8 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(200))
     observatory_id: Mapped[int] = mapped_column(ForeignKey("observatory.id"))
     role: Mapped[str] = mapped_column(String(20), default="observer")
+    #: The observer code the AAVSO assigned (the AAVSO export's #OBSCODE); set by the user.
+    aavso_obscode: Mapped[str | None] = mapped_column(String(10))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     observatory: Mapped[Observatory] = relationship(lazy="joined")

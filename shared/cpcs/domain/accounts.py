@@ -18,6 +18,7 @@ def user_view(user: User) -> UserOut:
         name=user.name,
         role=user.role,
         observatory=ObservatoryOut.model_validate(user.observatory),
+        aavso_obscode=user.aavso_obscode,
     )
 
 

@@ -1,0 +1,28 @@
+"""aavso observer code
+
+Revision ID: 5b1d0e7c4a21
+Revises: c3e51f0a9d27
+Create Date: 2026-12-04 01:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "5b1d0e7c4a21"
+down_revision: str | None = "c3e51f0a9d27"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+# A plain ADD/DROP COLUMN, not a batch: SQLite rebuilding user_account would break the foreign keys
+# that point at it; both databases add and drop a nullable column in place.
+
+
+def upgrade() -> None:
+    op.add_column("user_account", sa.Column("aavso_obscode", sa.String(length=10), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("user_account", "aavso_obscode")
