@@ -278,6 +278,20 @@ ROUTES: dict[tuple[str, str], Route] = {
         _get("/api/v1/alerts/{alert_id}/export", format="csv"),
         _missing("GET", "/api/v1/alerts/{id}/export"),
     ),
+    # A TNS report is of the caller's own points (an admin's: all); every caller here has some.
+    ("GET", "/api/v1/alerts/{alert_id}/tns-report"): Route(
+        Rule.TOKEN,
+        200,
+        _get("/api/v1/alerts/{alert_id}/tns-report"),
+        _missing("GET", "/api/v1/alerts/{id}/tns-report"),
+    ),
+    # Sending is not configured here: the owner's and an admin's answer is "off" (409).
+    ("POST", "/api/v1/alerts/{alert_id}/tns-report/send"): Route(
+        Rule.TOKEN,
+        409,
+        _with_id("POST", "/api/v1/alerts/{id}/tns-report/send", "alert_id", json={"digest": "0" * 64}),
+        _missing("POST", "/api/v1/alerts/{id}/tns-report/send", json={"digest": "0" * 64}),
+    ),
     ("POST", "/api/v1/alerts/{alert_id}/recalibrate"): Route(
         Rule.ADMIN,
         202,
