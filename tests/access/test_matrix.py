@@ -278,6 +278,13 @@ ROUTES: dict[tuple[str, str], Route] = {
         _get("/api/v1/alerts/{alert_id}/export", format="csv"),
         _missing("GET", "/api/v1/alerts/{id}/export"),
     ),
+    # The periodogram of a band (the world's alert has too few points: a 422 that says so).
+    ("GET", "/api/v1/alerts/{alert_id}/periodogram"): Route(
+        Rule.TOKEN,
+        422,
+        _get("/api/v1/alerts/{alert_id}/periodogram", band="r"),
+        _missing("GET", "/api/v1/alerts/{id}/periodogram", params={"band": "r"}),
+    ),
     # A TNS report is of the caller's own points (an admin's: all); every caller here has some.
     ("GET", "/api/v1/alerts/{alert_id}/tns-report"): Route(
         Rule.TOKEN,

@@ -6,7 +6,7 @@ from fastapi import APIRouter, FastAPI
 
 from cpcs.context import Context
 from cpcs.web import make_app
-from cpcs_api import accounts, alerts, community, exports, legacy, observations, recalibration
+from cpcs_api import accounts, alerts, community, exports, legacy, observations, periods, recalibration
 from cpcs_api.outbound import routes as outbound
 from cpcs_api.web import routes as web
 
@@ -19,6 +19,7 @@ def routers() -> list[APIRouter]:
         recalibration.router(),
         accounts.router(),
         community.router(),
+        periods.router(),
         legacy.router(),
         outbound.router(),
         web.router(),
