@@ -91,8 +91,7 @@ def _thinned(result: Periodogram, size: int) -> tuple[list[float], list[float]]:
         return result.frequency_per_day.tolist(), result.power.tolist()
     edges = np.linspace(0, n, size + 1).astype(int)
     picks = [
-        start + int(np.argmax(result.power[start:stop]))
-        for start, stop in itertools.pairwise(edges.tolist())
+        start + int(np.argmax(result.power[start:stop])) for start, stop in itertools.pairwise(edges.tolist())
     ]
     return result.frequency_per_day[picks].tolist(), result.power[picks].tolist()
 
