@@ -70,6 +70,10 @@ class UserOut(Schema):
     role: Role
     observatory: ObservatoryOut
     aavso_obscode: str | None = Field(None, description="The AAVSO observer code (PATCH /api/v1/me)")
+    sharing: dict[str, bool] = Field(
+        default_factory=dict,
+        description="Where your points may go: skyportal, webhooks, tns (PATCH /api/v1/me)",
+    )
 
 
 class NewUserOut(UserOut):

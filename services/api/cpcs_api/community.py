@@ -10,7 +10,8 @@ listed in ``X-CPCS-Skipped-Points``.
 points of the alert (an admin's: every point), with its SHA-256 ``digest``; ``POST .../tns-report/send``
 with that digest sends exactly the report reviewed (a report that changed since is a 409) to
 ``CPCS_TNS_URL`` with the bot's key and ``tns_marker``. Sending is off (409) unless TNS is configured.
-Someone with no points of the alert gets 403 (admins excepted).
+Someone with no points of the alert gets 403 (admins excepted). Points whose observer keeps them from
+TNS (``cpcs.domain.consent``) are in nobody's report.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cpcs import __version__
 from cpcs.db.models import Point, User
 from cpcs.domain import accounts as account_store
 from cpcs.domain import alerts as alert_store
+from cpcs.domain.consent import may_share, set_sharing
 from cpcs.domain.points import calibration_view, light_curve_points
 from cpcs.errors import ConflictError, CpcsError, InputError, PermissionDeniedError
 from cpcs.lightcurve.aavso import aavso_report, valid_obscode
@@ -43,13 +45,25 @@ AAVSO_MEDIA_TYPE = "text/plain; charset=utf-8"
 
 class AccountUpdate(BaseModel):
     aavso_obscode: str | None = Field(
+        None,
         description="The observer code the AAVSO assigned to you (letters and digits); null removes it",
         max_length=10,
     )
+    sharing: dict[str, bool] | None = Field(
+        None,
+        description='Where your points may go, e.g. {"tns": false}: skyportal, webhooks, tns (rest as is)',
+    )
 
 
-def alert_rows(session: Session, alert_id: int, base_url: str, user_id: int | None = None) -> list[ExportRow]:
-    """The export rows of an alert's visible points (only ``user_id``'s when given)."""
+def alert_rows(
+    session: Session,
+    alert_id: int,
+    base_url: str,
+    user_id: int | None = None,
+    destination: str | None = None,
+) -> list[ExportRow]:
+    """The export rows of an alert's visible points (only ``user_id``'s when given; only those whose
+    observer lets them go to ``destination`` when given)."""
     alert_store.get_alert(session, alert_id)
     query = select(Point).where(Point.alert_id == alert_id, Point.deleted_at.is_(None))
     rows = session.scalars(query).all()
@@ -58,8 +72,11 @@ def alert_rows(session: Session, alert_id: int, base_url: str, user_id: int | No
         for row in rows
     }
     owners = {row.id: row.observation.user_id for row in rows}
+    allowed = {row.id for row in rows if destination is None or may_share(row.observation.user, destination)}
     points = [
-        p for p in light_curve_points(session, alert_id) if user_id is None or owners.get(p.id) == user_id
+        p
+        for p in light_curve_points(session, alert_id)
+        if (user_id is None or owners.get(p.id) == user_id) and p.id in allowed
     ]
     return export_rows(points, details, base_url=base_url)
 
@@ -114,7 +131,12 @@ def _report_json(report: dict[str, Any]) -> str:
 def _tns_review(session: Session, alert_id: int, user: User, settings: Settings) -> TnsReportOut:
     alert = alert_store.get_alert(session, alert_id)
     owner = None if user.role == "admin" else user.id
-    rows = alert_rows(session, alert_id, settings.public_base_url, user_id=owner)
+    if not may_share(user, "tns") and owner is not None:
+        raise PermissionDeniedError(
+            'Your sharing settings keep your points from TNS: PATCH /api/v1/me {"sharing": {"tns": true}}.',
+            code="tns_not_shared",
+        )
+    rows = alert_rows(session, alert_id, settings.public_base_url, user_id=owner, destination="tns")
     if owner is not None and not rows:
         raise PermissionDeniedError(
             f"You have no points of alert {alert_id}: a TNS report is of your own points (or an admin's).",
@@ -170,7 +192,9 @@ def _send_to_tns(settings: Settings, report: dict[str, Any]) -> TnsSentOut:
 def router() -> APIRouter:
     api = APIRouter(prefix="/api/v1", responses={**ERROR_RESPONSES, **UNREADABLE_BODY_RESPONSE})
 
-    @api.patch("/me", response_model=UserOut, tags=["accounts"], summary="Set your AAVSO observer code")
+    @api.patch(
+        "/me", response_model=UserOut, tags=["accounts"], summary="Set your AAVSO observer code and sharing"
+    )
     def update_me(body: AccountUpdate, context: ContextDep, user: UserDep) -> UserOut:
         code = body.aavso_obscode.strip().upper() if body.aavso_obscode else None
         if code is not None and not valid_obscode(code):
@@ -181,7 +205,10 @@ def router() -> APIRouter:
         with context.db.transaction() as session:
             account = session.get(User, user.id)
             assert account is not None
-            account.aavso_obscode = code
+            if "aavso_obscode" in body.model_fields_set:
+                account.aavso_obscode = code
+            if body.sharing is not None:
+                set_sharing(account, body.sharing)
             session.flush()
             return account_store.user_view(account)
 

@@ -247,3 +247,17 @@ def test_sending_is_off_unless_configured(curve: Curve) -> None:
         settings.tns_url = saved
     assert off.status_code == 409 and off.json()["error"] == "tns_not_configured", off.text
     assert reviewed["sending_configured"] is False and reviewed["digest"] == digest
+
+
+def test_points_kept_from_tns_are_in_nobodys_report(curve: Curve) -> None:
+    client, me = curve.system.client, _auth(curve.system.observer_token)
+    code = client.get("/api/v1/me", headers=me).json()["aavso_obscode"]
+    assert client.patch("/api/v1/me", json={"sharing": {"tns": False}}, headers=me).status_code == 200
+    try:
+        own = _review(curve, curve.system.observer_token)
+        admin = _review(curve, curve.system.admin_token)
+    finally:
+        restored = client.patch("/api/v1/me", json={"sharing": {"tns": True}}, headers=me)
+    assert own.status_code == 403 and own.json()["error"] == "tns_not_shared", own.text
+    assert admin.status_code == 422 and admin.json()["error"] == "nothing_to_report", admin.text
+    assert restored.json()["sharing"]["tns"] is True and restored.json()["aavso_obscode"] == code

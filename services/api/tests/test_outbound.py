@@ -1577,3 +1577,40 @@ def test_secrets_written_with_another_key_fail_clearly_and_can_be_given_again(
     assert patched.status_code == 200, patched.text
     assert patched.json()["token_hint"] == "…" + SKYPORTAL_TOKEN[-4:]
     assert unreadable_secrets(database) == [f"webhook {hook['id']}"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Consent: an observer chooses where their points go (cpcs.domain.consent).
+
+
+def test_points_go_only_where_their_observer_lets_them(
+    cpcs: OutboundSystem,
+    bright_field: SimulatedField,
+    skyportal_server: tuple[FakeSkyPortal, str],
+    receiver_server: tuple[WebhookReceiver, str],
+    tmp_path: Path,
+) -> None:
+    skyportal, skyportal_url = skyportal_server
+    receiver, receiver_url = receiver_server
+    system = cpcs.system
+    system.import_field(bright_field, tmp_path / "refs")
+    alert_id = _create_alert(cpcs, ALERT, FIELD_RA_DEG, FIELD_DEC_DEG)
+    hook = _add_webhook(cpcs, system.other_token, f"{receiver_url}/hook/all", None)
+    receiver.secrets.update(all=hook["secret"])
+    destination = _add_destination(cpcs, skyportal_url)
+    me = _auth(system.observer_token)
+    refused = cpcs.client.patch("/api/v1/me", json={"sharing": {"nowhere": False}}, headers=me)
+    assert refused.status_code == 422 and refused.json()["error"] == "unknown_destination"
+    changed = cpcs.client.patch("/api/v1/me", json={"sharing": {"skyportal": False}}, headers=me)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["sharing"] == {"skyportal": False, "webhooks": True, "tns": True}
+
+    point = _upload(cpcs, bright_field, ALERT)["point"]
+    [sent] = _settled(cpcs, f"/api/v1/webhooks/{hook['id']}/deliveries", system.other_token, 1)
+    assert sent["status"] == "delivered" and sent["point_id"] == point["id"]
+    # Webhooks and SkyPortal are planned in one transaction: the webhook's delivery means SkyPortal's
+    # was decided against.
+    admin = system.admin_token
+    assert _deliveries(cpcs, f"/api/v1/skyportal/destinations/{destination['id']}/deliveries", admin) == []
+    assert skyportal.calls == [] and _delivery_count(cpcs) == 1
+    del alert_id

@@ -1,4 +1,4 @@
-"""aavso observer code
+"""aavso observer code and sharing consent
 
 Revision ID: 5b1d0e7c4a21
 Revises: c3e51f0a9d27
@@ -20,9 +20,16 @@ depends_on: str | Sequence[str] | None = None
 # that point at it; both databases add and drop a nullable column in place.
 
 
+CONSENT_COLUMNS = ("share_skyportal", "share_webhooks", "share_tns")
+
+
 def upgrade() -> None:
     op.add_column("user_account", sa.Column("aavso_obscode", sa.String(length=10), nullable=True))
+    for name in CONSENT_COLUMNS:  # everyone shares, as before, until they say otherwise
+        op.add_column("user_account", sa.Column(name, sa.Boolean(), nullable=False, server_default=sa.true()))
 
 
 def downgrade() -> None:
+    for name in reversed(CONSENT_COLUMNS):
+        op.drop_column("user_account", name)
     op.drop_column("user_account", "aavso_obscode")
