@@ -69,6 +69,11 @@ class UserOut(Schema):
     name: str
     role: Role
     observatory: ObservatoryOut
+    aavso_obscode: str | None = Field(None, description="The AAVSO observer code (PATCH /api/v1/me)")
+    sharing: dict[str, bool] = Field(
+        default_factory=dict,
+        description="Where your points may go: skyportal, webhooks, tns (PATCH /api/v1/me)",
+    )
 
 
 class NewUserOut(UserOut):

@@ -94,6 +94,22 @@ class Settings(BaseSettings):
         description="Failures of one client before its wrong tokens get 429 (valid ones never); 0 = off.",
     )
 
+    tns_url: str | None = Field(
+        default=None,
+        description="Base URL of the TNS API the photometry reports go to (e.g. https://www.wis-tns.org, or "
+        "https://sandbox.wis-tns.org); unset = sending to TNS is off (reports can still be reviewed).",
+    )
+    tns_api_key: SecretStr | None = Field(default=None, description="The TNS bot's API key.")
+    tns_bot_id: int | None = Field(default=None, description="The TNS bot's id (its tns_marker).")
+    tns_bot_name: str = Field(default="", description="The TNS bot's name (its tns_marker).")
+    tns_reporting_group_id: int = Field(default=0, description="TNS group id the reports are made for.")
+    tns_data_source_id: int = Field(default=0, description="TNS data source group id of the reports.")
+    tns_instrument_ids: dict[str, int] = Field(
+        default_factory=dict,
+        description='Observatory names -> TNS instrument ids (JSON, e.g. {"Ostrowik 0.6m": 123}); others 0.',
+    )
+    tns_timeout_s: float = Field(default=30.0, description="Time limit of one request to TNS.")
+
     admin_token: SecretStr | None = Field(
         default=None, description="Bootstrap admin token for an empty database (else one is generated)."
     )

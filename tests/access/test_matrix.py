@@ -287,6 +287,27 @@ ROUTES: dict[tuple[str, str], Route] = {
         _get("/api/v1/alerts/{alert_id}/export", format="csv"),
         _missing("GET", "/api/v1/alerts/{id}/export"),
     ),
+    # The periodogram of a band (the world's alert has too few points: a 422 that says so).
+    ("GET", "/api/v1/alerts/{alert_id}/periodogram"): Route(
+        Rule.TOKEN,
+        422,
+        _get("/api/v1/alerts/{alert_id}/periodogram", band="r"),
+        _missing("GET", "/api/v1/alerts/{id}/periodogram", params={"band": "r"}),
+    ),
+    # A TNS report is of the caller's own points (an admin's: all); every caller here has some.
+    ("GET", "/api/v1/alerts/{alert_id}/tns-report"): Route(
+        Rule.TOKEN,
+        200,
+        _get("/api/v1/alerts/{alert_id}/tns-report"),
+        _missing("GET", "/api/v1/alerts/{id}/tns-report"),
+    ),
+    # Sending is not configured here: the owner's and an admin's answer is "off" (409).
+    ("POST", "/api/v1/alerts/{alert_id}/tns-report/send"): Route(
+        Rule.TOKEN,
+        409,
+        _with_id("POST", "/api/v1/alerts/{id}/tns-report/send", "alert_id", json={"digest": "0" * 64}),
+        _missing("POST", "/api/v1/alerts/{id}/tns-report/send", json={"digest": "0" * 64}),
+    ),
     ("POST", "/api/v1/alerts/{alert_id}/recalibrate"): Route(
         Rule.ADMIN,
         202,
@@ -410,6 +431,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     # Accounts and registries.
     ("GET", "/api/v1/me"): Route(Rule.TOKEN, 200, _get("/api/v1/me")),
+    ("PATCH", "/api/v1/me"): Route(
+        Rule.TOKEN, 200, lambda world, caller: Call("PATCH", "/api/v1/me", json={"aavso_obscode": "TST01"})
+    ),
     ("POST", "/api/v1/users"): Route(Rule.ADMIN, 201, _named("user")),
     ("GET", "/api/v1/instruments"): Route(Rule.PUBLIC, 200, _get("/api/v1/instruments")),
     ("POST", "/api/v1/instruments"): Route(Rule.ADMIN, 201, _named("instrument")),

@@ -34,10 +34,15 @@ from cpcs.science.bands import (
     standard_band,
 )
 from cpcs.web import ERROR_RESPONSES, ContextDep, SessionDep, UserDep
+from cpcs_api import community
 
-ExportFormatName = Literal["json", "csv", "ecsv", "votable", "legacy", "skyportal-mag", "skyportal-flux"]
+ExportFormatName = Literal[
+    "json", "csv", "ecsv", "votable", "legacy", "skyportal-mag", "skyportal-flux", "aavso"
+]
 
-_FORMAT_HELP = "; ".join(f"{f.name}: {f.description}" for f in FORMATS.values())
+_FORMAT_HELP = "; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()) + (
+    "; aavso: your own points in the AAVSO Extended File Format (needs your AAVSO observer code)"
+)
 
 
 class StandardBandOut(BaseModel):
@@ -81,7 +86,7 @@ def router() -> APIRouter:
     @api.get(
         "/alerts/{alert_id}/export",
         tags=["alerts"],
-        summary="An alert's light curve as a file (JSON, CSV, ECSV, VOTable, legacy, SkyPortal)",
+        summary="An alert's light curve as a file (JSON, CSV, ECSV, VOTable, legacy, SkyPortal, AAVSO)",
         response_class=Response,
         responses={
             200: {
@@ -119,7 +124,8 @@ def router() -> APIRouter:
             list[int] | None, Query(description="SkyPortal formats: groups to share the points with")
         ] = None,
     ) -> Response:
-        del user  # downloading data needs a token, as in CPCS
+        if format == "aavso":
+            return community.aavso_export(session, alert_id, user, context.settings.public_base_url)
         alert = alert_store.alert_view(session, alert_store.get_alert(session, alert_id))
         points = light_curve_points(session, alert_id)
         rows = session.scalars(

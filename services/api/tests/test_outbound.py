@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import func, select, text, update
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -55,6 +54,7 @@ from cpcs.schemas import PointOut
 from cpcs.science.bands import export_band
 from cpcs.settings import Settings
 from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
+from cpcs.testing.local_http import LocalServer
 from cpcs.testing.servers import temporary_postgres_database
 from cpcs_api.outbound import Outbound, OutboundSettings, outbound_for
 from cpcs_api.outbound.dispatcher import MAX_REMOTE_ERROR_CHARS, DeliveryWorker, remote_error_summary
@@ -156,38 +156,6 @@ FAST = OutboundSettings(
 
 # --------------------------------------------------------------------------------------------------
 # Real local HTTP servers.
-
-
-class LocalServer:
-    """A Starlette app served by uvicorn on a free 127.0.0.1 port, in a thread."""
-
-    def __init__(self, app: Starlette):
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind(("127.0.0.1", 0))
-        self.port = self.socket.getsockname()[1]
-        config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, name="test-http", daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> LocalServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the local test server did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.socket.close()
 
 
 def _is_number(value: Any) -> bool:
@@ -1634,3 +1602,40 @@ def test_secrets_written_with_another_key_fail_clearly_and_can_be_given_again(
     assert patched.status_code == 200, patched.text
     assert patched.json()["token_hint"] == "…" + SKYPORTAL_TOKEN[-4:]
     assert unreadable_secrets(database) == [f"webhook {hook['id']}"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Consent: an observer chooses where their points go (cpcs.domain.consent).
+
+
+def test_points_go_only_where_their_observer_lets_them(
+    cpcs: OutboundSystem,
+    bright_field: SimulatedField,
+    skyportal_server: tuple[FakeSkyPortal, str],
+    receiver_server: tuple[WebhookReceiver, str],
+    tmp_path: Path,
+) -> None:
+    skyportal, skyportal_url = skyportal_server
+    receiver, receiver_url = receiver_server
+    system = cpcs.system
+    system.import_field(bright_field, tmp_path / "refs")
+    alert_id = _create_alert(cpcs, ALERT, FIELD_RA_DEG, FIELD_DEC_DEG)
+    hook = _add_webhook(cpcs, system.other_token, f"{receiver_url}/hook/all", None)
+    receiver.secrets.update(all=hook["secret"])
+    destination = _add_destination(cpcs, skyportal_url)
+    me = _auth(system.observer_token)
+    refused = cpcs.client.patch("/api/v1/me", json={"sharing": {"nowhere": False}}, headers=me)
+    assert refused.status_code == 422 and refused.json()["error"] == "unknown_destination"
+    changed = cpcs.client.patch("/api/v1/me", json={"sharing": {"skyportal": False}}, headers=me)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["sharing"] == {"skyportal": False, "webhooks": True, "tns": True}
+
+    point = _upload(cpcs, bright_field, ALERT)["point"]
+    [sent] = _settled(cpcs, f"/api/v1/webhooks/{hook['id']}/deliveries", system.other_token, 1)
+    assert sent["status"] == "delivered" and sent["point_id"] == point["id"]
+    # Webhooks and SkyPortal are planned in one transaction: the webhook's delivery means SkyPortal's
+    # was decided against.
+    admin = system.admin_token
+    assert _deliveries(cpcs, f"/api/v1/skyportal/destinations/{destination['id']}/deliveries", admin) == []
+    assert skyportal.calls == [] and _delivery_count(cpcs) == 1
+    del alert_id

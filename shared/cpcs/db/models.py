@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -76,6 +77,12 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(200))
     observatory_id: Mapped[int] = mapped_column(ForeignKey("observatory.id"))
     role: Mapped[str] = mapped_column(String(20), default="observer")
+    #: The observer code the AAVSO assigned (the AAVSO export's #OBSCODE); set by the user.
+    aavso_obscode: Mapped[str | None] = mapped_column(String(10))
+    #: Where the user's points may go (cpcs.domain.consent): SkyPortal, webhooks, TNS reports.
+    share_skyportal: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    share_webhooks: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    share_tns: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     observatory: Mapped[Observatory] = relationship(lazy="joined")

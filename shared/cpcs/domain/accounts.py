@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from cpcs.auth import digests_match, new_token, token_digest
 from cpcs.db.models import Observatory, Point, Token, User, utcnow
+from cpcs.domain.consent import sharing
 from cpcs.errors import AuthenticationError, ConflictError, InputError, NotFoundError
 from cpcs.schemas import NewUserOut, ObservatoryOut, Role, UserOut
 from cpcs.security import before_token_check, token_checked
@@ -18,6 +19,8 @@ def user_view(user: User) -> UserOut:
         name=user.name,
         role=user.role,
         observatory=ObservatoryOut.model_validate(user.observatory),
+        aavso_obscode=user.aavso_obscode,
+        sharing=sharing(user),
     )
 
 

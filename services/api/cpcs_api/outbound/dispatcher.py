@@ -86,6 +86,7 @@ from cpcs.db.delivery_models import (
 from cpcs.db.engine import Database
 from cpcs.db.models import Calibration, Point, utcnow
 from cpcs.db.secret_box import SecretUnreadable
+from cpcs.domain.consent import may_share
 from cpcs.lightcurve.exports import skyportal_obj_id
 from cpcs.messages import PointCalibratedV1, PointDeletedV1
 from cpcs.messaging.bus import RejectMessage
@@ -221,6 +222,7 @@ class OutboundDispatcher(Consumer[PointCalibratedV1 | PointDeletedV1]):
                 raise RejectMessage(f"no calibration {message.calibration_id}")
             facts = point_facts(point, calibration)
             earlier = _earlier_deliveries(session, point.id)
+            observer = point.observation.user
             added = 0
             for subscription in session.scalars(
                 select(WebhookSubscription).where(
@@ -230,14 +232,20 @@ class OutboundDispatcher(Consumer[PointCalibratedV1 | PointDeletedV1]):
                     ),
                 )
             ).all():
-                action = _action_for(earlier.get((KIND_WEBHOOK, subscription.id), []), calibration.id)
+                had = earlier.get((KIND_WEBHOOK, subscription.id), [])
+                if not had and not may_share(observer, "webhooks"):
+                    continue  # the observer keeps new points from webhooks (cpcs.domain.consent)
+                action = _action_for(had, calibration.id)
                 if action is not None:
                     self._add_webhook(session, subscription, facts, action)
                     added += 1
             for destination in session.scalars(
                 select(SkyPortalDestination).where(SkyPortalDestination.active.is_(True))
             ).all():
-                action = _action_for(earlier.get((KIND_SKYPORTAL, destination.id), []), calibration.id)
+                had = earlier.get((KIND_SKYPORTAL, destination.id), [])
+                if not had and not may_share(observer, "skyportal"):
+                    continue  # the observer keeps new points from SkyPortal (cpcs.domain.consent)
+                action = _action_for(had, calibration.id)
                 if action is not None and _alert_matches(destination.alert_filter, facts.alert_name):
                     self._add_skyportal(session, destination, point, calibration, action)
                     added += 1

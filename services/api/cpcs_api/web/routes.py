@@ -30,6 +30,7 @@ from cpcs.domain.points import light_curve_points
 from cpcs.errors import NotFoundError
 from cpcs.schemas import MAX_RECORD_ID, CalibrationOut, PointOut
 from cpcs.web import ContextDep, SessionDep
+from cpcs_api.periods import page_periodograms
 from cpcs_api.web.assets import PLOTLY_BUNDLE, Assets
 from cpcs_api.web.calibration_plots import diagnostics_for, order_by_rank, reference_source
 from cpcs_api.web.calibration_svg import calibration_svg, message_svg
@@ -209,6 +210,7 @@ def router() -> APIRouter:
             alert=alert,
             points=points,
             plot_data={"alert": alert.name, "points": light_curve_payload(points)},
+            periodograms=page_periodograms(alert.id, points),
             plotly=assets.url(PLOTLY_BUNDLE),
         )
 
