@@ -22,8 +22,8 @@ from cpcs.settings import Settings
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from cpcs.catalogs.client import ReferenceSource
     from cpcs.catalogs.cone import ConeService
-    from cpcs_calibrate.references import ReferenceSource
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def _check_secret_keys(context: Context) -> None:
 
 
 def _references(context: Context, cones: ConeService | None) -> ReferenceSource:
-    from cpcs_calibrate.references import HttpReferences, LocalReferences
+    from cpcs.catalogs.client import HttpReferences, LocalReferences
 
     if context.settings.catalog_cache_url:
         return HttpReferences(context.settings.catalog_cache_url)

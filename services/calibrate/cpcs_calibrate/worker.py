@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cpcs import __version__, metrics
+from cpcs.catalogs.client import ReferenceSource
 from cpcs.consumers import Consumer
 from cpcs.context import Context
 from cpcs.db.models import Calibration, CalibrationRequest, ImageReduction, Observation, Point
@@ -42,7 +43,6 @@ from cpcs.science.field_calibration import FieldCalibration, ForcedTarget, calib
 from cpcs.science.imaging.source_table import calibrators
 from cpcs.science.photometric_systems import ab_flux_ujy
 from cpcs_calibrate.difference import difference_record, difference_target
-from cpcs_calibrate.references import ReferenceSource
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from cpcs.catalogs.client import LocalReferences
 from cpcs.catalogs.cone import ConeService
 from cpcs.catalogs.importer import import_catalogue_file
 from cpcs.catalogs.model import ReferenceCatalogue
@@ -24,7 +25,6 @@ from cpcs.messaging.bus import Envelope
 from cpcs.settings import Settings
 from cpcs.testing.catalogue_simulator import simulate_field, to_sextractor_ascii
 from cpcs.testing.reference_files import write_reference_tables
-from cpcs_calibrate.references import LocalReferences
 from cpcs_calibrate.worker import QUEUE, CalibrateWorker
 from cpcs_ingest.service import IngestService, Upload
 

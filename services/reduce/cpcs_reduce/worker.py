@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cpcs import __version__, metrics
+from cpcs.catalogs.client import ReferenceSource
 from cpcs.catalogs.cone import MAX_CONE_RADIUS_DEG
 from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.consumers import Consumer
@@ -44,7 +45,6 @@ from cpcs.science.image_reduction import (
     reference_radius_deg,
 )
 from cpcs.science.imaging.header import ImageHeader, InstrumentDefaults, standardise_header
-from cpcs_calibrate.references import ReferenceSource
 from cpcs_reduce.subtraction import choose_template, subtract
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ import numpy as np
 from astropy.table import Table
 from sqlalchemy import select
 
+from cpcs.catalogs.client import HttpReferences, LocalReferences, ReferenceSource
 from cpcs.catalogs.cone import ConeService
 from cpcs.catalogs.tiles import TileStore
 from cpcs.context import Context
@@ -30,7 +31,6 @@ from cpcs.schemas import CalibrationOut
 from cpcs.science.calibration_diagnostics import BandDiagnostics, CalibrationDiagnostics, diagnose_calibration
 from cpcs.science.crossmatch import field_cone_radius_deg
 from cpcs.science.imaging.source_table import calibrators
-from cpcs_calibrate.references import HttpReferences, LocalReferences, ReferenceSource
 
 log = logging.getLogger(__name__)
 

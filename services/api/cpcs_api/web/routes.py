@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from cpcs import __version__
+from cpcs.catalogs.client import ReferenceSource
 from cpcs.context import Context
 from cpcs.domain import accounts as account_store
 from cpcs.domain import alerts as alert_store
@@ -34,7 +35,6 @@ from cpcs_api.periods import page_periodograms
 from cpcs_api.web.assets import PLOTLY_BUNDLE, Assets
 from cpcs_api.web.calibration_plots import diagnostics_for, order_by_rank, reference_source
 from cpcs_api.web.calibration_svg import calibration_svg, message_svg
-from cpcs_calibrate.references import ReferenceSource
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 PAGE_SIZE = 25

@@ -1,4 +1,8 @@
-"""Where calibrate gets reference stars: the catalog-cache service over HTTP, or its store in-process."""
+"""The catalog-cache client: reference stars from the service over HTTP, or from its store in-process.
+
+Every consumer of reference stars (calibrate, reduce, the web plots) takes a :class:`ReferenceSource`;
+the launcher chooses which one a process gets.
+"""
 
 from __future__ import annotations
 
