@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -16,7 +19,7 @@ from cpcs.db import migrate
 from cpcs.domain.accounts import add_user
 from cpcs.launcher import Assembly, assemble_embedded
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field
+from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
 from cpcs.testing.reference_files import write_reference_tables
 
 FIELD_RA_DEG = 295.00474
@@ -36,6 +39,31 @@ class System:
         store = TileStore(self.context.settings.catalogs_dir)
         for survey, path in write_reference_tables(field, folder).items():
             import_catalogue_file(store, survey, path, path.name)
+
+    def calibrate_rows(
+        self, alert: str, field: SimulatedField, rows: np.ndarray, *, timeout_s: float = 60, **form: str
+    ) -> dict[str, Any]:
+        """Upload ``rows`` of ``field`` as the observer's catalogue (v1) and wait for ``calibrated``."""
+        catalogue = to_sextractor_ascii(
+            field.ra_deg[rows], field.dec_deg[rows], field.mag[rows], field.magerr[rows]
+        )
+        headers = {"Authorization": f"Bearer {self.observer_token}"}
+        accepted = self.client.post(
+            "/api/v1/uploads",
+            data={"alert": alert, "exptime_s": "60", **form},
+            files={"file": ("frame.cat", catalogue.encode())},
+            headers=headers,
+        )
+        assert accepted.status_code == 202, accepted.text
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status: dict[str, Any] = self.client.get(accepted.json()["status_url"], headers=headers).json()
+            if status["status"] in ("calibrated", "failed", "error"):
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+        assert status["status"] == "calibrated", status
+        return status
 
 
 def start_system(settings: Settings, *, configure: Callable[[Context], object] | None = None) -> System:

@@ -21,7 +21,7 @@ from astropy.io import ascii as astropy_ascii
 from astropy.table import Table
 
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
+from cpcs.testing.catalogue_simulator import simulate_field, to_sextractor_ascii
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
 
 ALERT = "ivo://Gaia16aye"
@@ -53,27 +53,6 @@ class Curve:
         )
 
 
-def _upload(system: System, field: SimulatedField, rows: np.ndarray, **form: str) -> None:
-    catalogue = to_sextractor_ascii(
-        field.ra_deg[rows], field.dec_deg[rows], field.mag[rows], field.magerr[rows]
-    )
-    accepted = system.client.post(
-        "/api/v1/uploads",
-        data={"alert": ALERT, "exptime_s": "60", **form},
-        files={"file": ("frame.cat", catalogue.encode())},
-        headers=_auth(system.observer_token),
-    )
-    assert accepted.status_code == 202, accepted.text
-    deadline = time.monotonic() + 60
-    while True:
-        status = system.client.get(accepted.json()["status_url"], headers=_auth(system.observer_token)).json()
-        if status["status"] in ("calibrated", "failed", "error"):
-            break
-        assert time.monotonic() < deadline, status
-        time.sleep(0.05)
-    assert status["status"] == "calibrated", status
-
-
 @pytest.fixture(scope="module")
 def curve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Curve]:
     tmp_path: Path = tmp_path_factory.mktemp("exports")
@@ -91,10 +70,14 @@ def curve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Curve]:
         alert_id = created.json()["id"]
         everything = np.arange(field.ra_deg.size)
         assert field.target is not None and field.target.source_index is not None
-        _upload(system, field, everything, mjd="57737.5", filter="Clear", force_filter="PS1/r")
-        _upload(system, field, everything[::-1], mjd="57738.5", filter="V", force_filter="GaiaSP/V")
+        system.calibrate_rows(ALERT, field, everything, mjd="57737.5", filter="Clear", force_filter="PS1/r")
+        system.calibrate_rows(
+            ALERT, field, everything[::-1], mjd="57738.5", filter="V", force_filter="GaiaSP/V"
+        )
         without_target = everything[everything != field.target.source_index]
-        _upload(system, field, without_target, mjd="57739.5", filter="V", force_filter="GaiaSP/V")
+        system.calibrate_rows(
+            ALERT, field, without_target, mjd="57739.5", filter="V", force_filter="GaiaSP/V"
+        )
         reference = system.client.get(
             f"/api/v1/alerts/{alert_id}/lightcurve", headers=_auth(system.observer_token)
         )
