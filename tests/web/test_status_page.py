@@ -36,7 +36,7 @@ def test_status_page_for_admins_with_a_dead_letter_replayed(web_data: WebData, b
     hour = browser.find_elements("css selector", "#windows tbody tr")[0].find_elements("tag name", "td")
     assert hour[0].text == "last hour" and int(hour[1].text) == len(web_data.observation_ids)
     p50 = float(hour[5].text.split(" / ")[0])
-    assert 0 < p50 < 60
+    assert 0 <= p50 < 60  # seconds, shown to 0.1 s: a quiet machine calibrates in well under that
     queues = {
         row.find_elements("tag name", "td")[0].text: row.find_elements("tag name", "td")[3].text
         for row in browser.find_elements("css selector", "#queues tbody tr")

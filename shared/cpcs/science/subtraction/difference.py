@@ -123,8 +123,12 @@ def _mark_discs(mask: BoolImage, centres_xy: NDArray[np.float64], radius: float)
 def _sfft_configuration(
     n0: int, n1: int, half: int, kernel_poly_order: int, background_poly_order: int, threads: int
 ) -> object:
-    """sfft's configuration for one image size and kernel: it builds (or loads from numba's cache,
-    ~1 s) the compiled functions, so one per size is kept for the life of the process."""
+    """sfft's configuration for one image size and kernel: it compiles its functions (tens of
+    seconds), so one per size is kept for the life of the process.
+
+    numba's on-disk cache stays off: sfft's functions are closures over the image size, and a
+    process that configured two sizes got the other size's compiled code back from the cache
+    (``SystemError ... returned a result with an exception set``)."""
     from sfft.sfftcore.SFFTConfigure import SingleSFFTConfigure
 
     with contextlib.redirect_stdout(io.StringIO()):
@@ -137,7 +141,7 @@ def _sfft_configuration(
             ConstPhotRatio=True,
             BACKEND_4SUBTRACT="Numpy",
             NUM_CPU_THREADS_4SUBTRACT=threads,
-            NUMBA_CACHE=True,
+            NUMBA_CACHE=False,
             VERBOSE_LEVEL=0,
         )
 
