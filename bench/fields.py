@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cpcs.testing.catalogue_simulator import (
+from cpcs.simulation.catalogue_simulator import (
     ReferenceCatalogue,
     SimulatedField,
     simulate_field,
     to_sextractor_ascii,
 )
-from cpcs.testing.reference_files import write_reference_tables
+from cpcs.simulation.reference_files import write_reference_tables
 
 RA_DEG, DEC_DEG = 295.00474, 30.13149
 

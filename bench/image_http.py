@@ -43,7 +43,7 @@ _TOKEN_LINE = re.compile(r"shown only this once:\s*\n\s*(\S+)")
 
 
 def _frame(size: int, zp: float) -> tuple[Any, float, float]:
-    from cpcs.testing.image_simulator import simulate_image
+    from cpcs.simulation.image_simulator import simulate_image
 
     image = simulate_image(
         1, shape=(size, size), zp=zp, header_offset_arcsec=(30.0, -20.0), header_rotation_deg=0.5
@@ -84,9 +84,9 @@ def through_http(image: Any, ra: float, dec: float, repeat: int, folder: Path) -
     """Upload the frame ``repeat + 1`` times to a fresh embedded server; the first one warms it."""
     from astropy.io import fits
 
-    from cpcs.testing.image_simulator import image_to_fits_bytes
+    from cpcs.simulation.image_simulator import image_to_fits_bytes
+    from cpcs.simulation.reference_files import write_reference_tables
     from cpcs.testing.processes import free_port, wait_ready
-    from cpcs.testing.reference_files import write_reference_tables
 
     port = free_port()
     env = {**os.environ, "CPCS_DATA_DIR": str(folder / "data"), "CPCS_PORT": str(port)}

@@ -33,8 +33,8 @@ def run_one(size: int, repeat: int, zp: float) -> dict[str, Any]:
     from cpcs.science.field_calibration import calibrate_field
     from cpcs.science.image_reduction import reduce_image
     from cpcs.science.imaging.header import standardise_header
-    from cpcs.testing.image_simulator import image_to_fits_bytes, simulate_image
-    from cpcs.testing.reference_files import write_reference_tables
+    from cpcs.simulation.image_simulator import image_to_fits_bytes, simulate_image
+    from cpcs.simulation.reference_files import write_reference_tables
 
     configure_astropy_offline()
     image = simulate_image(

@@ -50,9 +50,9 @@ import httpx
 import psycopg
 
 from bench.fields import DEC_DEG, RA_DEG
-from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
+from cpcs.simulation.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
+from cpcs.simulation.reference_files import write_reference_tables
 from cpcs.testing.processes import RunningSystem, distributed_processes
-from cpcs.testing.reference_files import write_reference_tables
 from cpcs.testing.servers import temporary_postgres_database, temporary_rabbitmq_vhost
 
 RESULTS = Path(__file__).with_name("results")

@@ -32,7 +32,7 @@ def run(size: int, repeat: int, fit_on: str = "auto") -> dict[str, Any]:
         subtract_template,
     )
     from cpcs.science.subtraction.tests._reduction import reduce_frame
-    from cpcs.testing.transient_simulator import simulate_epoch_pair
+    from cpcs.simulation.transient_simulator import simulate_epoch_pair
 
     pair = simulate_epoch_pair(1, shape=(size, size), n_hosts=4)
     sci = reduce_frame(pair.science, np.zeros(0), np.zeros(0))

@@ -17,10 +17,10 @@ from cpcs.catalogs.tiles import TileStore
 from cpcs.context import Context
 from cpcs.db import migrate
 from cpcs.domain.accounts import add_user
-from cpcs.launcher import Assembly, assemble_embedded
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
-from cpcs.testing.reference_files import write_reference_tables
+from cpcs.simulation.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
+from cpcs.simulation.reference_files import write_reference_tables
+from cpcs_system.launcher import Assembly, assemble_embedded
 
 FIELD_RA_DEG = 295.00474
 FIELD_DEC_DEG = 30.13149

@@ -13,7 +13,7 @@ failed tokens             ``AuthThrottle``, consulted by ``cpcs.domain.accounts.
 client address            The peer of the connection, or the client its X-Forwarded-For names
                           when the peer is one of ``trusted_proxies`` (addresses or CIDR networks;
                           none by default): uvicorn's proxy headers are switched on only then
-                          (``cpcs.launcher.http_server_options``), so nobody else can rotate
+                          (``cpcs_system.launcher.http_server_options``), so nobody else can rotate
                           X-Forwarded-For to escape the counters.
 body size                 ``BodyLimitMiddleware``: Content-Length checked before the app runs, then
                           the bytes counted as they arrive; 413 JSON as soon as the limit passes.
@@ -33,7 +33,7 @@ time                      ``TimeLimitMiddleware``: ``request_timeout_s`` (60 s);
                           ``upload_timeout_s`` + ``legacy_wait_s`` (600 + 120 s). 408 if the body
                           is still arriving, else 503 + Retry-After. A handler's thread cannot be
                           stopped: it finishes in the background and its answer is dropped.
-slow clients              uvicorn (``cpcs.launcher.serve``): request line + headers within
+slow clients              uvicorn (``cpcs_system.launcher.serve``): request line + headers within
                           ``http_header_timeout_s`` (20 s, ``header_timeout_protocol``) and at most
                           ``http_max_header_bytes`` (16 KiB); idle keep-alive closed after
                           ``http_keep_alive_s`` (5 s).

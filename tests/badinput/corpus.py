@@ -27,8 +27,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from cpcs.testing.catalogue_files import to_fits_ldac, to_fits_table
-from cpcs.testing.catalogue_simulator import simulate_field, to_sextractor_ascii
+from cpcs.simulation.catalogue_files import to_fits_ldac, to_fits_table
+from cpcs.simulation.catalogue_simulator import simulate_field, to_sextractor_ascii
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG
 
 ALERT = "ivo://Gaia16aye"

@@ -29,8 +29,8 @@ from cpcs.catalogs.importer import import_catalogue_file
 from cpcs.catalogs.tiles import TileStore
 from cpcs.db.models import Alert, CalibrationRequest, Observation, Upload
 from cpcs.settings import Settings
-from cpcs.testing.image_simulator import image_to_fits_bytes, simulate_image
-from cpcs.testing.reference_files import write_reference_tables
+from cpcs.simulation.image_simulator import image_to_fits_bytes, simulate_image
+from cpcs.simulation.reference_files import write_reference_tables
 from tests.badinput.corpus import (
     ALERT,
     BAD_ALERT_NAMES,

@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import JSON, Connection, DateTime, MetaData, Table, insert, inspect, text
 
-from cpcs.cli import main
 from cpcs.db import migrate
 from cpcs.db.engine import make_engine
 from cpcs.db.models import Base
 from cpcs.db.secret_box import KEY_FILE_NAME, SecretKeyError, keys_from_settings, new_key
 from cpcs.settings import Settings
 from cpcs.testing.servers import temporary_postgres_database
+from cpcs_system.cli import main
 
 
 def _upgrade_and_check(url: str) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from cpcs.launcher import SERVICE_NAMES
 from cpcs.settings import Settings
+from cpcs_system.launcher import SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cpcs.launcher import SERVICE_NAMES
 from cpcs.settings import Settings
+from cpcs_system.launcher import SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

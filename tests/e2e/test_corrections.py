@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cpcs.db.models import Observation
-from cpcs.testing.catalogue_simulator import SimulatedField, to_sextractor_ascii
+from cpcs.simulation.catalogue_simulator import SimulatedField, to_sextractor_ascii
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System
 
 ALERT = "ivo://Gaia16aye"

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from cpcs.catalogs.tiles import TileStore
 from cpcs.db.models import Alert, Observation, Observatory, Point, Upload, User
-from cpcs.demo import DEMO_ALERT, remove_demo, seed_demo
+from cpcs_system.demo import DEMO_ALERT, remove_demo, seed_demo
 from tests.conftest import System
 
 

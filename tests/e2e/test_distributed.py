@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from cpcs.testing.catalogue_simulator import SimulatedField, to_sextractor_ascii
-from cpcs.testing.image_simulator import image_to_fits_bytes, simulate_image
+from cpcs.simulation.catalogue_simulator import SimulatedField, to_sextractor_ascii
+from cpcs.simulation.image_simulator import image_to_fits_bytes, simulate_image
+from cpcs.simulation.reference_files import write_reference_tables
 from cpcs.testing.processes import distributed_processes
-from cpcs.testing.reference_files import write_reference_tables
 from cpcs.testing.servers import temporary_postgres_database, temporary_rabbitmq_vhost
 from cpcs_api.outbound.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG

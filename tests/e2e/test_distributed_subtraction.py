@@ -7,11 +7,11 @@ from pathlib import Path
 
 import httpx
 
-from cpcs.testing.image_simulator import image_to_fits_bytes
+from cpcs.simulation.image_simulator import image_to_fits_bytes
+from cpcs.simulation.reference_files import write_reference_tables
+from cpcs.simulation.transient_simulator import simulate_epoch_pair
 from cpcs.testing.processes import distributed_processes
-from cpcs.testing.reference_files import write_reference_tables
 from cpcs.testing.servers import temporary_postgres_database, temporary_rabbitmq_vhost
-from cpcs.testing.transient_simulator import simulate_epoch_pair
 
 
 def test_template_and_difference_across_processes(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from cpcs.catalogs.importer import import_catalogue_file
 from cpcs.catalogs.tiles import TileStore
-from cpcs.testing.image_simulator import SimulatedImage, image_to_fits_bytes, simulate_image
-from cpcs.testing.reference_files import write_reference_tables
+from cpcs.simulation.image_simulator import SimulatedImage, image_to_fits_bytes, simulate_image
+from cpcs.simulation.reference_files import write_reference_tables
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System
 
 

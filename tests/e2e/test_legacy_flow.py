@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cpcs.db.models import Observation, Point, Upload
-from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
+from cpcs.simulation.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System
 
 ALERT = "ivo://Gaia16aye"
@@ -230,7 +230,7 @@ def test_dry_runs_expire(with_field: System, gaia16aye_field: SimulatedField) ->
 
 
 def test_fits_table_and_ldac_uploads(with_field: System, gaia16aye_field: SimulatedField) -> None:
-    from cpcs.testing.catalogue_files import to_fits_ldac, to_fits_table
+    from cpcs.simulation.catalogue_files import to_fits_ldac, to_fits_table
 
     system, field = with_field, gaia16aye_field
     table = to_fits_table(field.ra_deg, field.dec_deg, field.mag, field.magerr)

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from cpcs.db.models import OutboxMessage
-from cpcs.testing.catalogue_simulator import SimulatedField, to_sextractor_ascii
+from cpcs.simulation.catalogue_simulator import SimulatedField, to_sextractor_ascii
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System
 
 ALERT = "ivo://Gaia16aye"

@@ -9,10 +9,10 @@ import signal
 import subprocess
 from pathlib import Path
 
-from cpcs.demo import DEMO_ALERT
-from cpcs.testing.catalogue_simulator import SimulatedField, to_sextractor_ascii
+from cpcs.simulation.catalogue_simulator import SimulatedField, to_sextractor_ascii
+from cpcs.simulation.reference_files import write_reference_tables
 from cpcs.testing.processes import free_port, run_cli, wait_ready
-from cpcs.testing.reference_files import write_reference_tables
+from cpcs_system.demo import DEMO_ALERT
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from cpcs.catalogs.importer import import_catalogue_file
 from cpcs.catalogs.tiles import TileStore
+from cpcs.simulation.reference_files import write_reference_tables
 from cpcs.testing.realdata import detections_as_reference, realdata_file
-from cpcs.testing.reference_files import write_reference_tables
 from tests.conftest import System
 
 FRAME = "sdss_m2/frame-{band}-002583-2-0136.fits.bz2"

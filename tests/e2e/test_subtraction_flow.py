@@ -13,9 +13,9 @@ from astropy.table import Table
 
 from cpcs.catalogs.importer import import_catalogue_file
 from cpcs.catalogs.tiles import TileStore
-from cpcs.testing.image_simulator import image_to_fits_bytes
-from cpcs.testing.reference_files import write_reference_tables
-from cpcs.testing.transient_simulator import EpochPair, simulate_epoch_pair
+from cpcs.simulation.image_simulator import image_to_fits_bytes
+from cpcs.simulation.reference_files import write_reference_tables
+from cpcs.simulation.transient_simulator import EpochPair, simulate_epoch_pair
 from tests.conftest import System
 
 ALERT = "ivo://CPCS-sn-on-host"

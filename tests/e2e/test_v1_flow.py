@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cpcs.testing.catalogue_simulator import SimulatedField, to_sextractor_ascii
+from cpcs.simulation.catalogue_simulator import SimulatedField, to_sextractor_ascii
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 
-from cpcs.testing.catalogue_simulator import SimulatedField, to_sextractor_ascii
+from cpcs.simulation.catalogue_simulator import SimulatedField, to_sextractor_ascii
+from cpcs.simulation.reference_files import write_reference_tables
 from cpcs.testing.processes import distributed_processes
-from cpcs.testing.reference_files import write_reference_tables
 from cpcs.testing.servers import temporary_postgres_database, temporary_rabbitmq_vhost
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG
 

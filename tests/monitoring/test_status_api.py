@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cpcs.testing.catalogue_simulator import SimulatedField, to_sextractor_ascii
+from cpcs.simulation.catalogue_simulator import SimulatedField, to_sextractor_ascii
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System
 
 

@@ -19,7 +19,8 @@ from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.orm import Session
 
 from cpcs.db.models import Calibration, CalibrationRequest, Observation, OutboxMessage, Point
-from cpcs.testing.catalogue_simulator import SimulatedField, to_sextractor_ascii
+from cpcs.simulation.catalogue_simulator import SimulatedField, to_sextractor_ascii
+from cpcs.simulation.reference_files import write_reference_tables
 from cpcs.testing.faults import (
     PostgresCluster,
     RabbitMqNode,
@@ -27,7 +28,6 @@ from cpcs.testing.faults import (
     private_rabbitmq,
 )
 from cpcs.testing.processes import RunningSystem, distributed_processes
-from cpcs.testing.reference_files import write_reference_tables
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG
 
 ALERT = "ivo://Gaia16aye"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cpcs.testing.catalogue_simulator import SimulatedField
+from cpcs.simulation.catalogue_simulator import SimulatedField
 from tests.reliability.harness import (
     Uploader,
     assert_exactly_once,

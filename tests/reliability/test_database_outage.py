@@ -12,7 +12,7 @@ import pytest
 
 from cpcs.messaging.bus import retry_delay
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import SimulatedField
+from cpcs.simulation.catalogue_simulator import SimulatedField
 from cpcs.testing.faults import frozen
 from tests.reliability.harness import (
     ALERT,

@@ -10,8 +10,8 @@ import pytest
 
 from cpcs.messaging.rabbitmq import RabbitMqBus
 from cpcs.settings import Settings
+from cpcs.simulation.catalogue_simulator import SimulatedField
 from cpcs.storage import FileStore
-from cpcs.testing.catalogue_simulator import SimulatedField
 from cpcs.testing.faults import frozen
 from tests.reliability.harness import (
     Uploader,

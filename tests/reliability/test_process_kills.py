@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cpcs.testing.catalogue_simulator import SimulatedField
+from cpcs.simulation.catalogue_simulator import SimulatedField
 from cpcs.testing.faults import frozen, kill_service, restart_service
 from tests.reliability.harness import (
     Stack,

@@ -11,10 +11,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cpcs.db.models import ImageReduction
-from cpcs.testing.catalogue_simulator import SimulatedField
+from cpcs.simulation.catalogue_simulator import SimulatedField
+from cpcs.simulation.image_simulator import image_to_fits_bytes, simulate_image
+from cpcs.simulation.reference_files import write_reference_tables
 from cpcs.testing.faults import frozen, kill_service, restart_service
-from cpcs.testing.image_simulator import image_to_fits_bytes, simulate_image
-from cpcs.testing.reference_files import write_reference_tables
 from tests.reliability.harness import (
     Uploader,
     assert_exactly_once,

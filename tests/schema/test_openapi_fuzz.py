@@ -40,9 +40,9 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 from cpcs.catalogs.importer import import_catalogue_file
 from cpcs.catalogs.tiles import TileStore
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import SimulatedField, to_sextractor_ascii
-from cpcs.testing.image_simulator import image_to_fits_bytes, simulate_image
-from cpcs.testing.reference_files import write_reference_tables
+from cpcs.simulation.catalogue_simulator import SimulatedField, to_sextractor_ascii
+from cpcs.simulation.image_simulator import image_to_fits_bytes, simulate_image
+from cpcs.simulation.reference_files import write_reference_tables
 from cpcs_api.outbound import stop_delivery_worker
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
 

@@ -24,7 +24,7 @@ import pytest
 
 from cpcs.client.tests.live_server import ServerThread
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import simulate_field, to_sextractor_ascii
+from cpcs.simulation.catalogue_simulator import simulate_field, to_sextractor_ascii
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
 
 PACKAGE = "cpcs_sdk"

@@ -111,7 +111,7 @@ def test_a_streamed_body_is_cut_off_at_the_limit(make_system: SystemFactory, pri
 
 
 def test_an_upload_under_the_limit_is_accepted(make_system: SystemFactory, gaia16aye_field: Any) -> None:
-    from cpcs.testing.catalogue_simulator import to_sextractor_ascii
+    from cpcs.simulation.catalogue_simulator import to_sextractor_ascii
 
     field = gaia16aye_field
     catalogue = to_sextractor_ascii(field.ra_deg, field.dec_deg, field.mag, field.magerr).encode()

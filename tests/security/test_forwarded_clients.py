@@ -7,8 +7,8 @@ import pytest
 from pydantic import ValidationError
 
 from cpcs.auth import new_token
-from cpcs.launcher import http_server_options
 from cpcs.settings import Settings
+from cpcs_system.launcher import http_server_options
 from tests.security.conftest import LiveServer, SystemFactory, bearer
 
 

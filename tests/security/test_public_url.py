@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from cpcs.settings import Settings, origin_of
-from cpcs.testing.catalogue_simulator import simulate_field, to_sextractor_ascii
+from cpcs.simulation.catalogue_simulator import simulate_field, to_sextractor_ascii
 from tests.badinput.corpus import good_catalogue
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG
 from tests.security.conftest import ALERT, SystemFactory, add_alert, bearer

@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from cpcs.cli import main
 from cpcs.context import Context
 from cpcs.db import migrate
 from cpcs.db.delivery_models import WebhookSubscription
@@ -27,6 +26,7 @@ from cpcs.db.stored_secrets import unreadable_secrets
 from cpcs.domain.accounts import add_user
 from cpcs.settings import Settings
 from cpcs.testing.servers import temporary_postgres_database
+from cpcs_system.cli import main
 
 
 def test_an_sqlite_data_folder_gets_one_private_key_and_the_log_says_so(

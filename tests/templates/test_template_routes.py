@@ -11,8 +11,8 @@ from astropy.io import fits
 
 from cpcs.domain.instruments import add_instrument
 from cpcs.science.imaging.header import standardise_header
-from cpcs.testing.image_simulator import SimulatedImage, image_to_fits_bytes
-from cpcs.testing.transient_simulator import simulate_epoch_pair
+from cpcs.simulation.image_simulator import SimulatedImage, image_to_fits_bytes
+from cpcs.simulation.transient_simulator import simulate_epoch_pair
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System
 
 

@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
+from cpcs.simulation.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
 
 ALERT = "ivo://Gaia16aye"

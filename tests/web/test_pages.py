@@ -20,9 +20,9 @@ import pytest
 from cpcs.catalogs.importer import import_catalogue_file
 from cpcs.catalogs.tiles import TileStore
 from cpcs.domain import alerts as alert_store
-from cpcs.testing.catalogue_simulator import SimulatedField
-from cpcs.testing.image_simulator import image_to_fits_bytes, simulate_image
-from cpcs.testing.reference_files import write_reference_tables
+from cpcs.simulation.catalogue_simulator import SimulatedField
+from cpcs.simulation.image_simulator import image_to_fits_bytes, simulate_image
+from cpcs.simulation.reference_files import write_reference_tables
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System
 from tests.web.conftest import ALERT, ARTIFACTS, WebData, auth, catalogue_bytes, wait_for
 

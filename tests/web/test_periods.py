@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import simulate_field
+from cpcs.simulation.catalogue_simulator import simulate_field
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
 from tests.web.conftest import LiveServer, auth, catalogue_bytes, wait_for
 from tests.web.test_pages import console_errors, open_page, screenshot

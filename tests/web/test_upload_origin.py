@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import simulate_field
+from cpcs.simulation.catalogue_simulator import simulate_field
 from cpcs.testing.processes import free_port
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
 from tests.web.conftest import ALERT, LiveServer, auth, catalogue_bytes

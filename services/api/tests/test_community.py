@@ -24,7 +24,7 @@ from starlette.routing import Route
 from cpcs.lightcurve.aavso import FIELDS, check_aavso_report
 from cpcs.lightcurve.tns import check_tns_report
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import simulate_field
+from cpcs.simulation.catalogue_simulator import simulate_field
 from cpcs.testing.local_http import LocalServer
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
 

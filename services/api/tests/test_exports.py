@@ -21,7 +21,7 @@ from astropy.io import ascii as astropy_ascii
 from astropy.table import Table
 
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import simulate_field, to_sextractor_ascii
+from cpcs.simulation.catalogue_simulator import simulate_field, to_sextractor_ascii
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
 
 ALERT = "ivo://Gaia16aye"

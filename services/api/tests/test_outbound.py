@@ -53,7 +53,7 @@ from cpcs.messaging.bus import Envelope
 from cpcs.schemas import PointOut
 from cpcs.science.bands import export_band
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
+from cpcs.simulation.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
 from cpcs.testing.local_http import LocalServer
 from cpcs.testing.servers import temporary_postgres_database
 from cpcs_api.outbound import Outbound, OutboundSettings, outbound_for

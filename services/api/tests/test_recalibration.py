@@ -20,7 +20,7 @@ from cpcs.domain.alerts import create_alert
 from cpcs.domain.recalibration import RecalibrationOptions, recalibrate_observation
 from cpcs.errors import ConflictError
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
+from cpcs.simulation.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
 
 ALERT = "ivo://Gaia16aye"

@@ -23,8 +23,8 @@ from cpcs.domain.alerts import create_alert, get_alert
 from cpcs.messages import CalibrationParamsV1, FieldRequestedV1, encode
 from cpcs.messaging.bus import Envelope
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import simulate_field, to_sextractor_ascii
-from cpcs.testing.reference_files import write_reference_tables
+from cpcs.simulation.catalogue_simulator import simulate_field, to_sextractor_ascii
+from cpcs.simulation.reference_files import write_reference_tables
 from cpcs_calibrate.worker import QUEUE, CalibrateWorker
 from cpcs_ingest.service import IngestService, Upload
 

@@ -21,7 +21,7 @@ import httpx
 
 from cpcs.db.secret_box import new_key
 
-CLI = [sys.executable, "-m", "cpcs.cli"]
+CLI = [sys.executable, "-m", "cpcs_system.cli"]
 
 
 def _ephemeral_range() -> tuple[int, int]:

@@ -9,7 +9,7 @@ import pytest
 
 from cpcs.client.tests.live_server import ALERT, LiveSystem, ServerThread
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field
+from cpcs.simulation.catalogue_simulator import SimulatedField, simulate_field
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, start_system
 
 

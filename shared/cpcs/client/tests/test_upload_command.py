@@ -16,7 +16,6 @@ from astropy.io import fits
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from cpcs.cli import main
 from cpcs.client.tests.live_server import ALERT, LiveSystem
 from cpcs.client.uploader import (
     CpcsUploader,
@@ -30,8 +29,9 @@ from cpcs.client.uploader import (
     sibling_image,
 )
 from cpcs.db.models import Observation
-from cpcs.testing.catalogue_files import to_fits_ldac, to_fits_table
-from cpcs.testing.catalogue_simulator import SimulatedField, to_sextractor_ascii
+from cpcs.simulation.catalogue_files import to_fits_ldac, to_fits_table
+from cpcs.simulation.catalogue_simulator import SimulatedField, to_sextractor_ascii
+from cpcs_system.cli import main
 
 DATE_OBS = "2016-12-15T19:40:00"  # MJD 57737.819444...
 START_MJD = 57737.0 + (19 * 3600 + 40 * 60) / 86400

@@ -25,9 +25,9 @@ from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.science.field_calibration import FieldCalibration, calibrate_field
 from cpcs.science.image_reduction import reduce_image
 from cpcs.science.imaging.header import standardise_header
-from cpcs.testing import APASS_LIKE, GAIA_G_ONLY, SURVEYS, reference_from_truth, simulate_field
-from cpcs.testing.catalogue_simulator import SimulatedField, SurveyModel
-from cpcs.testing.image_simulator import GAIA_SURVEY, SimulatedImage, simulate_image
+from cpcs.simulation import APASS_LIKE, GAIA_G_ONLY, SURVEYS, reference_from_truth, simulate_field
+from cpcs.simulation.catalogue_simulator import SimulatedField, SurveyModel
+from cpcs.simulation.image_simulator import GAIA_SURVEY, SimulatedImage, simulate_image
 
 RA, DEC = 210.0, -12.0
 _MODELS: dict[str, SurveyModel] = {m.name: m for m in (*SURVEYS, APASS_LIKE)}

@@ -8,7 +8,7 @@ import pytest
 from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.science.calibration_diagnostics import diagnose_calibration
 from cpcs.science.field_calibration import calibrate_field
-from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field
+from cpcs.simulation.catalogue_simulator import SimulatedField, simulate_field
 
 RA, DEC = 210.0, -12.0
 

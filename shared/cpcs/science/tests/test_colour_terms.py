@@ -13,7 +13,7 @@ from cpcs.science.colour_terms import learn_colour_term
 from cpcs.science.field_calibration import calibrate_field
 from cpcs.science.target import calibrate_target
 from cpcs.science.zeropoint import ZeroPointFit, fit_zero_point
-from cpcs.testing import SimulatedField, match_field, simulate_field
+from cpcs.simulation import SimulatedField, match_field, simulate_field
 
 TRUE_COLOUR_TERM = 0.12  # instrument against PS1 r, on g - r
 STAR_MAG, STAR_COLOUR = 15.0, 1.3  # a constant, red comparison star (its colour from the catalogue)

@@ -11,7 +11,7 @@ from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
 
 from cpcs.science.crossmatch import match_catalogues, nearest_source, tangent_plane_offsets
-from cpcs.testing import simulate_field
+from cpcs.simulation import simulate_field
 
 
 def test_matches_recover_true_pairs_one_to_one() -> None:

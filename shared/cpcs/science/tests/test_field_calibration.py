@@ -9,7 +9,7 @@ from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.errors import CalibrationFailed
 from cpcs.science.bands import band_family
 from cpcs.science.field_calibration import _in_family, calibrate_field
-from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field
+from cpcs.simulation.catalogue_simulator import SimulatedField, simulate_field
 
 RA, DEC = 210.0, -12.0
 

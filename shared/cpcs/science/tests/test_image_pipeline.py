@@ -8,7 +8,7 @@ import pytest
 from cpcs.science.field_calibration import calibrate_field
 from cpcs.science.image_reduction import reduce_image
 from cpcs.science.imaging.header import standardise_header
-from cpcs.testing.image_simulator import SimulatedImage, simulate_image
+from cpcs.simulation.image_simulator import SimulatedImage, simulate_image
 
 
 def _reduce_and_calibrate(image: SimulatedImage, **calibration: object):  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ from cpcs.science.imaging.background import (
 )
 from cpcs.science.imaging.header import standardise_header
 from cpcs.science.imaging.photometry import SourceFlag
-from cpcs.testing.image_simulator import SimulatedImage, simulate_image
+from cpcs.simulation.image_simulator import SimulatedImage, simulate_image
 
 PIXEL_SCALE = 0.6  # the simulator's default, arcsec/px
 

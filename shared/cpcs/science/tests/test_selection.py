@@ -18,7 +18,7 @@ from cpcs.science.selection import (
 )
 from cpcs.science.target import DEFAULT_COLOUR_ERR_MAG, UNFITTED_COLOUR_TERM, calibration_budget
 from cpcs.science.zeropoint import ZeroPointFit, fit_zero_point
-from cpcs.testing import match_field, simulate_field
+from cpcs.simulation import match_field, simulate_field
 
 
 def _synthetic_fit(

@@ -7,7 +7,7 @@ from astropy.io import ascii as astropy_ascii
 from scipy.stats import spearmanr
 
 from cpcs.science.crossmatch import tangent_plane_offsets
-from cpcs.testing import SURVEYS, simulate_field
+from cpcs.simulation import SURVEYS, simulate_field
 
 
 def test_same_seed_same_field() -> None:

@@ -17,7 +17,7 @@ from cpcs.science.target import (
     upper_limit,
 )
 from cpcs.science.zeropoint import ZeroPointFit, fit_zero_point
-from cpcs.testing import SimulatedField, match_field, simulate_field
+from cpcs.simulation import SimulatedField, match_field, simulate_field
 
 
 def _calibrate_field(field: SimulatedField) -> ZeroPointFit:

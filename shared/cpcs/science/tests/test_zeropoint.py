@@ -9,7 +9,7 @@ import pytest
 
 from cpcs.errors import CalibrationFailed
 from cpcs.science.zeropoint import ZeroPointFit, fit_zero_point, spatial_terms
-from cpcs.testing import MatchedPhotometry, match_field, simulate_field
+from cpcs.simulation import MatchedPhotometry, match_field, simulate_field
 
 
 def _fit(matched: MatchedPhotometry, **options: object) -> ZeroPointFit:

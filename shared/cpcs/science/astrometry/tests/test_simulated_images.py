@@ -1,6 +1,6 @@
 """End to end on simulated CCD images: sep detections, Gaia references moved to the image epoch.
 
-The image simulator (:mod:`cpcs.testing.image_simulator`) renders stars with a Moffat PSF, noise,
+The image simulator (:mod:`cpcs.simulation.image_simulator`) renders stars with a Moffat PSF, noise,
 cosmic rays and hot pixels through a true TAN-SIP WCS, writes a header WCS that is off (or only a
 pointing and a pixel scale), and gives Gaia references at epoch 2016.0 with proper motions. Sources
 come from ``sep`` (background, 3-sigma extraction, windowed centroids), as a simple stand-in for the
@@ -19,7 +19,7 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 
 from cpcs.science.astrometry import propagate_gaia, solve_astrometry
-from cpcs.testing import image_simulator
+from cpcs.simulation import image_simulator
 
 
 def _detect(image: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from cpcs.science.imaging import (
     pixel_mask_bits,
     standardise_header,
 )
-from cpcs.testing.image_simulator import simulate_image
+from cpcs.simulation.image_simulator import simulate_image
 
 
 def run(sim, *, verbose: bool = True, psf_neighbours: int = 300) -> dict[str, float]:

@@ -19,7 +19,7 @@ from cpcs.science.imaging.background import (
 from cpcs.science.imaging.bayer import bayer_pattern_from_cards, green_plane
 from cpcs.science.imaging.detection import detect_sources
 from cpcs.science.imaging.header import estimate_saturation_level
-from cpcs.testing.image_simulator import simulate_image
+from cpcs.simulation.image_simulator import simulate_image
 
 PIXEL_SCALE = 0.6  # the simulator's default, arcsec/px
 

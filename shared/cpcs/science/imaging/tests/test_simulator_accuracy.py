@@ -1,4 +1,4 @@
-"""Acceptance figures on frames of cpcs.testing.image_simulator (explicit tolerances).
+"""Acceptance figures on frames of cpcs.simulation.image_simulator (explicit tolerances).
 
 * bright isolated target within 0.01 mag of the truth, differentially (zero point from the stars'
   aperture magnitudes against their true instrumental magnitudes);
@@ -32,7 +32,7 @@ from cpcs.science.imaging import (
     psf_photometry,
     standardise_header,
 )
-from cpcs.testing import image_simulator as sim_module
+from cpcs.simulation import image_simulator as sim_module
 
 
 @dataclass

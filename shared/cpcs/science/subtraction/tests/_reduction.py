@@ -17,7 +17,7 @@ from cpcs.science.imaging import (
     pixel_mask_bits,
 )
 from cpcs.science.imaging.psf import PsfModel
-from cpcs.testing.image_simulator import SimulatedImage
+from cpcs.simulation.image_simulator import SimulatedImage
 
 
 @dataclass(frozen=True, eq=False)

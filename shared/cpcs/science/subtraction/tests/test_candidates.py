@@ -6,7 +6,11 @@ import numpy as np
 
 from cpcs.science.subtraction import align_template, find_candidates, subtract_template
 from cpcs.science.subtraction.tests._reduction import reduce_frame
-from cpcs.testing.transient_simulator import add_point_sources, point_source_flux_for_snr, simulate_epoch_pair
+from cpcs.simulation.transient_simulator import (
+    add_point_sources,
+    point_source_flux_for_snr,
+    simulate_epoch_pair,
+)
 
 _N_INJECTED = 120
 

@@ -11,7 +11,7 @@ from astropy.wcs import WCS
 from cpcs.science.subtraction import align_template, difference_photometry, subtract_template
 from cpcs.science.subtraction.align import pixel_mapping
 from cpcs.science.subtraction.tests._reduction import reduce_frame
-from cpcs.testing.transient_simulator import simulate_epoch_pair
+from cpcs.simulation.transient_simulator import simulate_epoch_pair
 
 
 def _tan(crval: tuple[float, float], scale_deg: float, rotation_deg: float, shape: tuple[int, int]) -> WCS:

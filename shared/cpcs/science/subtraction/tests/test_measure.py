@@ -9,7 +9,7 @@ import pytest
 from astropy.wcs import WCS
 
 from cpcs.science.subtraction.measure import SubtractionImpossible, measure_difference
-from cpcs.testing.transient_simulator import EpochPair, simulate_epoch_pair
+from cpcs.simulation.transient_simulator import EpochPair, simulate_epoch_pair
 
 
 @pytest.fixture(scope="module")

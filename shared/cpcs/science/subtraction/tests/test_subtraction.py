@@ -16,7 +16,7 @@ from cpcs.science.subtraction import (
     subtract_template,
 )
 from cpcs.science.subtraction.tests._reduction import Reduced, reduce_frame
-from cpcs.testing.transient_simulator import EpochPair, simulate_epoch_pair
+from cpcs.simulation.transient_simulator import EpochPair, simulate_epoch_pair
 
 
 @dataclass(frozen=True, eq=False)

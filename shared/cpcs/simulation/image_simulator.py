@@ -1,6 +1,6 @@
 """Simulated calibrated CCD images with known truth, for the image pipeline's tests, benchmarks and demo.
 
-The sky is the star population of :mod:`cpcs.testing.catalogue_simulator` (number counts
+The sky is the star population of :mod:`cpcs.simulation.catalogue_simulator` (number counts
 ``dN/dm ~ 10**(0.3 m)``, two-population ``g - r`` colours, the same PS1 and GaiaSP band relations,
 error model, gaps and outliers) seen through a simulated camera:
 
@@ -18,7 +18,7 @@ error model, gaps and outliers) seen through a simulated camera:
   :func:`cpcs.science.zeropoint.fit_zero_point`).
 * **Point spread function.** Moffat, index ``moffat_beta``, FWHM ``fwhm_arcsec`` at the centre growing
   to ``(1 + fwhm_variation)`` times that in the corners (quadratically with radius), integrated over
-  the pixels (:mod:`cpcs.testing._psf_render`). Each star is drawn in a stamp large enough that the
+  the pixels (:mod:`cpcs.simulation._psf_render`). Each star is drawn in a stamp large enough that the
   flux left out is at most ``max(1e-4 F, 0.1 sigma_pix)`` (electrons; the stamp is at least 5 FWHM in
   half-size, so apertures and sky annuli within 5 FWHM see the exact profile); ``stars["rendered_fraction"]``
   is the fraction of each star's flux actually in the frame.
@@ -85,7 +85,7 @@ from scipy.optimize import brentq
 
 from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.science.crossmatch import tangent_plane_offsets
-from cpcs.testing._psf_render import (
+from cpcs.simulation._psf_render import (
     moffat_alpha,
     moffat_fraction_outside,
     psf_snr,
@@ -93,7 +93,7 @@ from cpcs.testing._psf_render import (
     render_stars,
     stamp_half_size,
 )
-from cpcs.testing.catalogue_simulator import (
+from cpcs.simulation.catalogue_simulator import (
     SURVEYS,
     BandRelation,
     BandTruth,
@@ -832,7 +832,7 @@ def _observatory_header(
     header["BUNIT"] = "ADU"
     if wcs_cards is not None:
         header.update(wcs_cards)
-    header["COMMENT"] = "Simulated image (cpcs.testing.image_simulator)"
+    header["COMMENT"] = "Simulated image (cpcs.simulation.image_simulator)"
     return header
 
 

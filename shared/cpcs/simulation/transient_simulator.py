@@ -1,6 +1,6 @@
 """Galaxies hosting transients, and templates of the same field at another epoch (simulator).
 
-Built on :func:`cpcs.testing.image_simulator.simulate_image`:
+Built on :func:`cpcs.simulation.image_simulator.simulate_image`:
 
 * **Galaxies** are Sérsic profiles (:class:`astropy.modeling.models.Sersic2D`, truncated at
   ``truncation_reff`` effective radii in elliptical radius, so the same sky shape is cut in every
@@ -32,8 +32,8 @@ from numpy.typing import NDArray
 from scipy.signal import fftconvolve
 from scipy.special import gammainc
 
-from cpcs.testing._psf_render import moffat_alpha, psf_snr, render_stars
-from cpcs.testing.image_simulator import SimulatedImage, simulate_image
+from cpcs.simulation._psf_render import moffat_alpha, psf_snr, render_stars
+from cpcs.simulation.image_simulator import SimulatedImage, simulate_image
 
 __all__ = [
     "EpochPair",
@@ -314,7 +314,7 @@ def simulate_epoch_pair(
     transient_colour : float
         g - r of the transient.
     star_density, n_cosmics, n_hot_pixels
-        As :func:`~cpcs.testing.image_simulator.simulate_image` (both frames).
+        As :func:`~cpcs.simulation.image_simulator.simulate_image` (both frames).
     """
     common = {
         "shape": shape,

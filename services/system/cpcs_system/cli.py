@@ -41,7 +41,7 @@ def up() -> None:
     from cpcs.bootstrap import bootstrap_admin
     from cpcs.context import Context
     from cpcs.db import migrate
-    from cpcs.launcher import assemble_embedded, serve
+    from cpcs_system.launcher import assemble_embedded, serve
 
     settings = _settings()
     _prepare(settings, "cpcs")
@@ -62,7 +62,7 @@ def up() -> None:
         click.echo("An admin was created for this empty data folder. Its token, shown only this once:")
         click.echo(f"    {token}")
         if settings.demo:
-            from cpcs.demo import DEMO_ALERT, seed_demo
+            from cpcs_system.demo import DEMO_ALERT, seed_demo
 
             queued = seed_demo(context, settings.data_dir / "demo")
             click.echo(f"  Demo: {DEMO_ALERT} with {queued} simulated uploads (remove: cpcs demo remove)")
@@ -84,7 +84,7 @@ def service() -> None:
 def service_run(name: str) -> None:
     """Run service NAME (HTTP services listen on CPCS_HOST:CPCS_PORT)."""
     from cpcs.context import Context
-    from cpcs.launcher import assemble_service, serve
+    from cpcs_system.launcher import assemble_service, serve
 
     settings = _settings()
     _prepare(settings, name)
@@ -332,7 +332,7 @@ def demo() -> None:
 def demo_remove() -> None:
     """Delete the demo alert, its observers, uploads and simulated catalogues."""
     from cpcs.context import Context
-    from cpcs.demo import remove_demo
+    from cpcs_system.demo import remove_demo
 
     context = Context(_settings())
     removed = remove_demo(context)
@@ -346,7 +346,7 @@ def demo_remove() -> None:
 def demo_add() -> None:
     """Seed the demo again (the server calibrates it when it next runs)."""
     from cpcs.context import Context
-    from cpcs.demo import DEMO_ALERT, is_seeded, seed_demo
+    from cpcs_system.demo import DEMO_ALERT, is_seeded, seed_demo
 
     settings = _settings()
     context = Context(settings)

@@ -34,8 +34,8 @@ from cpcs.db.models import (
 from cpcs.domain.accounts import add_user, authenticate
 from cpcs.domain.alerts import create_alert
 from cpcs.messages import CalibrationParamsV1
-from cpcs.testing.catalogue_simulator import simulate_field, to_sextractor_ascii
-from cpcs.testing.reference_files import write_reference_tables
+from cpcs.simulation.catalogue_simulator import simulate_field, to_sextractor_ascii
+from cpcs.simulation.reference_files import write_reference_tables
 
 log = logging.getLogger(__name__)
 

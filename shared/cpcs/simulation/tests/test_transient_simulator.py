@@ -7,8 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from cpcs.testing.image_simulator import SimulatedImage, simulate_image
-from cpcs.testing.transient_simulator import Galaxy, add_point_sources, galaxy_model_adu, simulate_epoch_pair
+from cpcs.simulation.image_simulator import SimulatedImage, simulate_image
+from cpcs.simulation.transient_simulator import (
+    Galaxy,
+    add_point_sources,
+    galaxy_model_adu,
+    simulate_epoch_pair,
+)
 
 
 def _frame(*, keep_model: bool = False) -> SimulatedImage:

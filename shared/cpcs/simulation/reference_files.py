@@ -11,7 +11,7 @@ from astropy.table import Table
 
 from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.catalogs.surveys import find_survey
-from cpcs.testing.catalogue_simulator import SimulatedField
+from cpcs.simulation.catalogue_simulator import SimulatedField
 
 
 class _SimulatedReference(Protocol):

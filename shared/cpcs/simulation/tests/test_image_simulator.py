@@ -19,8 +19,8 @@ from photutils.aperture import CircularAperture, aperture_photometry
 from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.science.crossmatch import tangent_plane_offsets
 from cpcs.science.imaging.header import standardise_header
-from cpcs.testing._psf_render import moffat_alpha, psf_stamps, render_stars, stamp_half_size
-from cpcs.testing.image_simulator import SimulatedImage, image_to_fits_bytes, simulate_image
+from cpcs.simulation._psf_render import moffat_alpha, psf_stamps, render_stars, stamp_half_size
+from cpcs.simulation.image_simulator import SimulatedImage, image_to_fits_bytes, simulate_image
 
 SMALL = (512, 512)
 
