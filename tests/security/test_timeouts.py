@@ -11,10 +11,10 @@ from typing import Any, cast
 
 import pytest
 
-from cpcs import launcher
 from cpcs.security import header_timeout_protocol
 from cpcs.settings import Settings
 from cpcs.web import CpcsApp
+from cpcs_system import launcher
 from tests.security.conftest import LiveServer, SystemFactory, read_response
 
 

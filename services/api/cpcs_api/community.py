@@ -23,18 +23,17 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cpcs import __version__
-from cpcs.db.models import Point, User
+from cpcs.db.models import User
 from cpcs.domain import accounts as account_store
 from cpcs.domain import alerts as alert_store
 from cpcs.domain.consent import may_share, set_sharing
-from cpcs.domain.points import calibration_view, light_curve_points
+from cpcs.domain.points import light_curve_for_export
 from cpcs.errors import ConflictError, CpcsError, InputError, PermissionDeniedError
 from cpcs.lightcurve.aavso import aavso_report, valid_obscode
-from cpcs.lightcurve.exports import ExportRow, PointDetails, export_rows, skyportal_obj_id
+from cpcs.lightcurve.exports import ExportRow, export_rows, skyportal_obj_id
 from cpcs.lightcurve.tns import TnsBot, tns_marker, tns_report
 from cpcs.schemas import UNREADABLE_BODY_RESPONSE, RecordId, UserOut
 from cpcs.settings import Settings
@@ -65,19 +64,7 @@ def alert_rows(
     """The export rows of an alert's visible points (only ``user_id``'s when given; only those whose
     observer lets them go to ``destination`` when given)."""
     alert_store.get_alert(session, alert_id)
-    query = select(Point).where(Point.alert_id == alert_id, Point.deleted_at.is_(None))
-    rows = session.scalars(query).all()
-    details = {
-        row.id: PointDetails(row.observation.filter_declared, calibration_view(row.calibration))
-        for row in rows
-    }
-    owners = {row.id: row.observation.user_id for row in rows}
-    allowed = {row.id for row in rows if destination is None or may_share(row.observation.user, destination)}
-    points = [
-        p
-        for p in light_curve_points(session, alert_id)
-        if (user_id is None or owners.get(p.id) == user_id) and p.id in allowed
-    ]
+    points, details = light_curve_for_export(session, alert_id, user_id=user_id, destination=destination)
     return export_rows(points, details, base_url=base_url)
 
 

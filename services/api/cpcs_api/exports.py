@@ -18,13 +18,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
-from cpcs.db.models import Point
 from cpcs.domain import alerts as alert_store
-from cpcs.domain.points import calibration_view, light_curve_points
+from cpcs.domain.points import light_curve_for_export
 from cpcs.errors import InputError
-from cpcs.lightcurve.exports import FORMATS, PointDetails, SkyPortalOptions, render
+from cpcs.lightcurve.exports import FORMATS, SkyPortalOptions, render
 from cpcs.schemas import RecordId
 from cpcs.science.bands import (
     STANDARD_BANDS,
@@ -80,6 +78,33 @@ def _standard_out(name: str) -> StandardBandOut:
     )
 
 
+def _survey_band_out(survey: str, band: str) -> SurveyBandOut:
+    named = export_band(survey, band)
+    return SurveyBandOut(
+        survey=named.survey,
+        band=named.band,
+        sncosmo=named.sncosmo,
+        system=named.system,
+        magsys=named.magsys,
+        label=named.label,
+    )
+
+
+def _skyportal_options(
+    fmt: str, instrument_id: int | None, obj_id: str | None, origin: str, group_ids: list[int] | None
+) -> SkyPortalOptions | None:
+    """The SkyPortal formats' options (they need the destination's instrument); none for the others."""
+    if not fmt.startswith("skyportal"):
+        return None
+    if instrument_id is None:
+        raise InputError(
+            "SkyPortal exports need instrument_id, the id of the instrument in the destination "
+            "SkyPortal (its filters must include the exported sncosmo bandpasses).",
+            code="missing_instrument_id",
+        )
+    return SkyPortalOptions(instrument_id, obj_id, origin, group_ids)
+
+
 def router() -> APIRouter:
     api = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 
@@ -127,30 +152,14 @@ def router() -> APIRouter:
         if format == "aavso":
             return community.aavso_export(session, alert_id, user, context.settings.public_base_url)
         alert = alert_store.alert_view(session, alert_store.get_alert(session, alert_id))
-        points = light_curve_points(session, alert_id)
-        rows = session.scalars(
-            select(Point).where(Point.alert_id == alert_id, Point.deleted_at.is_(None))
-        ).all()
-        details = {
-            row.id: PointDetails(row.observation.filter_declared, calibration_view(row.calibration))
-            for row in rows
-        }
-        skyportal = None
-        if format.startswith("skyportal"):
-            if instrument_id is None:
-                raise InputError(
-                    "SkyPortal exports need instrument_id, the id of the instrument in the destination "
-                    "SkyPortal (its filters must include the exported sncosmo bandpasses).",
-                    code="missing_instrument_id",
-                )
-            skyportal = SkyPortalOptions(instrument_id, obj_id, origin, group_ids)
+        points, details = light_curve_for_export(session, alert_id)
         rendered = render(
             format,
             alert,
             points,
             details,
             base_url=context.settings.public_base_url,
-            skyportal=skyportal,
+            skyportal=_skyportal_options(format, instrument_id, obj_id, origin, group_ids),
         )
         disposition = f'attachment; filename="{rendered.filename}"'
         return Response(
@@ -171,22 +180,9 @@ def router() -> APIRouter:
         resolved = standard_band(name) if name else None
         if name and resolved is None:
             raise InputError(f"Unknown filter name {name!r}.", code="unknown_filter")
-        survey_bands = []
-        for survey, band in SURVEY_BANDPASSES:
-            named = export_band(survey, band)
-            survey_bands.append(
-                SurveyBandOut(
-                    survey=named.survey,
-                    band=named.band,
-                    sncosmo=named.sncosmo,
-                    system=named.system,
-                    magsys=named.magsys,
-                    label=named.label,
-                )
-            )
         return FilterRegistryOut(
             standard_bands=[_standard_out(b) for b in STANDARD_BANDS],
-            survey_bands=survey_bands,
+            survey_bands=[_survey_band_out(survey, band) for survey, band in SURVEY_BANDPASSES],
             aliases=filter_aliases(),
             resolved=_standard_out(resolved.name) if resolved is not None else None,
         )

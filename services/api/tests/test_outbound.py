@@ -13,6 +13,7 @@ HMAC signature. Both listen on 127.0.0.1 only; nothing here leaves the machine.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -50,7 +51,7 @@ from cpcs.lightcurve.exports import (
 )
 from cpcs.messages import PointCalibratedV1, PointDeletedV1, encode
 from cpcs.messaging.bus import Envelope
-from cpcs.schemas import PointOut
+from cpcs.schemas import CalibrationOut, PointOut, as_utc
 from cpcs.science.bands import export_band
 from cpcs.settings import Settings
 from cpcs.simulation.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
@@ -58,7 +59,6 @@ from cpcs.testing.local_http import LocalServer
 from cpcs.testing.servers import temporary_postgres_database
 from cpcs_api.outbound import Outbound, OutboundSettings, outbound_for
 from cpcs_api.outbound.dispatcher import MAX_REMOTE_ERROR_CHARS, DeliveryWorker, remote_error_summary
-from cpcs_api.outbound.facts import PointFacts, as_utc
 from cpcs_api.outbound.routes import UNREADABLE_TOKEN_HINT
 from cpcs_api.outbound.skyportal import (
     NotSendable,
@@ -1127,21 +1127,6 @@ def test_every_band_of_the_known_surveys_has_its_sncosmo_name() -> None:
     assert skyportal_obj_id("ivo://Gaia16aye") == "Gaia16aye" and skyportal_obj_id("ZTF21abc") == "ZTF21abc"
 
 
-def _facts(**changes: Any) -> PointFacts:
-    base: dict[str, Any] = dict(
-        point_id=1, observation_id=2, alert_id=3, alert_name="ivo://Gaia16aye", alert_ra_deg=1.0,
-        alert_dec_deg=2.0, observer_id=4, observer="O", observatory="Obs", mjd=60000.5,
-        filter_declared="V", survey="APASS", band="V", mag=15.0, magerr=0.01, caliberr=0.02,
-        mag_err_total=0.0224, is_upper_limit=False, limit_mag=None, flux_ujy=None, flux_err_ujy=None,
-        calibration_id=5, calibration_version=1, calibration_mode="AUTO", pipeline_version="0.1",
-        catalogue_release=None, colour_index="B-V", zp=25.0, zp_err=0.01, colour_term=0.1,
-        colour_term_err=0.01, scatter=0.03, n_stars=80, outlier_fraction=0.02,
-        calibrated_at=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
-    )  # fmt: skip
-    base.update(changes)
-    return PointFacts(**base)
-
-
 def _row(declared: str | None = "V", **changes: Any) -> ExportRow:
     """A point as the exports (and so the SkyPortal delivery) see it."""
     base: dict[str, Any] = dict(
@@ -1153,6 +1138,23 @@ def _row(declared: str | None = "V", **changes: Any) -> ExportRow:
     base.update(changes)
     [row] = export_rows([PointOut(**base)], {1: PointDetails(declared)})
     return row
+
+
+def _calibrated_row(**calibration: Any) -> ExportRow:
+    """An export row with its calibration and the webhook-only facts, as the dispatcher builds it."""
+    facts: dict[str, Any] = dict(
+        id=5, observation_id=2, version=1, pipeline_version="0.1", mode="AUTO", catalogue_release=None,
+        colour_index="B-V", zp=25.0, zp_err=0.01, colour_term=0.1, colour_term_err=0.01, scatter=0.03,
+        n_stars=80, outlier_fraction=0.02, created_at=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+    )  # fmt: skip
+    facts.update(calibration)
+    return dataclasses.replace(
+        _row(),
+        calibration=CalibrationOut.model_construct(**facts),
+        observer_id=4,
+        alert_ra_deg=1.0,
+        alert_dec_deg=2.0,
+    )
 
 
 def test_a_detection_without_a_computed_limit_gets_an_estimated_one() -> None:
@@ -1476,16 +1478,25 @@ def test_update_bodies_answers_and_events_follow_skyportal_and_the_webhook_contr
     assert not already_deleted(400, "Unauthorized") and not already_deleted(500, "Invalid Photometry id: 12")
 
     created = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
-    updated = webhook_payload(_facts(), delivery_id=9, created_at=created, event="point.updated")
+    updated = webhook_payload(_calibrated_row(), delivery_id=9, created_at=created, event="point.updated")
     assert updated["event"] == "point.updated" and "deleted_at" not in updated["point"]
+    assert updated["point"]["alert"] == {"id": 3, "name": "ivo://Gaia16aye", "ra_deg": 1.0, "dec_deg": 2.0}
+    assert updated["point"]["observer"] == {"id": 4, "name": "O", "observatory": "Obs"}
+    assert updated["point"]["filter"]["sncosmo"] == "bessellv"
+    assert updated["point"]["calibration"]["created_at"] == "2024-01-01T00:00:00+00:00"
+    assert updated["point"]["calibration"]["url"] == "/api/v1/observations/2/calibrations"
+    unfitted = webhook_payload(_calibrated_row(zp=float("nan")), delivery_id=9, created_at=created)
+    assert unfitted["point"]["calibration"]["zp"] is None  # JSON has no NaN
     gone = webhook_payload(
-        _facts(), delivery_id=9, created_at=created, event="point.deleted", deleted_at=created
+        _calibrated_row(), delivery_id=9, created_at=created, event="point.deleted", deleted_at=created
     )
     assert gone["point"]["deleted_at"] == "2024-01-02T00:00:00+00:00"
     with pytest.raises(ValueError):
-        webhook_payload(_facts(), delivery_id=9, created_at=created, event="point.deleted")
+        webhook_payload(_calibrated_row(), delivery_id=9, created_at=created, event="point.deleted")
     with pytest.raises(ValueError):
-        webhook_payload(_facts(), delivery_id=9, created_at=created, event="point.moved")
+        webhook_payload(_calibrated_row(), delivery_id=9, created_at=created, event="point.moved")
+    with pytest.raises(ValueError):
+        webhook_payload(_row(), delivery_id=9, created_at=created)  # no calibration
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session
 
 from cpcs.db.models import Calibration, Observation, Point, User, utcnow
 from cpcs.db.outbox import add_to_outbox
+from cpcs.domain.consent import may_share
 from cpcs.errors import NotFoundError, PermissionDeniedError
+from cpcs.lightcurve.exports import ExportRow, PointDetails, export_rows
 from cpcs.messages import PointDeletedV1
 from cpcs.schemas import AlternativeOut, CalibrationOut, DifferenceOut, Page, PointOut, TargetOut
 
@@ -107,11 +109,53 @@ def list_points(
     return Page[PointOut](items=[point_view(p) for p in rows], total=total, offset=offset, limit=limit)
 
 
+def _light_curve_rows(session: Session, alert_id: int) -> list[Point]:
+    return list(
+        session.scalars(
+            _visible(select(Point)).where(Point.alert_id == alert_id).order_by(Point.mjd, Point.id)
+        ).all()
+    )
+
+
 def light_curve_points(session: Session, alert_id: int) -> list[PointOut]:
-    rows = session.scalars(
-        _visible(select(Point)).where(Point.alert_id == alert_id).order_by(Point.mjd, Point.id)
-    ).all()
-    return [point_view(p) for p in rows]
+    return [point_view(p) for p in _light_curve_rows(session, alert_id)]
+
+
+def point_details(point: Point, calibration: Calibration | None = None) -> PointDetails:
+    """What the exports need of ``point`` beyond its view: the observer's filter, the calibration
+    (``calibration`` when given, e.g. the version an outbound message names; else the point's own),
+    the uploader's id and the alert's position."""
+    observation = point.observation
+    return PointDetails(
+        observation.filter_declared,
+        calibration_view(calibration or point.calibration),
+        observer_id=observation.user_id,
+        alert_ra_deg=observation.alert.ra_deg,
+        alert_dec_deg=observation.alert.dec_deg,
+    )
+
+
+def light_curve_for_export(
+    session: Session, alert_id: int, *, user_id: int | None = None, destination: str | None = None
+) -> tuple[list[PointOut], dict[int, PointDetails]]:
+    """An alert's visible points in light-curve order with their export details, read in one query.
+
+    ``user_id`` keeps only that observer's points; ``destination`` only those whose observer lets
+    them go there (``cpcs.domain.consent``).
+    """
+    rows = [
+        row
+        for row in _light_curve_rows(session, alert_id)
+        if (user_id is None or row.observation.user_id == user_id)
+        and (destination is None or may_share(row.observation.user, destination))
+    ]
+    return [point_view(row) for row in rows], {row.id: point_details(row) for row in rows}
+
+
+def export_row(point: Point, calibration: Calibration, base_url: str = "") -> ExportRow:
+    """``point`` as the exports see it, calibrated by ``calibration`` (the outbound deliveries)."""
+    [row] = export_rows([point_view(point)], {point.id: point_details(point, calibration)}, base_url=base_url)
+    return row
 
 
 def delete_point(session: Session, user: User, point_id: int) -> PointOut:

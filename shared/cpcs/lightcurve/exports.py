@@ -146,10 +146,15 @@ class PointDetails:
         The observer's filter name (``"Clear"``, ``"Rc"``...), as uploaded.
     calibration : CalibrationOut or None
         The calibration version the point comes from.
+    observer_id, alert_ra_deg, alert_dec_deg : optional
+        The uploader's account id and the alert's position (the webhook documents carry them).
     """
 
     filter_declared: str | None = None
     calibration: CalibrationOut | None = None
+    observer_id: int | None = None
+    alert_ra_deg: float | None = None
+    alert_dec_deg: float | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,9 @@ class ExportRow:
     created_at: str
     measurement: str = "direct"  # or "difference": measured on the template-subtracted image
     template_id: int | None = None
+    observer_id: int | None = None
+    alert_ra_deg: float | None = None
+    alert_dec_deg: float | None = None
     calibration: CalibrationOut | None = field(default=None, compare=False, repr=False)
 
     def values(self) -> dict[str, Any]:
@@ -239,7 +247,8 @@ def calibration_link(observation_id: int, base_url: str = "") -> str:
     return f"{base_url.rstrip('/')}/api/v1/observations/{observation_id}"
 
 
-def _finite(value: float | None) -> float | None:
+def finite(value: float | None) -> float | None:
+    """``value`` as a float, or ``None`` when it is missing, NaN or infinite (JSON has no NaN)."""
     return float(value) if value is not None and math.isfinite(value) else None
 
 
@@ -277,7 +286,7 @@ def export_rows(
                 calibration_id=p.calibration_id,
                 observer=p.observer,
                 observatory=p.observatory,
-                mjd=_finite(p.mjd),
+                mjd=finite(p.mjd),
                 filter_declared=extra.filter_declared or None,
                 survey=p.survey,
                 band=p.band,
@@ -289,11 +298,14 @@ def export_rows(
                 caliberr=p.caliberr,
                 mag_err_total=p.mag_err_total,
                 is_upper_limit=p.is_upper_limit,
-                limit_mag=_finite(p.limit_mag),
-                flux_ujy=_finite(p.flux_ujy),
-                flux_err_ujy=_finite(p.flux_err_ujy),
+                limit_mag=finite(p.limit_mag),
+                flux_ujy=finite(p.flux_ujy),
+                flux_err_ujy=finite(p.flux_err_ujy),
                 calibration_url=calibration_link(p.observation_id, base_url),
                 created_at=p.created_at.isoformat(),
+                observer_id=extra.observer_id,
+                alert_ra_deg=extra.alert_ra_deg,
+                alert_dec_deg=extra.alert_dec_deg,
                 calibration=extra.calibration,
             )
         )
@@ -310,11 +322,11 @@ def _difference_row(direct: ExportRow, difference: DifferenceOut) -> ExportRow:
         measurement="difference",
         template_id=difference.template.get("id"),
         mag=float(difference.mag) if difference.mag is not None else direct.mag,
-        magerr=_finite(difference.magerr) or 0.0,
-        caliberr=_finite(difference.caliberr) or 0.0,
-        mag_err_total=_finite(difference.mag_err_total) or 0.0,
+        magerr=finite(difference.magerr) or 0.0,
+        caliberr=finite(difference.caliberr) or 0.0,
+        mag_err_total=finite(difference.mag_err_total) or 0.0,
         is_upper_limit=difference.is_upper_limit,
-        limit_mag=_finite(difference.limit_mag),
+        limit_mag=finite(difference.limit_mag),
         flux_ujy=None,
         flux_err_ujy=None,
     )

@@ -87,11 +87,12 @@ from cpcs.db.engine import Database
 from cpcs.db.models import Calibration, Point, utcnow
 from cpcs.db.secret_box import SecretUnreadable
 from cpcs.domain.consent import may_share
-from cpcs.lightcurve.exports import skyportal_obj_id
+from cpcs.domain.points import export_row
+from cpcs.lightcurve.exports import ExportRow, skyportal_obj_id
 from cpcs.messages import PointCalibratedV1, PointDeletedV1
 from cpcs.messaging.bus import RejectMessage
+from cpcs.schemas import as_utc
 from cpcs_api.outbound import skyportal, webhooks
-from cpcs_api.outbound.facts import PointFacts, as_utc, export_row, point_facts
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ class OutboundDispatcher(Consumer[PointCalibratedV1 | PointDeletedV1]):
             calibration = session.get(Calibration, message.calibration_id)
             if calibration is None:
                 raise RejectMessage(f"no calibration {message.calibration_id}")
-            facts = point_facts(point, calibration)
+            row = export_row(point, calibration, self.context.settings.public_base_url)
             earlier = _earlier_deliveries(session, point.id)
             observer = point.observation.user
             added = 0
@@ -228,7 +229,7 @@ class OutboundDispatcher(Consumer[PointCalibratedV1 | PointDeletedV1]):
                 select(WebhookSubscription).where(
                     WebhookSubscription.active.is_(True),
                     or_(
-                        WebhookSubscription.alert_id.is_(None), WebhookSubscription.alert_id == facts.alert_id
+                        WebhookSubscription.alert_id.is_(None), WebhookSubscription.alert_id == row.alert_id
                     ),
                 )
             ).all():
@@ -237,7 +238,7 @@ class OutboundDispatcher(Consumer[PointCalibratedV1 | PointDeletedV1]):
                     continue  # the observer keeps new points from webhooks (cpcs.domain.consent)
                 action = _action_for(had, calibration.id)
                 if action is not None:
-                    self._add_webhook(session, subscription, facts, action)
+                    self._add_webhook(session, subscription, row, action)
                     added += 1
             for destination in session.scalars(
                 select(SkyPortalDestination).where(SkyPortalDestination.active.is_(True))
@@ -246,12 +247,12 @@ class OutboundDispatcher(Consumer[PointCalibratedV1 | PointDeletedV1]):
                 if not had and not may_share(observer, "skyportal"):
                     continue  # the observer keeps new points from SkyPortal (cpcs.domain.consent)
                 action = _action_for(had, calibration.id)
-                if action is not None and _alert_matches(destination.alert_filter, facts.alert_name):
-                    self._add_skyportal(session, destination, point, calibration, action)
+                if action is not None and _alert_matches(destination.alert_filter, row.alert_name):
+                    self._add_skyportal(session, destination, row, action)
                     added += 1
         if added:
             log.info(
-                "point %d, calibration %d: %d deliveries planned", facts.point_id, facts.calibration_id, added
+                "point %d, calibration %d: %d deliveries planned", row.point_id, row.calibration_id, added
             )
         return added
 
@@ -266,7 +267,7 @@ class OutboundDispatcher(Consumer[PointCalibratedV1 | PointDeletedV1]):
             calibration = session.get(Calibration, message.calibration_id)
             if calibration is None:
                 raise RejectMessage(f"no calibration {message.calibration_id}")
-            facts = point_facts(point, calibration)
+            row = export_row(point, calibration, self.context.settings.public_base_url)
             added = 0
             for (kind, target_id), deliveries in _earlier_deliveries(session, point.id).items():
                 if any(d.action == ACTION_DELETED for d in deliveries) or not _has_point(deliveries):
@@ -274,7 +275,7 @@ class OutboundDispatcher(Consumer[PointCalibratedV1 | PointDeletedV1]):
                 if kind == KIND_WEBHOOK:
                     subscription = session.get(WebhookSubscription, target_id)
                     if subscription is not None:
-                        self._add_webhook(session, subscription, facts, ACTION_DELETED, point.deleted_at)
+                        self._add_webhook(session, subscription, row, ACTION_DELETED, point.deleted_at)
                         added += 1
                 elif kind == KIND_SKYPORTAL and session.get(SkyPortalDestination, target_id) is not None:
                     delivery = self._new_delivery(
@@ -310,18 +311,17 @@ class OutboundDispatcher(Consumer[PointCalibratedV1 | PointDeletedV1]):
         self,
         session: Session,
         subscription: WebhookSubscription,
-        facts: PointFacts,
+        row: ExportRow,
         action: str,
         deleted_at: dt.datetime | None = None,
     ) -> None:
         delivery = self._new_delivery(
-            session, KIND_WEBHOOK, subscription.id, facts.point_id, facts.calibration_id, action
+            session, KIND_WEBHOOK, subscription.id, row.point_id, row.calibration_id, action
         )
         document = webhooks.payload(
-            facts,
+            row,
             delivery_id=delivery.id,
             created_at=delivery.created_at,
-            base_url=self.context.settings.public_base_url,
             event=webhooks.EVENTS[action],
             deleted_at=deleted_at,
         )
@@ -331,13 +331,11 @@ class OutboundDispatcher(Consumer[PointCalibratedV1 | PointDeletedV1]):
         self,
         session: Session,
         destination: SkyPortalDestination,
-        point: Point,
-        calibration: Calibration,
+        row: ExportRow,
         action: str,
     ) -> None:
-        row = export_row(point, calibration, self.context.settings.public_base_url)
         delivery = self._new_delivery(
-            session, KIND_SKYPORTAL, destination.id, point.id, calibration.id, action
+            session, KIND_SKYPORTAL, destination.id, row.point_id, row.calibration_id, action
         )
         try:
             body = skyportal.photometry_body(
@@ -347,7 +345,7 @@ class OutboundDispatcher(Consumer[PointCalibratedV1 | PointDeletedV1]):
             delivery.status = STATUS_FAILED
             delivery.next_attempt_at = None
             delivery.last_error = f"not sendable to SkyPortal: {exc}"
-            log.info("point %d not sent to SkyPortal %s: %s", point.id, destination.name, exc)
+            log.info("point %d not sent to SkyPortal %s: %s", row.point_id, destination.name, exc)
             return
         if action == ACTION_UPDATED:
             body = skyportal.update_body(body)

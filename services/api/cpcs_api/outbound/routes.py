@@ -34,10 +34,9 @@ from cpcs.db.delivery_models import (
 from cpcs.db.models import Alert, User
 from cpcs.db.secret_box import SecretUnreadable
 from cpcs.errors import ConflictError, InputError, NotFoundError
-from cpcs.schemas import MAX_RECORD_ID, UNREADABLE_BODY_RESPONSE, Page, PageOffset, RecordId, Schema
+from cpcs.schemas import MAX_RECORD_ID, UNREADABLE_BODY_RESPONSE, Page, PageOffset, RecordId, Schema, as_utc
 from cpcs.web import ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
 from cpcs_api.outbound.dispatcher import outbound_for
-from cpcs_api.outbound.facts import as_utc
 from cpcs_api.outbound.webhooks import TargetNotAllowed, check_literal_host, check_url_form, new_secret
 
 #: The token hint of a destination whose stored token no configured key decrypts.

@@ -42,8 +42,8 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
-from cpcs.science.bands import export_band
-from cpcs_api.outbound.facts import PointFacts, calibrations_url, iso_utc, observation_url
+from cpcs.lightcurve.exports import ExportRow, finite
+from cpcs.schemas import as_utc
 
 SIGNATURE_HEADER = "X-CPCS-Signature"
 TIMESTAMP_HEADER = "X-CPCS-Timestamp"
@@ -108,16 +108,21 @@ def request_headers(secret: str, body: bytes, delivery_id: int, sent_at: dt.date
     }
 
 
+def iso_utc(value: dt.datetime) -> str:
+    """``value`` as ISO 8601 in UTC, to the second."""
+    return as_utc(value).isoformat(timespec="seconds")
+
+
 def payload(
-    facts: PointFacts,
+    row: ExportRow,
     *,
     delivery_id: int,
     created_at: dt.datetime,
-    base_url: str = "",
     event: str = EVENT_CALIBRATED,
     deleted_at: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """The JSON document a subscriber receives for one event of a point (version 1).
+    """The JSON document a subscriber receives for one event of a point (version 1), from the point's
+    export row (``cpcs.domain.points.export_row``: with its calibration).
 
     ``mag`` of an upper limit is the limit (``is_upper_limit`` true); ``magerr`` is the measurement
     error, ``caliberr`` the calibration error and ``mag_err_total`` both in quadrature. A
@@ -127,55 +132,57 @@ def payload(
         raise ValueError(f"unknown webhook event {event!r}")
     if (event == EVENT_DELETED) != (deleted_at is not None):
         raise ValueError("point.deleted, and only it, carries deleted_at")
-    named = export_band(facts.survey, facts.band)
+    calibration = row.calibration
+    if calibration is None:
+        raise ValueError("a webhook document needs the point's calibration")
     document: dict[str, Any] = {
         "event": event,
         "version": PAYLOAD_VERSION,
         "delivery_id": delivery_id,
         "created_at": iso_utc(created_at),
         "point": {
-            "id": facts.point_id,
-            "observation_id": facts.observation_id,
-            "url": observation_url(base_url, facts.observation_id),
+            "id": row.point_id,
+            "observation_id": row.observation_id,
+            "url": row.calibration_url,
             "alert": {
-                "id": facts.alert_id,
-                "name": facts.alert_name,
-                "ra_deg": facts.alert_ra_deg,
-                "dec_deg": facts.alert_dec_deg,
+                "id": row.alert_id,
+                "name": row.alert_name,
+                "ra_deg": row.alert_ra_deg,
+                "dec_deg": row.alert_dec_deg,
             },
-            "observer": {"id": facts.observer_id, "name": facts.observer, "observatory": facts.observatory},
-            "mjd": facts.mjd,
+            "observer": {"id": row.observer_id, "name": row.observer, "observatory": row.observatory},
+            "mjd": row.mjd,
             "filter": {
-                "declared": facts.filter_declared,
-                "survey": facts.survey,
-                "band": facts.band,
-                "sncosmo": named.sncosmo,
-                "magsys": named.magsys,
+                "declared": row.filter_declared,
+                "survey": row.survey,
+                "band": row.band,
+                "sncosmo": row.sncosmo_filter,
+                "magsys": row.magsys,
             },
-            "mag": facts.mag,
-            "magerr": facts.magerr,
-            "caliberr": facts.caliberr,
-            "mag_err_total": facts.mag_err_total,
-            "is_upper_limit": facts.is_upper_limit,
-            "limit_mag": facts.limit_mag,
-            "flux_ujy": facts.flux_ujy,
-            "flux_err_ujy": facts.flux_err_ujy,
+            "mag": row.mag,
+            "magerr": row.magerr,
+            "caliberr": row.caliberr,
+            "mag_err_total": row.mag_err_total,
+            "is_upper_limit": row.is_upper_limit,
+            "limit_mag": row.limit_mag,
+            "flux_ujy": row.flux_ujy,
+            "flux_err_ujy": row.flux_err_ujy,
             "calibration": {
-                "id": facts.calibration_id,
-                "version": facts.calibration_version,
-                "mode": facts.calibration_mode,
-                "pipeline_version": facts.pipeline_version,
-                "catalogue_release": facts.catalogue_release,
-                "colour_index": facts.colour_index,
-                "zp": facts.zp,
-                "zp_err": facts.zp_err,
-                "colour_term": facts.colour_term,
-                "colour_term_err": facts.colour_term_err,
-                "scatter": facts.scatter,
-                "n_stars": facts.n_stars,
-                "outlier_fraction": facts.outlier_fraction,
-                "created_at": iso_utc(facts.calibrated_at),
-                "url": calibrations_url(base_url, facts.observation_id),
+                "id": calibration.id,
+                "version": calibration.version,
+                "mode": calibration.mode,
+                "pipeline_version": calibration.pipeline_version,
+                "catalogue_release": calibration.catalogue_release,
+                "colour_index": calibration.colour_index,
+                "zp": finite(calibration.zp),
+                "zp_err": finite(calibration.zp_err),
+                "colour_term": finite(calibration.colour_term),
+                "colour_term_err": finite(calibration.colour_term_err),
+                "scatter": finite(calibration.scatter),
+                "n_stars": calibration.n_stars,
+                "outlier_fraction": finite(calibration.outlier_fraction),
+                "created_at": iso_utc(calibration.created_at),
+                "url": f"{row.calibration_url}/calibrations",
             },
         },
     }
