@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,13 +66,11 @@ class System:
         return status
 
 
-def start_system(settings: Settings, *, configure: Callable[[Context], object] | None = None) -> System:
-    """The embedded system on ``settings`` (``configure`` runs on the context before assembly)."""
+def start_system(settings: Settings) -> System:
+    """The embedded system on ``settings``, with an admin and two observers."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.sqlalchemy_url)
     context = Context(settings)
-    if configure is not None:
-        configure(context)
     with context.db.transaction() as session:
         admin = add_user(session, "admin", observatory="admin", role="admin")
         observer = add_user(session, "K. Rybicki", observatory="Ostrowik 0.6m", lon_deg=21.4, lat_deg=52.1)

@@ -7,7 +7,7 @@ import urllib.parse
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -110,6 +110,29 @@ class Settings(BaseSettings):
     )
     tns_timeout_s: float = Field(default=30.0, description="Time limit of one request to TNS.")
 
+    outbound_backoff_s: tuple[float, ...] = Field(
+        default=(30.0, 120.0, 600.0, 3600.0, 21600.0),
+        description="Outbound deliveries: wait before retry n (the last value repeats); JSON list.",
+    )
+    outbound_max_attempts: int = Field(
+        default=6, ge=1, description="Attempts per delivery, the first included."
+    )
+    outbound_timeout_s: float = Field(default=10.0, gt=0, description="HTTP timeout of one delivery attempt.")
+    outbound_lease_s: float = Field(
+        default=120.0, gt=0, description="How long a taken delivery is hidden from other workers."
+    )
+    outbound_poll_s: float = Field(
+        default=5.0, gt=0, description="Longest sleep between looks for due deliveries."
+    )
+    outbound_workers: int = Field(default=2, ge=1, description="Delivery sending threads per api process.")
+    outbound_allow_private_targets: bool = Field(
+        default=False,
+        description="Let webhooks and SkyPortal destinations reach loopback/private/link-local addresses.",
+    )
+    outbound_trust_env: bool = Field(
+        default=True, description="Let deliveries use the proxy settings of the environment."
+    )
+
     admin_token: SecretStr | None = Field(
         default=None, description="Bootstrap admin token for an empty database (else one is generated)."
     )
@@ -128,6 +151,18 @@ class Settings(BaseSettings):
     log_json: bool | None = Field(
         default=None, description="JSON logs; unset = JSON for services, text for cpcs up."
     )
+
+    @model_validator(mode="after")
+    def _outbound_timing(self) -> Settings:
+        if not self.outbound_backoff_s or any(delay < 0 for delay in self.outbound_backoff_s):
+            raise ValueError("outbound_backoff_s needs at least one non-negative delay")
+        if self.outbound_lease_s <= self.outbound_timeout_s:
+            raise ValueError("outbound_lease_s must be longer than outbound_timeout_s")
+        return self
+
+    def outbound_backoff(self, failed_attempts: int) -> float:
+        """Seconds a delivery waits after ``failed_attempts`` (>= 1) failed attempts."""
+        return self.outbound_backoff_s[min(failed_attempts, len(self.outbound_backoff_s)) - 1]
 
     @property
     def sqlalchemy_url(self) -> str:

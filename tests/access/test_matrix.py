@@ -52,7 +52,6 @@ from cpcs.settings import Settings
 from cpcs.simulation.catalogue_simulator import SimulatedField, to_sextractor_ascii
 from cpcs.simulation.image_simulator import image_to_fits_bytes, simulate_image
 from cpcs.simulation.reference_files import write_reference_tables
-from cpcs_api.outbound import stop_delivery_worker
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
 
 Caller = Literal["none", "wrong", "other", "admin", "observer"]
@@ -702,7 +701,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, gaia16aye_field: SimulatedFi
     )
     system = start_system(settings)
     # Webhooks and destinations below name public hosts: nothing may be sent to them.
-    stop_delivery_worker(system.context)
+    assert system.assembly.outbound is not None
+    system.assembly.outbound.stop()
     try:
         yield build_world(system, gaia16aye_field, folder)
     finally:

@@ -43,7 +43,6 @@ from cpcs.settings import Settings
 from cpcs.simulation.catalogue_simulator import SimulatedField, to_sextractor_ascii
 from cpcs.simulation.image_simulator import image_to_fits_bytes, simulate_image
 from cpcs.simulation.reference_files import write_reference_tables
-from cpcs_api.outbound import stop_delivery_worker
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
 
 #: Cases per operation and mode; ``CPCS_FUZZ_EXAMPLES=200`` for a deeper run by hand.
@@ -104,7 +103,8 @@ def fuzz_system(tmp_path: Path, gaia16aye_field: SimulatedField) -> Iterator[Sys
         auth_failures_per_client=0,
     )
     system = start_system(settings_)
-    stop_delivery_worker(system.context)
+    assert system.assembly.outbound is not None
+    system.assembly.outbound.stop()
     try:
         _seed(system, gaia16aye_field, tmp_path)
         yield system

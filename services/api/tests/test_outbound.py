@@ -57,7 +57,7 @@ from cpcs.settings import Settings
 from cpcs.simulation.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
 from cpcs.testing.local_http import LocalServer
 from cpcs.testing.servers import temporary_postgres_database
-from cpcs_api.outbound import Outbound, OutboundSettings, outbound_for
+from cpcs_api.outbound import Outbound
 from cpcs_api.outbound.dispatcher import MAX_REMOTE_ERROR_CHARS, DeliveryWorker, remote_error_summary
 from cpcs_api.outbound.routes import UNREADABLE_TOKEN_HINT
 from cpcs_api.outbound.skyportal import (
@@ -142,16 +142,18 @@ EXPECTED_BANDPASS = {
 }
 EXPECTED_MAGSYS = {"u": "ab", "g": "ab", "r": "ab", "i": "ab", "z": "ab", "y": "ab"}  # others: vega
 
-FAST = OutboundSettings(
-    backoff_s=(0.05, 0.1, 0.2),
-    max_attempts=4,
-    timeout_s=2.0,
-    lease_s=10.0,
-    poll_s=0.05,
-    workers=2,
-    allow_private_targets=True,
-    trust_env=False,
+#: Outbound settings for tests: quick retries, local targets allowed, no proxies.
+FAST_OUTBOUND: dict[str, Any] = dict(
+    outbound_backoff_s=(0.05, 0.1, 0.2),
+    outbound_max_attempts=4,
+    outbound_timeout_s=2.0,
+    outbound_lease_s=10.0,
+    outbound_poll_s=0.05,
+    outbound_workers=2,
+    outbound_allow_private_targets=True,
+    outbound_trust_env=False,
 )
+FAST = Settings(**FAST_OUTBOUND)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -382,8 +384,8 @@ def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def start_outbound_system(data_dir: Path, settings: OutboundSettings = FAST) -> OutboundSystem:
-    """The embedded system plus the outbound flow, wired the way the launcher should wire it."""
+def start_outbound_system(data_dir: Path, **outbound: Any) -> OutboundSystem:
+    """The embedded system with its outbound flow on the test settings (``outbound`` changes them)."""
     system = start_system(
         Settings(
             data_dir=data_dir,
@@ -391,10 +393,11 @@ def start_outbound_system(data_dir: Path, settings: OutboundSettings = FAST) -> 
             outbox_poll_s=0.05,
             legacy_wait_s=30,
             public_url="http://cpcs.test",
-        ),
-        configure=lambda context: outbound_for(context, settings),
+            **{**FAST_OUTBOUND, **outbound},
+        )
     )
-    return OutboundSystem(system, outbound_for(system.context))
+    assert system.assembly.outbound is not None
+    return OutboundSystem(system, system.assembly.outbound)
 
 
 @pytest.fixture
@@ -911,8 +914,8 @@ def test_failures_are_retried_up_to_the_limit_and_refusals_end_at_once(
     _upload(cpcs, bright_field, ALERT)
     admin = system.admin_token
     [failed] = _settled(cpcs, f"/api/v1/skyportal/destinations/{down['id']}/deliveries", admin, 1)
-    assert failed["status"] == "failed" and failed["attempts"] == FAST.max_attempts
-    assert [a["http_status"] for a in failed["attempt_log"]] == [500] * FAST.max_attempts
+    assert failed["status"] == "failed" and failed["attempts"] == FAST.outbound_max_attempts
+    assert [a["http_status"] for a in failed["attempt_log"]] == [500] * FAST.outbound_max_attempts
     assert failed["next_attempt_at"] is None and "database is away" in failed["last_error"]
     gaps = [
         _seconds(b["started_at"]) - _seconds(a["started_at"])
@@ -920,7 +923,7 @@ def test_failures_are_retried_up_to_the_limit_and_refusals_end_at_once(
     ]
     # each retry waits at least its back-off (the next is due back-off seconds after the last ended)
     assert len(gaps) == 3 and all(
-        gap >= delay - 1e-3 for gap, delay in zip(gaps, FAST.backoff_s, strict=True)
+        gap >= delay - 1e-3 for gap, delay in zip(gaps, FAST.outbound_backoff_s, strict=True)
     )
 
     [refused] = _settled(cpcs, f"/api/v1/skyportal/destinations/{wrong_token['id']}/deliveries", admin, 1)
@@ -929,7 +932,7 @@ def test_failures_are_retried_up_to_the_limit_and_refusals_end_at_once(
     [ended] = _settled(cpcs, f"/api/v1/webhooks/{gone['id']}/deliveries", system.observer_token, 1)
     assert ended["status"] == "failed" and ended["attempts"] == 1 and ended["last_http_status"] == 410
     [unreachable] = _settled(cpcs, f"/api/v1/webhooks/{nobody['id']}/deliveries", system.observer_token, 1)
-    assert unreachable["status"] == "failed" and unreachable["attempts"] == FAST.max_attempts
+    assert unreachable["status"] == "failed" and unreachable["attempts"] == FAST.outbound_max_attempts
     assert unreachable["last_http_status"] is None and "ConnectError" in unreachable["last_error"]
     assert all(a["error"] for a in unreachable["attempt_log"])
 
@@ -1042,7 +1045,7 @@ def test_endpoints_check_who_asks_and_what_is_sent(cpcs: OutboundSystem) -> None
 
 def test_private_targets_are_refused_unless_allowed(tmp_path: Path) -> None:
     strict = start_outbound_system(
-        tmp_path / "data", FAST.model_copy(update={"allow_private_targets": False})
+        tmp_path / "data", outbound_allow_private_targets=False
     )
     try:
         for url in ("http://127.0.0.1:8000/x", "http://localhost/x", "http://10.1.2.3/x", "http://[::1]/x"):
@@ -1228,11 +1231,11 @@ def test_url_checks() -> None:
 
 
 def test_back_off_follows_the_settings() -> None:
-    settings = OutboundSettings(backoff_s=(30, 120, 600))
-    assert [settings.backoff(n) for n in (1, 2, 3, 4, 9)] == [30, 120, 600, 600, 600]
-    assert OutboundSettings().backoff_s == (30, 120, 600, 3600, 21600)
+    settings = Settings(outbound_backoff_s=(30, 120, 600))
+    assert [settings.outbound_backoff(n) for n in (1, 2, 3, 4, 9)] == [30, 120, 600, 600, 600]
+    assert Settings().outbound_backoff_s == (30, 120, 600, 3600, 21600)
     with pytest.raises(ValueError):
-        OutboundSettings(timeout_s=10, lease_s=5)
+        Settings(outbound_timeout_s=10, outbound_lease_s=5)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1306,7 +1309,7 @@ def test_workers_sharing_a_database_send_each_delivery_once(
                         request_body=json.dumps({"n": index}),
                     )
                 )  # fmt: skip
-        settings = FAST.model_copy(update={"workers": 3})
+        settings = FAST.model_copy(update={"outbound_workers": 3})
         workers = [
             DeliveryWorker(database, settings),
             DeliveryWorker(Database(shared_database, secret_box=keys), settings),
@@ -1338,7 +1341,7 @@ def test_updates_and_deletions_wait_for_the_row_and_never_guess_it(
 ) -> None:
     skyportal, skyportal_url = skyportal_server
     database = Database(f"sqlite:///{tmp_path / 'order.sqlite3'}", secret_box=SecretBox([new_key()]))
-    worker = DeliveryWorker(database, FAST.model_copy(update={"workers": 1}))
+    worker = DeliveryWorker(database, FAST.model_copy(update={"outbound_workers": 1}))
     body = photometry_body(_row(), instrument_id=SKYPORTAL_INSTRUMENT, group_ids=[])
     put_body = encode_body(body).decode()
     patch_body = encode_body(update_body({**body, "mag": 15.25})).decode()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from cpcs.catalogs.client import ReferenceSource
     from cpcs.catalogs.cone import ConeService
+    from cpcs_api.outbound import Outbound
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class Assembly:
     app: FastAPI | None = None
     consumers: list[Callable[[], None]] = field(default_factory=list)
     background: list[tuple[Callable[[], None], Callable[[], None]]] = field(default_factory=list)
+    #: The api's outbound flow (its delivery senders), when this process runs the api.
+    outbound: Outbound | None = None
 
     def start_background(self) -> None:
         """Subscribe the consumers, start the bus and the outbox relay, then the background threads."""
@@ -56,17 +59,15 @@ class Assembly:
 
 def _api_side(
     context: Context,
-) -> tuple[list[Callable[[], None]], list[tuple[Callable[[], None], Callable[[], None]]]]:
+) -> tuple[Outbound, list[Callable[[], None]], list[tuple[Callable[[], None], Callable[[], None]]]]:
     """What the api service runs besides HTTP: the outbound consumer and its senders, housekeeping."""
-    from cpcs_api.outbound.dispatcher import outbound_consumers, start_delivery_worker, stop_delivery_worker
+    from cpcs_api.outbound import Outbound
 
     _check_secret_keys(context)
+    outbound = Outbound(context)
     housekeeper = Housekeeper(context)
-    background = [
-        (lambda: start_delivery_worker(context), lambda: stop_delivery_worker(context)),
-        (housekeeper.start, housekeeper.stop),
-    ]
-    return outbound_consumers(context), background
+    background = [(outbound.start, outbound.stop), (housekeeper.start, housekeeper.stop)]
+    return outbound, outbound.consumers(), background
 
 
 def _check_secret_keys(context: Context) -> None:
@@ -111,8 +112,10 @@ def assemble_service(name: str, context: Context) -> Assembly:
     if name == "api":
         from cpcs_api.app import create_app as api_app
 
-        consumers, background = _api_side(context)
-        return Assembly(context, app=api_app(context), consumers=consumers, background=background)
+        outbound, consumers, background = _api_side(context)
+        return Assembly(
+            context, app=api_app(context), consumers=consumers, background=background, outbound=outbound
+        )
     if name == "catalog-cache":
         from cpcs_catalog_cache.app import cone_service
         from cpcs_catalog_cache.app import create_app as cache_app
@@ -158,8 +161,10 @@ def assemble_embedded(context: Context) -> Assembly:
         PrefetchWorker(context, cones).subscribe,
         ReduceWorker(context, references).subscribe,
     ]
-    api_consumers, background = _api_side(context)
-    return Assembly(context, app=app, consumers=[*consumers, *api_consumers], background=background)
+    outbound, api_consumers, background = _api_side(context)
+    return Assembly(
+        context, app=app, consumers=[*consumers, *api_consumers], background=background, outbound=outbound
+    )
 
 
 def http_server_options(settings: Settings) -> dict[str, Any]:

@@ -10,22 +10,7 @@ point and target. Webhook events: ``point.calibrated``, ``point.updated``, ``poi
 (:mod:`.skyportal`). :mod:`.routes` manages subscriptions, destinations and histories.
 """
 
-from cpcs_api.outbound.dispatcher import (
-    Outbound,
-    OutboundSettings,
-    outbound_consumers,
-    outbound_for,
-    start_delivery_worker,
-    stop_delivery_worker,
-)
+from cpcs_api.outbound.dispatcher import Outbound
 from cpcs_api.outbound.routes import router
 
-__all__ = [
-    "Outbound",
-    "OutboundSettings",
-    "outbound_consumers",
-    "outbound_for",
-    "router",
-    "start_delivery_worker",
-    "stop_delivery_worker",
-]
+__all__ = ["Outbound", "router"]

@@ -40,8 +40,9 @@ does a deletion (there is nothing to delete). A row made at an earlier ``base_ur
 destination is never addressed with the destination's current token. A DELETE answered "Invalid
 Photometry id" counts as done: the row is already gone.
 
-Wiring (see :func:`outbound_for`): one :class:`Outbound` per :class:`~cpcs.context.Context`
-holds the settings, the dispatcher and the worker; the dispatcher wakes the worker after commit.
+Wiring: one :class:`Outbound` per api process (made by the composition root) holds the dispatcher
+and the worker; the dispatcher wakes the worker after commit. Settings: ``CPCS_OUTBOUND_*`` of
+:class:`~cpcs.settings.Settings`.
 """
 
 from __future__ import annotations
@@ -51,18 +52,14 @@ import email.utils
 import fnmatch
 import json
 import logging
-import os
 import threading
 import time
 import unicodedata
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import httpx
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -92,6 +89,7 @@ from cpcs.lightcurve.exports import ExportRow, skyportal_obj_id
 from cpcs.messages import PointCalibratedV1, PointDeletedV1
 from cpcs.messaging.bus import RejectMessage
 from cpcs.schemas import as_utc
+from cpcs.settings import Settings
 from cpcs_api.outbound import skyportal, webhooks
 
 log = logging.getLogger(__name__)
@@ -105,41 +103,6 @@ MAX_REMOTE_ERROR_CHARS = 300
 #: Bytes of an error answer read for ``last_error``.
 MAX_BODY_READ = 4096
 USER_AGENT = "CPCS-outbound/1"
-
-
-class OutboundSettings(BaseSettings):
-    """Settings of the outbound flow (environment prefix ``CPCS_OUTBOUND_``)."""
-
-    model_config = SettingsConfigDict(env_prefix="CPCS_OUTBOUND_", extra="ignore")
-
-    backoff_s: tuple[float, ...] = Field(
-        default=(30.0, 120.0, 600.0, 3600.0, 21600.0),
-        description="Wait before retry n (the last value repeats); JSON list in the environment.",
-    )
-    max_attempts: int = Field(default=6, ge=1, description="Attempts per delivery, the first included.")
-    timeout_s: float = Field(default=10.0, gt=0, description="HTTP timeout of one attempt.")
-    lease_s: float = Field(
-        default=120.0, gt=0, description="How long a taken delivery is hidden from other workers."
-    )
-    poll_s: float = Field(default=5.0, gt=0, description="Longest sleep between looks for due deliveries.")
-    workers: int = Field(default=2, ge=1, description="Sending threads.")
-    allow_private_targets: bool = Field(
-        default=False,
-        description="Let webhooks reach loopback/private/link-local addresses (tests, closed networks).",
-    )
-    trust_env: bool = Field(default=True, description="Let httpx use proxy settings from the environment.")
-
-    @model_validator(mode="after")
-    def _check(self) -> OutboundSettings:
-        if not self.backoff_s or any(delay < 0 for delay in self.backoff_s):
-            raise ValueError("backoff_s needs at least one non-negative delay")
-        if self.lease_s <= self.timeout_s:
-            raise ValueError("lease_s must be longer than timeout_s")
-        return self
-
-    def backoff(self, failed_attempts: int) -> float:
-        """Seconds to wait after ``failed_attempts`` (>= 1) failed attempts."""
-        return self.backoff_s[min(failed_attempts, len(self.backoff_s)) - 1]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,11 +153,8 @@ class OutboundDispatcher(Consumer[PointCalibratedV1 | PointDeletedV1]):
     queue = QUEUE
     kinds = (PointCalibratedV1, PointDeletedV1)
 
-    def __init__(
-        self, context: Context, settings: OutboundSettings, *, on_planned: Callable[[], None] | None = None
-    ):
+    def __init__(self, context: Context, *, on_planned: Callable[[], None] | None = None):
         super().__init__(context)
-        self.settings = settings
         self.on_planned = on_planned
 
     def work(self, message: PointCalibratedV1 | PointDeletedV1) -> None:
@@ -474,7 +434,7 @@ def _retry_after_s(response: httpx.Response) -> float | None:
 class DeliveryWorker:
     """Threads that send due deliveries and record every attempt (see the module docstring)."""
 
-    def __init__(self, db: Database, settings: OutboundSettings, *, client: httpx.Client | None = None):
+    def __init__(self, db: Database, settings: Settings, *, client: httpx.Client | None = None):
         self.db = db
         self.settings = settings
         self._client = client
@@ -490,9 +450,9 @@ class DeliveryWorker:
         with self._lock:
             if self._client is None:
                 self._client = httpx.Client(
-                    timeout=self.settings.timeout_s,
+                    timeout=self.settings.outbound_timeout_s,
                     follow_redirects=False,
-                    trust_env=self.settings.trust_env,
+                    trust_env=self.settings.outbound_trust_env,
                     headers={"User-Agent": USER_AGENT},
                 )
             return self._client
@@ -507,7 +467,7 @@ class DeliveryWorker:
             if self._threads:
                 return
             self._stop.clear()
-            for index in range(self.settings.workers):
+            for index in range(self.settings.outbound_workers):
                 thread = threading.Thread(target=self._loop, name=f"outbound-delivery-{index}", daemon=True)
                 self._threads.append(thread)
                 thread.start()
@@ -516,7 +476,7 @@ class DeliveryWorker:
         """Stop the threads (an attempt under way finishes, up to the HTTP timeout) and close the client."""
         self._stop.set()
         self._wake.set()
-        wait = timeout if timeout is not None else self.settings.timeout_s + 5
+        wait = timeout if timeout is not None else self.settings.outbound_timeout_s + 5
         with self._lock:
             threads, self._threads = self._threads, []
         for thread in threads:
@@ -537,10 +497,10 @@ class DeliveryWorker:
             except Exception:  # the database may be away: back off and try again
                 failures += 1
                 log.exception("outbound delivery worker failed")
-                self._stop.wait(min(self.settings.poll_s * 2**failures, 60.0))
+                self._stop.wait(min(self.settings.outbound_poll_s * 2**failures, 60.0))
                 continue
             if not worked:
-                self._wake.wait(self.settings.poll_s)
+                self._wake.wait(self.settings.outbound_poll_s)
 
     def run_once(self) -> bool:
         """Take, send and record one due delivery; ``False`` when none was due."""
@@ -561,7 +521,7 @@ class DeliveryWorker:
                 .order_by(Delivery.next_attempt_at, Delivery.id)
                 .limit(20)
             ).all()
-        lease_until = now + dt.timedelta(seconds=self.settings.lease_s)
+        lease_until = now + dt.timedelta(seconds=self.settings.outbound_lease_s)
         for delivery_id in due:
             with self.db.transaction() as session:
                 taken = cast(
@@ -654,7 +614,7 @@ class DeliveryWorker:
         if earlier is None:
             return False
         now = utcnow()
-        soonest = now + dt.timedelta(seconds=self.settings.poll_s)
+        soonest = now + dt.timedelta(seconds=self.settings.outbound_poll_s)
         due = as_utc(earlier.next_attempt_at) if earlier.next_attempt_at is not None else soonest
         delivery.next_attempt_at = max(due, soonest)
         return True
@@ -705,7 +665,7 @@ class DeliveryWorker:
 
         try:
             # Every target, webhook or SkyPortal, must resolve to a public address (unless allowed).
-            webhooks.check_resolved_host(job.url, allow_private=self.settings.allow_private_targets)
+            webhooks.check_resolved_host(job.url, allow_private=self.settings.outbound_allow_private_targets)
             with self.client.stream(job.method, job.url, content=job.body, headers=job.headers) as response:
                 status = response.status_code
                 retry_after_s = _retry_after_s(response)
@@ -766,10 +726,10 @@ class DeliveryWorker:
                 delivery.next_attempt_at = None
                 if outcome.remote_url is not None:
                     delivery.remote_url = outcome.remote_url
-            elif outcome.retryable and delivery.attempts < self.settings.max_attempts:
-                delay = self.settings.backoff(delivery.attempts)
+            elif outcome.retryable and delivery.attempts < self.settings.outbound_max_attempts:
+                delay = self.settings.outbound_backoff(delivery.attempts)
                 if outcome.retry_after_s is not None:
-                    delay = max(delay, min(outcome.retry_after_s, max(self.settings.backoff_s)))
+                    delay = max(delay, min(outcome.retry_after_s, max(self.settings.outbound_backoff_s)))
                 delivery.next_attempt_at = utcnow() + dt.timedelta(seconds=delay)
             else:
                 delivery.status = STATUS_FAILED
@@ -797,21 +757,16 @@ class DeliveryWorker:
 
 
 class Outbound:
-    """The outbound flow of one process: settings, the consumer of queue ``api``, the senders."""
+    """The outbound flow of one api process: the consumer of queue ``api`` and the senders.
 
-    def __init__(
-        self,
-        context: Context,
-        settings: OutboundSettings | None = None,
-        *,
-        client: httpx.Client | None = None,
-    ):
+    The composition root (``cpcs_system.launcher``) makes one per process and runs its parts like
+    every other consumer's; its settings are the process's (``CPCS_OUTBOUND_*``).
+    """
+
+    def __init__(self, context: Context, *, client: httpx.Client | None = None):
         self.context = context
-        self.settings = settings or OutboundSettings()
-        if os.environ.get("CPCS_OUTBOUND_PUBLIC_BASE_URL"):
-            log.warning("CPCS_OUTBOUND_PUBLIC_BASE_URL is no longer read: links start with CPCS_PUBLIC_URL")
-        self.worker = DeliveryWorker(context.db, self.settings, client=client)
-        self.dispatcher = OutboundDispatcher(context, self.settings, on_planned=self.worker.notify)
+        self.worker = DeliveryWorker(context.db, context.settings, client=client)
+        self.dispatcher = OutboundDispatcher(context, on_planned=self.worker.notify)
 
     def consumers(self) -> list[Callable[[], None]]:
         """The subscribe functions to run before the bus starts."""
@@ -824,34 +779,3 @@ class Outbound:
     def stop(self) -> None:
         """Stop sending (pending deliveries stay in the database for the next start)."""
         self.worker.stop()
-
-
-_outbounds: weakref.WeakKeyDictionary[Context, Outbound] = weakref.WeakKeyDictionary()
-_outbounds_lock = threading.Lock()
-
-
-def outbound_for(context: Context, settings: OutboundSettings | None = None) -> Outbound:
-    """The one :class:`Outbound` of ``context``, created on first use (with ``settings`` if given)."""
-    with _outbounds_lock:
-        outbound = _outbounds.get(context)
-        if outbound is None:
-            outbound = Outbound(context, settings)
-            _outbounds[context] = outbound
-        elif settings is not None and settings is not outbound.settings:
-            raise RuntimeError("the outbound flow of this context is already configured")
-        return outbound
-
-
-def outbound_consumers(context: Context) -> list[Callable[[], None]]:
-    """Subscribe functions of the outbound flow (the consumer of queue ``api``)."""
-    return outbound_for(context).consumers()
-
-
-def start_delivery_worker(context: Context) -> None:
-    """Start the threads that send the context's deliveries."""
-    outbound_for(context).start()
-
-
-def stop_delivery_worker(context: Context) -> None:
-    """Stop them (call before ``context.close()``)."""
-    outbound_for(context).stop()

@@ -36,7 +36,6 @@ from cpcs.db.secret_box import SecretUnreadable
 from cpcs.errors import ConflictError, InputError, NotFoundError
 from cpcs.schemas import MAX_RECORD_ID, UNREADABLE_BODY_RESPONSE, Page, PageOffset, RecordId, Schema, as_utc
 from cpcs.web import ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
-from cpcs_api.outbound.dispatcher import outbound_for
 from cpcs_api.outbound.webhooks import TargetNotAllowed, check_literal_host, check_url_form, new_secret
 
 #: The token hint of a destination whose stored token no configured key decrypts.
@@ -255,7 +254,7 @@ LimitQuery = Annotated[int, Query(ge=1, le=500)]
 def _check_target(context: Context, field: str, url: str, *, code: str) -> None:
     """Refuse an outbound URL to this server's network unless the operator allows it."""
     try:
-        check_literal_host(url, allow_private=outbound_for(context).settings.allow_private_targets)
+        check_literal_host(url, allow_private=context.settings.outbound_allow_private_targets)
     except TargetNotAllowed as exc:
         raise InputError(f"{field}: {exc}.", code=code) from exc
 
