@@ -13,11 +13,9 @@ import functools
 import logging
 import math
 import time
-from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import numpy as np
-from astropy.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -27,9 +25,9 @@ from cpcs.consumers import Consumer
 from cpcs.context import Context
 from cpcs.db.models import Calibration, CalibrationRequest, ImageReduction, Observation, Point
 from cpcs.db.outbox import add_to_outbox
+from cpcs.domain.calibration_inputs import calibration_sources
 from cpcs.domain.observations import record_failure, record_internal_error
 from cpcs.errors import CalibrationFailed, CpcsError
-from cpcs.formats.source_catalogue import read_source_catalogue
 from cpcs.jsonsafe import json_record
 from cpcs.messages import (
     CatalogueReceivedV1,
@@ -40,7 +38,6 @@ from cpcs.messaging.bus import RejectMessage
 from cpcs.science.colour_terms import MIN_FRAMES, learn_colour_term
 from cpcs.science.crossmatch import field_cone_radius_deg
 from cpcs.science.field_calibration import FieldCalibration, ForcedTarget, calibrate_field
-from cpcs.science.imaging.source_table import calibrators
 from cpcs.science.photometric_systems import ab_flux_ujy
 from cpcs_calibrate.difference import difference_record, difference_target
 
@@ -78,6 +75,7 @@ class CalibrateWorker(Consumer[WorkMessage]):
             observation = session.get(Observation, message.observation_id)
             assert observation is not None
             alert = observation.alert
+            filename = observation.filename
             mjd = observation.mjd
             declared = observation.filter_declared
             night = self._same_night_mags(session, alert.id, mjd, observation.id)
@@ -89,7 +87,14 @@ class CalibrateWorker(Consumer[WorkMessage]):
                 difference_target(session, observation.id) if isinstance(message, SourcesMeasuredV1) else None
             )
         try:
-            sources = self._sources(message)
+            sources = calibration_sources(
+                self.context,
+                sources_path=message.sources_path if isinstance(message, SourcesMeasuredV1) else None,
+                upload_sha256=message.upload_sha256 if isinstance(message, CatalogueReceivedV1) else None,
+                filename=filename,
+                magnitude_column=message.params.magnitude_column,
+                aperture_index=message.params.aperture_index,
+            )
             radius = field_cone_radius_deg(sources.ra_deg, sources.dec_deg, alert.ra_deg, alert.dec_deg)
             references = self.references.cone(alert.ra_deg, alert.dec_deg, radius)
             calibrate = functools.partial(
@@ -122,17 +127,6 @@ class CalibrateWorker(Consumer[WorkMessage]):
             result.band,
             extra={"duration_ms": round(1e3 * (time.perf_counter() - started), 1)},
         )
-
-    def _sources(self, message: WorkMessage) -> Sources:
-        """The source list to calibrate: the uploaded catalogue, or the table reduce measured."""
-        if isinstance(message, SourcesMeasuredV1):
-            return Sources(*calibrators(Table.read(self.context.settings.data_dir / message.sources_path)))
-        catalogue = read_source_catalogue(
-            self.context.files.get(message.upload_sha256),
-            magnitude_column=message.params.magnitude_column,
-            aperture_index=message.params.aperture_index,
-        )
-        return Sources(catalogue.ra_deg, catalogue.dec_deg, catalogue.mag, catalogue.magerr)
 
     def _same_night_mags(
         self, session: Session, alert_id: int, mjd: float | None, observation_id: int
@@ -301,14 +295,6 @@ class CalibrateWorker(Consumer[WorkMessage]):
                 record_internal_error(session, message.calibration_request_id, message.observation_id, error)
         except Exception:
             log.exception("could not record the error state")
-
-
-@dataclass(frozen=True)
-class Sources:
-    ra_deg: np.ndarray
-    dec_deg: np.ndarray
-    mag: np.ndarray
-    magerr: np.ndarray
 
 
 def _trial(message: WorkMessage, observation: Observation) -> bool:

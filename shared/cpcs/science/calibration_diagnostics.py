@@ -2,8 +2,9 @@
 
 A calibration record keeps its numbers (zero point, colour term, scatter, the ranked alternatives) but
 not the matched stars. Given the same inputs the calibration had (the observer's sources, the reference
-cone, the match radius), :func:`diagnose_calibration` repeats the matching and the fit of every
-survey/band exactly as :func:`cpcs.science.field_calibration.calibrate_field` does, and returns per
+cone, the match radius), :func:`diagnose_calibration` makes the matching and the fit of every
+survey/band with the function :func:`cpcs.science.field_calibration.calibrate_field` uses
+(:func:`cpcs.science.band_fits.fit_survey_bands`), and returns per
 survey/band the matched stars with their instrumental and catalogue magnitudes, colours, positions and
 residuals, so that a page can show how each candidate fitted and why one was chosen.
 
@@ -19,12 +20,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from cpcs.catalogs.model import ReferenceCatalogue
-from cpcs.catalogs.surveys import colour_of, definition_for
-from cpcs.errors import CalibrationFailed
+from cpcs.catalogs.surveys import SurveyDefinition
 from cpcs.science._helpers import BoolArray, FloatArray
-from cpcs.science.crossmatch import match_catalogues, nearest_source, tangent_plane_offsets
-from cpcs.science.field_calibration import MAX_SCATTER_MAG, MIN_COLOUR_STARS, MIN_STARS
-from cpcs.science.zeropoint import ZeroPointFit, fit_zero_point
+from cpcs.science.band_fits import MIN_STARS, fit_survey_bands
+from cpcs.science.crossmatch import nearest_source, tangent_plane_offsets
+from cpcs.science.zeropoint import ZeroPointFit
 
 __all__ = ["BandDiagnostics", "CalibrationDiagnostics", "MatchedStars", "diagnose_calibration"]
 
@@ -138,45 +138,11 @@ class CalibrationDiagnostics:
         return next((b for b in self.bands if b.survey == survey and b.band == band), None)
 
 
-def _colour_name(reference: ReferenceCatalogue, band: str) -> str | None:
-    definition = definition_for(reference.survey, reference.bands)
+def _colour_name(definition: SurveyDefinition, band: str) -> str | None:
     if not definition.has_band(band):
         return None
     pair = definition.band(band).colour
     return f"{pair[0]}-{pair[1]}" if pair is not None else None
-
-
-def _fit(
-    inst: FloatArray,
-    inst_err: FloatArray,
-    cat: FloatArray,
-    cat_err: FloatArray,
-    colour: FloatArray,
-    x: FloatArray,
-    y: FloatArray,
-    min_stars: int,
-) -> tuple[ZeroPointFit | None, str | None]:
-    """The fit calibrate_field makes for one candidate, and its failure code if any."""
-    usable = np.isfinite(cat)
-    with_colour = int((usable & np.isfinite(colour)).sum())
-    use_colour = with_colour >= MIN_COLOUR_STARS
-    try:
-        fit = fit_zero_point(
-            inst,
-            inst_err,
-            cat,
-            cat_err,
-            colour if use_colour else None,
-            x,
-            y,
-            fit_colour_term=use_colour,
-            min_stars=min_stars,
-        )
-    except CalibrationFailed as exc:
-        return None, exc.code
-    if fit.scatter > MAX_SCATTER_MAG:
-        return fit, "scatter_too_large"
-    return fit, None
 
 
 def diagnose_calibration(
@@ -191,6 +157,7 @@ def diagnose_calibration(
     match_radius_arcsec: float,
     chosen: tuple[str, str] | None = None,
     min_stars: int = MIN_STARS,
+    colour_term_priors: Mapping[tuple[str, str], tuple[float, float]] | None = None,
 ) -> CalibrationDiagnostics:
     """Recompute the matched stars and the fit of every survey/band of a calibrated field.
 
@@ -207,6 +174,8 @@ def diagnose_calibration(
         The calibration's match radius.
     chosen : (survey, band), optional
         The survey/band the calibration used, marked in the result.
+    colour_term_priors : mapping of (survey, band) to (mean, sigma), optional
+        The colour-term priors the calibration used (the stored ``colour_term_prior``).
 
     Returns
     -------
@@ -223,54 +192,55 @@ def diagnose_calibration(
         field = field[field != target_index]
 
     bands: list[BandDiagnostics] = []
-    for survey, reference in references.items():
-        match = match_catalogues(
-            src_ra[field], src_dec[field], reference.ra_deg, reference.dec_deg, match_radius_arcsec
+    for fitted in fit_survey_bands(
+        src_mag,
+        src_err,
+        src_ra,
+        src_dec,
+        x_deg,
+        y_deg,
+        field,
+        references,
+        match_radius_arcsec,
+        min_stars=min_stars,
+        colour_term_priors=colour_term_priors,
+    ):
+        fit, src, colour = fitted.fit, fitted.source_index, fitted.colour
+        if fit is not None:
+            residual = np.asarray(fit.residuals, dtype=float)
+            used = np.asarray(fit.used, dtype=bool)
+            colour_residual = residual + (fit.colour_term * colour if fit.colour_fitted else 0.0)
+        else:
+            residual = np.full(fitted.cat_mag.size, np.nan)
+            used = np.zeros(fitted.cat_mag.size, dtype=bool)
+            colour_residual = residual
+        keep = np.isfinite(fitted.cat_mag)
+        stars = MatchedStars(
+            inst_mag=src_mag[src][keep],
+            inst_err=src_err[src][keep],
+            cat_mag=fitted.cat_mag[keep],
+            cat_err=fitted.cat_err[keep],
+            colour=colour[keep],
+            colour_err=fitted.colour_err[keep],
+            x_arcmin=x_deg[src][keep] * ARCMIN_PER_DEG,
+            y_arcmin=y_deg[src][keep] * ARCMIN_PER_DEG,
+            separation_arcsec=fitted.separation_arcsec[keep],
+            residual=residual[keep],
+            colour_residual=np.asarray(colour_residual, dtype=float)[keep],
+            used=used[keep],
         )
-        src = field[match.source_index]
-        ref = match.reference_index
-        for band in reference.bands:
-            cat, cat_err = reference.mags[band][ref], reference.errs[band][ref]
-            colour, colour_err = (values[ref] for values in colour_of(reference, band))
-            fit, failure = _fit(
-                src_mag[src], src_err[src], cat, cat_err, colour, x_deg[src], y_deg[src], min_stars
+        bands.append(
+            BandDiagnostics(
+                survey=fitted.survey,
+                band=fitted.band,
+                colour_index=_colour_name(fitted.definition, fitted.band),
+                n_matched=fitted.n_matched,
+                fit=fit,
+                failure=fitted.failure,
+                stars=stars,
+                chosen=chosen is not None and (fitted.survey, fitted.band) == chosen,
             )
-            has_mag = np.isfinite(cat)
-            if fit is not None:
-                residual = np.asarray(fit.residuals, dtype=float)
-                used = np.asarray(fit.used, dtype=bool)
-                colour_residual = residual + (fit.colour_term * colour if fit.colour_fitted else 0.0)
-            else:
-                residual = np.full(cat.size, np.nan)
-                used = np.zeros(cat.size, dtype=bool)
-                colour_residual = residual
-            keep = has_mag
-            stars = MatchedStars(
-                inst_mag=src_mag[src][keep],
-                inst_err=src_err[src][keep],
-                cat_mag=cat[keep],
-                cat_err=cat_err[keep],
-                colour=colour[keep],
-                colour_err=colour_err[keep],
-                x_arcmin=x_deg[src][keep] * ARCMIN_PER_DEG,
-                y_arcmin=y_deg[src][keep] * ARCMIN_PER_DEG,
-                separation_arcsec=match.separation_arcsec[keep],
-                residual=residual[keep],
-                colour_residual=np.asarray(colour_residual, dtype=float)[keep],
-                used=used[keep],
-            )
-            bands.append(
-                BandDiagnostics(
-                    survey=survey,
-                    band=band,
-                    colour_index=_colour_name(reference, band),
-                    n_matched=int(has_mag.sum()),
-                    fit=fit,
-                    failure=failure,
-                    stars=stars,
-                    chosen=chosen is not None and (survey, band) == chosen,
-                )
-            )
+        )
     return CalibrationDiagnostics(
         match_radius_arcsec=float(match_radius_arcsec),
         n_sources=int(src_ra.size),

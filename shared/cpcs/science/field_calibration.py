@@ -15,10 +15,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from cpcs.catalogs.model import ReferenceCatalogue
-from cpcs.catalogs.surveys import SurveyDefinition, colour_of, definition_for
+from cpcs.catalogs.surveys import SurveyDefinition
 from cpcs.errors import CalibrationFailed
+from cpcs.science.band_fits import MAX_SCATTER_MAG, MIN_STARS, fit_survey_bands
 from cpcs.science.bands import band_family, standard_band
-from cpcs.science.crossmatch import match_catalogues, nearest_source, tangent_plane_offsets
+from cpcs.science.crossmatch import nearest_source, tangent_plane_offsets
 from cpcs.science.photometric_systems import ab_offset
 from cpcs.science.selection import (
     BandCandidate,
@@ -29,14 +30,9 @@ from cpcs.science.selection import (
     split_force_filter,
 )
 from cpcs.science.target import TargetMagnitude, calibrate_target, limiting_magnitude, upper_limit
-from cpcs.science.zeropoint import ZeroPointFit, fit_zero_point
+from cpcs.science.zeropoint import ZeroPointFit
 
-MIN_STARS = 5
 DETECTION_SNR = 5.0  # forced measurements below this are reported as 5-sigma upper limits
-MIN_COLOUR_STARS = 8  # fewer stars with a colour: fit the zero point alone
-# A relation this loose is no calibration: chance matches of a catalogue whose astrometry is off
-# scatter by a magnitude or more, while real fields, even poor ones, stay well under this.
-MAX_SCATTER_MAG = 0.5
 
 
 @dataclass(frozen=True)
@@ -199,66 +195,40 @@ def calibrate_field(
         target_x = target_y = 0.0
     night = same_night_mags or {}
 
+    fits = fit_survey_bands(
+        src_mag,
+        src_err,
+        src_ra,
+        src_dec,
+        x,
+        y,
+        field_stars,
+        references,
+        match_radius_arcsec,
+        forced=forced,
+        min_stars=min_stars,
+        colour_term_priors=colour_term_priors,
+    )
+    definitions: dict[str, SurveyDefinition] = {fitted.survey: fitted.definition for fitted in fits}
     candidates: list[BandCandidate] = []
-    definitions: dict[str, SurveyDefinition] = {}
-    for survey, reference in references.items():
-        if forced is not None and forced[0] is not None and survey.casefold() != forced[0].casefold():
-            continue
-        definition = definition_for(survey, reference.bands)
-        definitions[survey] = definition
-        match = match_catalogues(
-            src_ra[field_stars],
-            src_dec[field_stars],
-            reference.ra_deg,
-            reference.dec_deg,
-            match_radius_arcsec,
-        )
-        src = field_stars[match.source_index]
-        ref = match.reference_index
-        for band in reference.bands:
-            if forced is not None and band != forced[1]:
-                continue
-            cat_mag, cat_err = reference.mags[band][ref], reference.errs[band][ref]
-            ref_colour = colour_of(reference, band)[0][ref]
-            usable = np.isfinite(cat_mag)
-            n_matched = int(usable.sum())
-            with_colour = int((usable & np.isfinite(ref_colour)).sum())
-            fit: ZeroPointFit | None = None
-            failure = None
-            try:
-                fit = fit_zero_point(
-                    src_mag[src],
-                    src_err[src],
-                    cat_mag,
-                    cat_err,
-                    ref_colour if with_colour >= MIN_COLOUR_STARS else None,
-                    x[src],
-                    y[src],
-                    fit_colour_term=with_colour >= MIN_COLOUR_STARS,
-                    min_stars=min_stars,
-                    colour_term_prior=(colour_term_priors or {}).get((survey, band)),
-                )
-            except CalibrationFailed as exc:
-                failure = exc.code
-            if fit is not None and fit.scatter > MAX_SCATTER_MAG:
-                failure = "scatter_too_large"
-            target_colour, target_colour_err, _ = _target_colour(definition, band, night)
-            candidates.append(
-                BandCandidate(
-                    survey=survey,
-                    band=band,
-                    fit=fit,
-                    n_matched=n_matched,
-                    failure=failure,
-                    declared_match=_in_family(band, family),
-                    target_colour=target_colour,
-                    target_colour_err=target_colour_err,
-                    target_x=target_x,
-                    target_y=target_y,
-                    star_x=x[src],
-                    star_y=y[src],
-                )
+    for fitted in fits:
+        target_colour, target_colour_err, _ = _target_colour(fitted.definition, fitted.band, night)
+        candidates.append(
+            BandCandidate(
+                survey=fitted.survey,
+                band=fitted.band,
+                fit=fitted.fit,
+                n_matched=fitted.n_matched,
+                failure=fitted.failure,
+                declared_match=_in_family(fitted.band, family),
+                target_colour=target_colour,
+                target_colour_err=target_colour_err,
+                target_x=target_x,
+                target_y=target_y,
+                star_x=x[fitted.source_index],
+                star_y=y[fitted.source_index],
             )
+        )
 
     if forced is not None:
         candidates = filter_forced(candidates, forced[0], forced[1])

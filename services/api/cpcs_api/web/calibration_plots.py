@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from astropy.table import Table
 from sqlalchemy import select
 
 from cpcs.catalogs.client import HttpReferences, LocalReferences, ReferenceSource
@@ -24,13 +23,12 @@ from cpcs.catalogs.cone import ConeService
 from cpcs.catalogs.tiles import TileStore
 from cpcs.context import Context
 from cpcs.db.models import ImageReduction, Observation
+from cpcs.domain.calibration_inputs import calibration_sources
 from cpcs.domain.observations import current_calibration
 from cpcs.errors import CpcsError
-from cpcs.formats.source_catalogue import read_source_catalogue
 from cpcs.schemas import CalibrationOut
 from cpcs.science.calibration_diagnostics import BandDiagnostics, CalibrationDiagnostics, diagnose_calibration
 from cpcs.science.crossmatch import field_cone_radius_deg
-from cpcs.science.imaging.source_table import calibrators
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +60,7 @@ class StoredInputs:
     match_radius_arcsec: float
     survey: str
     band: str
+    colour_term_prior: tuple[float, float] | None
 
 
 @dataclass(frozen=True)
@@ -86,6 +85,7 @@ def _read_inputs(context: Context, observation_id: int) -> StoredInputs | str:
         filename = observation.filename
         alert_ra, alert_dec = observation.alert.ra_deg, observation.alert.dec_deg
         survey, band = calibration.survey, calibration.band
+        prior = (calibration.result or {}).get("colour_term_prior")
         sources_path: str | None = None
         if kind == "image":
             reduction = session.scalar(
@@ -94,16 +94,14 @@ def _read_inputs(context: Context, observation_id: int) -> StoredInputs | str:
             sources_path = reduction.sources_path if reduction is not None else None
             if sources_path is None:
                 return "The image's measured source table is not available."
-    if sources_path is not None:
-        ra, dec, mag, magerr = calibrators(Table.read(context.settings.data_dir / sources_path))
-    else:
-        catalogue = read_source_catalogue(
-            context.files.get(sha256),
-            filename=filename,
-            magnitude_column=params.get("magnitude_column"),
-            aperture_index=int(params.get("aperture_index") or 0),
-        )
-        ra, dec, mag, magerr = catalogue.ra_deg, catalogue.dec_deg, catalogue.mag, catalogue.magerr
+    ra, dec, mag, magerr = calibration_sources(
+        context,
+        sources_path=sources_path,
+        upload_sha256=sha256,
+        filename=filename,
+        magnitude_column=params.get("magnitude_column"),
+        aperture_index=int(params.get("aperture_index") or 0),
+    )
     return StoredInputs(
         ra_deg=ra,
         dec_deg=dec,
@@ -114,6 +112,7 @@ def _read_inputs(context: Context, observation_id: int) -> StoredInputs | str:
         match_radius_arcsec=float(params.get("match_radius_arcsec") or 2.0),
         survey=survey,
         band=band,
+        colour_term_prior=(float(prior[0]), float(prior[1])) if prior else None,
     )
 
 
@@ -137,6 +136,9 @@ def diagnostics_for(context: Context, references: ReferenceSource, observation_i
             references=cone,
             match_radius_arcsec=inputs.match_radius_arcsec,
             chosen=(inputs.survey, inputs.band),
+            colour_term_priors=(
+                {(inputs.survey, inputs.band): inputs.colour_term_prior} if inputs.colour_term_prior else None
+            ),
         )
     except (CpcsError, OSError, KeyError, ValueError) as exc:
         log.warning("calibration plots of observation %s unavailable: %s", observation_id, exc)

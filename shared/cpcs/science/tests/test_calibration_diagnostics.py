@@ -139,3 +139,24 @@ def test_a_band_without_enough_stars_has_no_fit(field: SimulatedField) -> None:
     for entry in diagnostics.bands:
         assert entry.fit is None and entry.failure == "too_few_stars"
         assert not entry.stars.used.any() and np.isnan(entry.stars.residual).all()
+
+
+def test_the_plots_show_the_fit_a_colour_term_prior_made(field: SimulatedField) -> None:
+    """A calibration that took a learned colour term as a prior is drawn with that prior: the plotted
+    colour term is the stored one, not the frame's own fit."""
+    references = _references(field)
+    common = dict(target_ra_deg=RA, target_dec_deg=DEC, references=references, match_radius_arcsec=2.0)
+    args = (field.ra_deg, field.dec_deg, field.mag, field.magerr)
+    result = calibrate_field(
+        *args, force_filter="PS1/r", colour_term_priors={("PS1", "r"): (0.4, 0.001)}, **common
+    )
+    assert result.fit.colour_term == pytest.approx(0.4, abs=0.01)  # the tight prior wins
+    with_prior = diagnose_calibration(
+        *args, chosen=("PS1", "r"), colour_term_priors={("PS1", "r"): (0.4, 0.001)}, **common
+    ).band("PS1", "r")
+    without = diagnose_calibration(*args, chosen=("PS1", "r"), **common).band("PS1", "r")
+    assert with_prior is not None and with_prior.fit is not None
+    assert with_prior.fit.colour_term == pytest.approx(result.fit.colour_term, abs=1e-12)
+    assert with_prior.fit.zp == pytest.approx(result.fit.zp, abs=1e-12)
+    assert without is not None and without.fit is not None
+    assert abs(without.fit.colour_term - result.fit.colour_term) > 0.05
