@@ -29,10 +29,10 @@ from cpcs import __version__
 from cpcs.db.models import User
 from cpcs.domain import accounts as account_store
 from cpcs.domain import alerts as alert_store
-from cpcs.domain.consent import may_share, set_sharing
+from cpcs.domain.consent import may_share
 from cpcs.domain.points import light_curve_for_export
 from cpcs.errors import ConflictError, CpcsError, InputError, PermissionDeniedError
-from cpcs.lightcurve.aavso import aavso_report, valid_obscode
+from cpcs.lightcurve.aavso import aavso_report
 from cpcs.lightcurve.exports import ExportRow, export_rows, skyportal_obj_id
 from cpcs.lightcurve.tns import TnsBot, tns_marker, tns_report
 from cpcs.schemas import UNREADABLE_BODY_RESPONSE, RecordId, UserOut
@@ -176,6 +176,26 @@ def _send_to_tns(settings: Settings, report: dict[str, Any]) -> TnsSentOut:
     return TnsSentOut(report_id=None if report_id is None else str(report_id), tns_reply=reply)
 
 
+def _send_reviewed(
+    session: Session, alert_id: int, user: User, settings: Settings, digest: str
+) -> TnsSentOut:
+    """Send the report of ``alert_id`` the caller reviewed (its ``digest``), if sending is on."""
+    review = _tns_review(session, alert_id, user, settings)
+    if not _tns_configured(settings):
+        raise ConflictError(
+            "Sending to TNS is off on this server: its operator sets CPCS_TNS_URL, CPCS_TNS_API_KEY, "
+            "CPCS_TNS_BOT_ID and CPCS_TNS_BOT_NAME. The report can still be reviewed.",
+            code="tns_not_configured",
+        )
+    if digest != review.digest:
+        raise ConflictError(
+            "The report changed since it was reviewed (points were added, corrected or deleted): "
+            "review it again (GET .../tns-report) and send its new digest.",
+            code="tns_report_changed",
+        )
+    return _send_to_tns(settings, review.report)
+
+
 def router() -> APIRouter:
     api = APIRouter(prefix="/api/v1", responses={**ERROR_RESPONSES, **UNREADABLE_BODY_RESPONSE})
 
@@ -183,21 +203,11 @@ def router() -> APIRouter:
         "/me", response_model=UserOut, tags=["accounts"], summary="Set your AAVSO observer code and sharing"
     )
     def update_me(body: AccountUpdate, context: ContextDep, user: UserDep) -> UserOut:
-        code = body.aavso_obscode.strip().upper() if body.aavso_obscode else None
-        if code is not None and not valid_obscode(code):
-            raise InputError(
-                f"{body.aavso_obscode!r} is not an AAVSO observer code: letters and digits, at most 10.",
-                code="invalid_aavso_obscode",
-            )
+        code = body.aavso_obscode if "aavso_obscode" in body.model_fields_set else account_store.UNCHANGED
         with context.db.transaction() as session:
-            account = session.get(User, user.id)
-            assert account is not None
-            if "aavso_obscode" in body.model_fields_set:
-                account.aavso_obscode = code
-            if body.sharing is not None:
-                set_sharing(account, body.sharing)
-            session.flush()
-            return account_store.user_view(account)
+            return account_store.update_account(
+                session, user.id, aavso_obscode=code, sharing_changes=body.sharing
+            )
 
     @api.get(
         "/alerts/{alert_id}/tns-report",
@@ -219,20 +229,6 @@ def router() -> APIRouter:
     def send_tns_report(
         alert_id: RecordId, body: TnsSendIn, context: ContextDep, session: SessionDep, user: UserDep
     ) -> TnsSentOut:
-        settings = context.settings
-        review = _tns_review(session, alert_id, user, settings)
-        if not _tns_configured(settings):
-            raise ConflictError(
-                "Sending to TNS is off on this server: its operator sets CPCS_TNS_URL, CPCS_TNS_API_KEY, "
-                "CPCS_TNS_BOT_ID and CPCS_TNS_BOT_NAME. The report can still be reviewed.",
-                code="tns_not_configured",
-            )
-        if body.digest != review.digest:
-            raise ConflictError(
-                "The report changed since it was reviewed (points were added, corrected or deleted): "
-                "review it again (GET .../tns-report) and send its new digest.",
-                code="tns_report_changed",
-            )
-        return _send_to_tns(settings, review.report)
+        return _send_reviewed(session, alert_id, user, context.settings, body.digest)
 
     return api

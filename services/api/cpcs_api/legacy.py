@@ -16,7 +16,7 @@ from cpcs.domain.accounts import authenticate, list_observatories
 from cpcs.domain.points import delete_point, light_curve_points
 from cpcs.errors import InputError
 from cpcs.lightcurve.exports import legacy_arrays
-from cpcs.schemas import MAX_RECORD_ID, ErrorBody, ObservatoryOut
+from cpcs.schemas import MAX_RECORD_ID, AlertOut, ErrorBody, ObservatoryOut
 from cpcs.web import ERROR_RESPONSES, ContextDep, token_from_request
 
 PAGE_SIZE = 20
@@ -107,6 +107,46 @@ def lightcurve_arrays(context: Context, alert_id: int) -> dict[str, Any]:
     return legacy_arrays(alert.name, points)
 
 
+def _light_curve_of(context: Context, token: str | None, alert_id: int | None, name: str | None) -> Any:
+    """The legacy light curve of the alert named by id or name, for a valid token."""
+    with context.db.transaction() as session:
+        authenticate(session, token)
+        if alert_id is not None:
+            resolved = alert_store.get_alert(session, alert_id).id
+        elif name:
+            resolved = alert_store.find_alert(session, name).id
+        else:
+            raise InputError("Give alert_id or alert_name.", code="missing_alert")
+    return lightcurve_arrays(context, resolved)
+
+
+_ALERT_COLUMNS = ("id", "ivorn", "published", "ra", "dec", "nfollowup")
+
+
+def _legacy_alert_row(alert: AlertOut) -> dict[str, Any]:
+    """An alert as the legacy list shows it."""
+    values = (
+        alert.id,
+        alert.name,
+        alert.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        alert.ra_deg,
+        alert.dec_deg,
+        alert.n_points,
+    )
+    return dict(zip(_ALERT_COLUMNS, values, strict=True))
+
+
+def _alerts_html(rows: list[dict[str, Any]]) -> str:
+    cells = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(r[k]))}</td>" for k in _ALERT_COLUMNS) + "</tr>" for r in rows
+    )
+    head = "".join(f"<th>{k}</th>" for k in _ALERT_COLUMNS)
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>List of alerts</title></head><body>"
+        f"<h1>List of alerts</h1><table><tr>{head}</tr>{cells}</table></body></html>"
+    )
+
+
 def router() -> APIRouter:
     api = APIRouter(prefix="/followup", tags=["legacy CPCS"], responses=ERROR_RESPONSES)
 
@@ -125,21 +165,8 @@ def router() -> APIRouter:
     async def get_alert_lc_data(request: Request, context: ContextDep) -> JSONResponse:
         fields = await _fields(request)
         token = token_from_request(request, fields.get("hashtag"))
-        alert_id = _int_field(fields, "alert_id")
-        name = fields.get("alert_name")
-
-        def work() -> dict[str, Any]:
-            with context.db.transaction() as session:
-                authenticate(session, token)
-                if alert_id is not None:
-                    resolved = alert_store.get_alert(session, alert_id).id
-                elif name:
-                    resolved = alert_store.find_alert(session, name).id
-                else:
-                    raise InputError("Give alert_id or alert_name.", code="missing_alert")
-            return lightcurve_arrays(context, resolved)
-
-        return JSONResponse(await run_in_threadpool(work))
+        alert_id, name = _int_field(fields, "alert_id"), fields.get("alert_name")
+        return JSONResponse(await run_in_threadpool(_light_curve_of, context, token, alert_id, name))
 
     @api.get(
         "/list_of_alerts",
@@ -155,27 +182,10 @@ def router() -> APIRouter:
             page = alert_store.list_alerts(
                 session, offset=offset, limit=PAGE_SIZE, observed_only=bool(observed_only)
             )
-        rows = [
-            {
-                "id": a.id,
-                "ivorn": a.name,
-                "published": a.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                "ra": a.ra_deg,
-                "dec": a.dec_deg,
-                "nfollowup": a.n_points,
-            }
-            for a in page.items
-        ]
+        rows = [_legacy_alert_row(alert) for alert in page.items]
         if format == "json":
             return JSONResponse({"alerts": rows, "total": page.total, "offset": offset})
-        cells = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(str(r[k]))}</td>" for k in r) + "</tr>" for r in rows
-        )
-        head = "".join(f"<th>{k}</th>" for k in ("id", "ivorn", "published", "ra", "dec", "nfollowup"))
-        return HTMLResponse(
-            f"<!doctype html><html><head><meta charset='utf-8'><title>List of alerts</title></head><body>"
-            f"<h1>List of alerts</h1><table><tr>{head}</tr>{cells}</table></body></html>"
-        )
+        return HTMLResponse(_alerts_html(rows))
 
     @api.post(
         "/newevent",

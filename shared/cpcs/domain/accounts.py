@@ -7,8 +7,9 @@ from sqlalchemy.orm import Session
 
 from cpcs.auth import digests_match, new_token, token_digest
 from cpcs.db.models import Observatory, Point, Token, User, utcnow
-from cpcs.domain.consent import sharing
+from cpcs.domain.consent import set_sharing, sharing
 from cpcs.errors import AuthenticationError, ConflictError, InputError, NotFoundError
+from cpcs.lightcurve.aavso import valid_obscode
 from cpcs.schemas import NewUserOut, ObservatoryOut, Role, UserOut
 from cpcs.security import before_token_check, token_checked
 
@@ -133,3 +134,32 @@ def get_user(session: Session, user_id: int) -> User:
     if user is None:
         raise NotFoundError(f"No user {user_id}.")
     return user
+
+
+#: Leave a setting as it is (``update_account``).
+UNCHANGED = object()
+
+
+def update_account(
+    session: Session,
+    user_id: int,
+    *,
+    aavso_obscode: str | object | None = UNCHANGED,
+    sharing_changes: dict[str, bool] | None = None,
+) -> UserOut:
+    """Set an observer's AAVSO observer code (``None`` removes it) and where their points may go."""
+    code = aavso_obscode
+    if isinstance(code, str):
+        code = code.strip().upper() or None
+        if code is not None and not valid_obscode(code):
+            raise InputError(
+                f"{aavso_obscode!r} is not an AAVSO observer code: letters and digits, at most 10.",
+                code="invalid_aavso_obscode",
+            )
+    account = get_user(session, user_id)
+    if code is not UNCHANGED:
+        account.aavso_obscode = code if isinstance(code, str) else None
+    if sharing_changes is not None:
+        set_sharing(account, sharing_changes)
+    session.flush()
+    return user_view(account)
