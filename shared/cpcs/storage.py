@@ -6,9 +6,13 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from cpcs.errors import InputError
 
 CHUNK_BYTES = 1 << 20
 
@@ -71,6 +75,24 @@ class FileStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return StagedFile(digest.hexdigest(), size, Path(tmp))
+
+    @contextmanager
+    def staged_upload(self, source: BinaryIO, *, max_bytes: int) -> Iterator[StagedFile]:
+        """An uploaded file staged for checking, for the ``with`` block: kept only if the block calls
+        :meth:`keep`, discarded if it raises. Too large (413) or empty files are refused here."""
+        try:
+            staged = self.stage(source, max_bytes=max_bytes)
+        except OverflowError:
+            raise InputError(
+                f"The file is larger than the {max_bytes} byte limit.", code="file_too_large", http_status=413
+            ) from None
+        try:
+            if staged.size_bytes == 0:
+                raise InputError("The uploaded file is empty.", code="empty_file")
+            yield staged
+        except BaseException:
+            self.discard(staged)
+            raise
 
     def keep(self, staged: StagedFile) -> Path:
         """Move a staged file to its content address (dropping it if identical bytes are stored)."""

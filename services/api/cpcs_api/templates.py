@@ -11,7 +11,6 @@ from cpcs.db.models import User
 from cpcs.domain import templates as template_store
 from cpcs.domain.alerts import get_alert
 from cpcs.domain.instruments import find_instrument, instrument_defaults
-from cpcs.errors import InputError
 from cpcs.schemas import RecordId
 from cpcs.security import upload_form_limits
 from cpcs.web import ERROR_RESPONSES, UPLOAD_RESPONSES, ContextDep, SessionDep, UserDep
@@ -32,17 +31,7 @@ def accept_template(
         instrument = find_instrument(session, user.observatory_id, instrument_name)
         defaults = instrument_defaults(instrument)
     settings = context.settings
-    try:
-        staged = context.files.stage(stream, max_bytes=settings.max_upload_bytes)
-    except OverflowError:
-        raise InputError(
-            f"The file is larger than the {settings.max_upload_bytes} byte limit.",
-            code="file_too_large",
-            http_status=413,
-        ) from None
-    try:
-        if staged.size_bytes == 0:
-            raise InputError("The uploaded file is empty.", code="empty_file")
+    with context.files.staged_upload(stream, max_bytes=settings.max_upload_bytes) as staged:
         facts = template_store.inspect_template(
             staged.path,
             alert_ra_deg=alert.ra_deg,
@@ -52,9 +41,6 @@ def accept_template(
             max_pixels=settings.max_image_pixels,
         )
         stored = context.files.keep(staged)
-    except BaseException:
-        context.files.discard(staged)
-        raise
     with context.db.transaction() as session:
         return template_store.add_template(
             session,

@@ -72,22 +72,9 @@ class IngestService:
             defaults = instrument_defaults(instrument)
             instrument_id = instrument.id if instrument is not None else None
         settings = self.context.settings
-        try:
-            staged = self.context.files.stage(upload.stream, max_bytes=settings.max_upload_bytes)
-        except OverflowError:
-            raise InputError(
-                f"The file is larger than the {settings.max_upload_bytes} byte limit.",
-                code="file_too_large",
-                http_status=413,
-            ) from None
-        try:
-            if staged.size_bytes == 0:
-                raise InputError("The uploaded file is empty.", code="empty_file")
+        with self.context.files.staged_upload(upload.stream, max_bytes=settings.max_upload_bytes) as staged:
             facts = self._check(staged, upload, alert, mjd, exptime_s, defaults)
             stored = self.context.files.keep(staged)
-        except BaseException:
-            self.context.files.discard(staged)
-            raise
         facts = dataclasses.replace(
             facts, stored_path=self.context.files.relative(stored), instrument_id=instrument_id
         )
