@@ -145,6 +145,31 @@ def _not_tried(
     ]
 
 
+def _refuse_forced_outside_coverage(
+    survey: str,
+    band: str,
+    references: Mapping[str, ReferenceCatalogue],
+    src_ra: np.ndarray,
+    src_dec: np.ndarray,
+    target_ra_deg: float,
+    target_dec_deg: float,
+) -> None:
+    """A forced survey that cannot cover the field is refused with the reason, not a bare list."""
+    definition = definition_for(survey)
+    if definition.custom:
+        return
+    radius = field_cone_radius_deg(src_ra, src_dec, target_ra_deg, target_dec_deg)
+    outside = outside_coverage([definition.name], target_ra_deg, target_dec_deg, radius)
+    if definition.name in outside:
+        available = ", ".join(sorted(references)) or "none"
+        raise CalibrationFailed(
+            f"the forced band {survey}/{band} cannot calibrate this field: it is outside "
+            f"{definition.name} coverage ({outside[definition.name].description}); surveys with stars "
+            f"here: {available}. Force another survey or use AUTO.",
+            code="forced_band_unavailable",
+        )
+
+
 def _target_colour(
     definition: SurveyDefinition, band: str, same_night_mags: Mapping[str, tuple[float, float]]
 ) -> tuple[float, float, str | None]:
@@ -263,6 +288,10 @@ def calibrate_field(
         )
 
     if forced is not None:
+        if forced[0] is not None and not any(c.survey.casefold() == forced[0].casefold() for c in candidates):
+            _refuse_forced_outside_coverage(
+                forced[0], forced[1], references, src_ra, src_dec, target_ra_deg, target_dec_deg
+            )
         candidates = filter_forced(candidates, forced[0], forced[1])
     if not any(c.n_matched >= min_stars for c in candidates):
         best = max((c.n_matched for c in candidates), default=0)

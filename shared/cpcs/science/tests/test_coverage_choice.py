@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cpcs.catalogs.model import ReferenceCatalogue
+from cpcs.errors import CalibrationFailed
 from cpcs.science.field_calibration import calibrate_field
 from cpcs.science.selection import not_tried_reason
 from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field
@@ -16,7 +19,7 @@ def _references(field: SimulatedField, surveys: set[str]) -> dict[str, Reference
     }
 
 
-def _calibrate(field: SimulatedField, ra: float, dec: float, surveys: set[str]):  # type: ignore[no-untyped-def]
+def _calibrate(field: SimulatedField, ra: float, dec: float, surveys: set[str], **kwargs: object):  # type: ignore[no-untyped-def]
     return calibrate_field(
         field.ra_deg,
         field.dec_deg,
@@ -25,6 +28,7 @@ def _calibrate(field: SimulatedField, ra: float, dec: float, surveys: set[str]):
         target_ra_deg=ra,
         target_dec_deg=dec,
         references=_references(field, surveys),
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -53,3 +57,15 @@ def test_a_northern_field_has_no_ps1_or_sdss_note_and_still_uses_ps1() -> None:
     assert all(
         "outside SkyMapper coverage" in a.reason for a in result.alternatives if a.survey == "SkyMapper"
     )
+
+
+def test_forcing_a_survey_outside_its_coverage_says_so() -> None:
+    field = simulate_field(33, n_stars=300, ra_deg=150.0, dec_deg=-60.0, target="bright")
+    with pytest.raises(CalibrationFailed) as err:
+        _calibrate(field, 150.0, -60.0, {"GaiaSP"}, force_filter="PS1/r")
+    assert err.value.code == "forced_band_unavailable"
+    assert "outside PS1 coverage" in err.value.message and "GaiaSP" in err.value.message
+    # a survey that covers the field but has no stars keeps the ordinary answer
+    with pytest.raises(CalibrationFailed) as other:
+        _calibrate(field, 150.0, -60.0, {"GaiaSP"}, force_filter="SkyMapper/r")
+    assert other.value.code == "forced_band_unavailable" and "coverage" not in other.value.message
