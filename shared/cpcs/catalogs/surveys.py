@@ -27,6 +27,17 @@ Derived bands
 
   with the fit rms of that table (``TONRY_RMS``) added in quadrature.
 
+* RefCat2 -> B, V, R, I: the same Tonry et al. (2012) relations, RefCat2's griz being on the PS1
+  system (Tonry et al. 2018).
+
+Southern and photographic surveys
+---------------------------------
+RefCat2 (all-sky, Gaia DR2 positions at 2015.5 with proper motions), SkyMapper DR4 (PSF
+magnitudes, its own u v g r i z passbands) and USNO-B1 (photographic, no errors in the table: the
+documented 0.3 mag stands in) are fetched from Vizier; VST ATLAS and OGLE-III have no
+cone-searchable Vizier table that we could confirm and are import only. Which part of the sky each
+covers is in :mod:`cpcs.catalogs.coverage`.
+
 Positions and epochs
 --------------------
 APASS, PS1, SDSS and 2MASS positions are J2000 equinox / ICRS at their own observing epochs (as

@@ -21,7 +21,7 @@ from cpcs.errors import CalibrationFailed
 from cpcs.science.band_fits import MAX_SCATTER_MAG, MIN_STARS, fit_survey_bands
 from cpcs.science.bands import band_family, standard_band
 from cpcs.science.crossmatch import field_cone_radius_deg, nearest_source, tangent_plane_offsets
-from cpcs.science.photometric_systems import ab_offset
+from cpcs.science.photometric_systems import ab_offset_of
 from cpcs.science.selection import (
     BandCandidate,
     RankedCandidate,
@@ -372,10 +372,7 @@ def calibrate_field(
     band_definition = definition.band(band) if definition.has_band(band) else None
     offset: float | None = None
     if band_definition is not None and band_definition.system is not None:
-        try:
-            offset = ab_offset(band, band_definition.system)
-        except KeyError:
-            offset = None
+        offset = ab_offset_of(definition.name, band, band_definition.system)
     release = definition.title if not definition.custom else survey
     return FieldCalibration(
         mode="FORCED" if forced is not None else "AUTO",

@@ -14,6 +14,7 @@ from cpcs.catalogs.surveys import SURVEYS, USNOB1_MAG_ERROR, find_survey
 from cpcs.catalogs.tiles import TileStore
 from cpcs.catalogs.vizier import parse_vizier_table
 from cpcs.science.bands import export_band
+from cpcs.science.photometric_systems import ab_offset, ab_offset_of
 
 
 def _rows_of(table: Table, ra_column: str, ra_deg: np.ndarray) -> np.ndarray:
@@ -125,3 +126,10 @@ def test_import_only_surveys_keep_their_bands_systems_and_colours(tmp_path: Path
     report = import_catalogue_file(store, "VST-ATLAS", vst, vst.name)
     assert report.survey == "VST-ATLAS" and report.n_stars == 2
     assert export_band("VST-ATLAS", "r").sncosmo == "sdssr" and export_band("VST-ATLAS", "r").system == "AB"
+
+
+def test_magnitude_systems_of_the_new_bands() -> None:
+    assert ab_offset_of("SkyMapper", "v", "AB") == 0.0 and ab_offset_of("RefCat2", "r", "AB") == 0.0
+    assert ab_offset_of("OGLE-III", "I", "Vega") == ab_offset("I", "Vega") == 0.45
+    # photographic: no published Vega-to-AB offset, not even for the "I" named like Cousins I
+    assert ab_offset_of("USNO-B1", "I", "Vega") is None and ab_offset_of("USNO-B1", "R2", "Vega") is None
