@@ -109,3 +109,31 @@ def test_stored_stars_outside_a_footprint_are_still_served(store: TileStore, rec
         recorded.south_ra, recorded.south_dec, R, surveys=["PS1"]
     )
     assert len(found["PS1"]) == 30 and fetcher.calls == []
+
+
+def test_the_catalog_cache_answers_coverage_and_skips_ps1_over_http(
+    store: TileStore, recorded: Any, sky: Any, tmp_path: Any
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from cpcs.context import Context
+    from cpcs.messaging.memory import InProcessBus
+    from cpcs.settings import Settings
+    from cpcs_catalog_cache.app import create_app
+
+    context = Context(Settings(data_dir=tmp_path / "data"), bus=InProcessBus())
+    fetcher = sky.FakeFetcher()
+    south = {"ra_deg": recorded.south_ra, "dec_deg": recorded.south_dec, "radius_deg": R}
+    with TestClient(create_app(context, ConeService(store, online=True, fetcher=fetcher))) as client:
+        coverage = client.get("/api/v1/coverage", params=south)
+        cone = client.get("/api/v1/cone", params=south)
+        bad = client.get("/api/v1/coverage", params={**south, "dec_deg": -95})
+    assert coverage.status_code == 200, coverage.text
+    surveys = coverage.json()["surveys"]
+    assert set(surveys) == set(SURVEYS)
+    assert surveys["PS1"]["covered"] is False and "-30" in surveys["PS1"]["footprint"]
+    assert surveys["SkyMapper"]["covered"] is True and surveys["RefCat2"]["footprint"] == "all-sky"
+    assert surveys["OGLE-III"]["fetchable"] is False
+    assert cone.status_code == 200 and list(cone.json()["catalogues"]) == ["SkyMapper"]
+    assert not {c[0] for c in fetcher.calls} & {"PS1", "SDSS"}
+    assert bad.status_code == 422 and "dec_deg" in bad.text
