@@ -8,8 +8,8 @@ import numpy as np
 
 from cpcs.catalogs.importer import import_catalogue_file
 from cpcs.catalogs.tiles import TileStore
-from cpcs.testing.catalogue_simulator import simulate_field
-from cpcs.testing.reference_files import write_reference_tables
+from cpcs.simulation.catalogue_simulator import simulate_field
+from cpcs.simulation.reference_files import write_reference_tables
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System
 
 SOUTH_RA, SOUTH_DEC = 150.0, -60.0

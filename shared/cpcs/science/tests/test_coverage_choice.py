@@ -8,7 +8,7 @@ from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.errors import CalibrationFailed
 from cpcs.science.field_calibration import calibrate_field
 from cpcs.science.selection import not_tried_reason
-from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field
+from cpcs.simulation.catalogue_simulator import SimulatedField, simulate_field
 
 
 def _references(field: SimulatedField, surveys: set[str]) -> dict[str, ReferenceCatalogue]:
