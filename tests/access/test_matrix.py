@@ -443,6 +443,9 @@ ROUTES: dict[tuple[str, str], Route] = {
         Rule.PUBLIC, 200, _get("/api/v1/cone", ra_deg=FIELD_RA_DEG, dec_deg=FIELD_DEC_DEG, radius_deg=0.05)
     ),
     ("GET", "/api/v1/surveys"): Route(Rule.PUBLIC, 200, _get("/api/v1/surveys")),
+    ("GET", "/api/v1/coverage"): Route(
+        Rule.PUBLIC, 200, _get("/api/v1/coverage", ra_deg=150.0, dec_deg=-60.0, radius_deg=0.2)
+    ),
     # Webhooks and SkyPortal.
     ("POST", "/api/v1/webhooks"): Route(Rule.TOKEN, 201, _named("webhook")),
     ("GET", "/api/v1/webhooks"): Route(Rule.TOKEN, 200, _get("/api/v1/webhooks")),

@@ -274,7 +274,10 @@ def catalog() -> None:
 
 @catalog.command("import")
 @click.option(
-    "--survey", required=True, help="Survey name (APASS, PS1, SDSS, 2MASS, GaiaSP, Gaia or your own)."
+    "--survey",
+    required=True,
+    help="Survey name (GaiaSP, RefCat2, APASS, PS1, SkyMapper, SDSS, VST-ATLAS, OGLE-III, 2MASS, "
+    "USNO-B1, Gaia) or your own.",
 )
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)

@@ -5,7 +5,9 @@
 1. the cone's HEALPix tiles are looked up once;
 2. for each survey, the stored tiles are read (warm: from the in-memory LRU) and cut to the cone;
 3. when ``online`` is True, tiles that are missing or only partially filled (by imports) are fetched
-   from Vizier in one query covering them, split into tiles and stored as complete, then cut;
+   from Vizier in one query covering them, split into tiles and stored as complete, then cut; a
+   survey whose footprint the cone does not touch (:mod:`cpcs.catalogs.coverage`: PS1 south of
+   -30, SkyMapper in the north...) is never fetched, only its stored stars are read;
 4. surveys without stars in the cone are left out of the answer; when no survey has any, the
    service fails fast: offline with :class:`cpcs.errors.CalibrationFailed`
    (``code="no_reference_stars"``, telling how to import the field), online with
@@ -27,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from cpcs import metrics
+from cpcs.catalogs.coverage import covers
 from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.catalogs.surveys import SURVEYS, SurveyDefinition, find_survey, validate_survey_name
 from cpcs.catalogs.tiles import ONLINE_SOURCE, TileInfo, TileStore, check_cone
@@ -75,12 +78,15 @@ class PrefetchReport:
         Tiles of the cone still not stored, per survey (offline, or after a failed fetch).
     errors : dict of str to str
         Vizier failures per survey.
+    outside : list of str
+        Surveys not fetched because the cone lies outside their footprint.
     """
 
     counts: dict[str, int] = field(default_factory=dict)
     fetched_tiles: dict[str, int] = field(default_factory=dict)
     missing_tiles: dict[str, list[int]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    outside: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -89,6 +95,7 @@ class PrefetchReport:
             "fetched_tiles": dict(self.fetched_tiles),
             "missing_tiles": {k: list(v) for k, v in self.missing_tiles.items()},
             "errors": dict(self.errors),
+            "outside": list(self.outside),
         }
 
 
@@ -132,6 +139,7 @@ class _SurveyCone:
     fetched_tiles: int = 0
     missing: list[int] = field(default_factory=list)
     error: ServiceUnavailable | None = None
+    outside: bool = False  # the cone is outside the survey's footprint: never fetched
 
 
 class ConeService:
@@ -275,6 +283,8 @@ class ConeService:
                 report.missing_tiles[name] = list(r.missing)
             if r.error is not None:
                 report.errors[name] = r.error.message
+            if r.outside:
+                report.outside.append(name)
         return report
 
     def provenance(
@@ -405,7 +415,14 @@ class ConeService:
                 stars, missing, partial = self.store.cone(name, ra, dec, radius, tiles)
             definition = find_survey(name)
             metrics.cone_looked_up(name, cached=stars is not None and len(stars) > 0 and not missing)
-            if self.online and definition is not None and definition.fetchable and (missing or partial):
+            result.outside = definition is not None and not covers(definition.name, ra, dec, radius)
+            if (
+                self.online
+                and definition is not None
+                and definition.fetchable
+                and not result.outside
+                and (missing or partial)
+            ):
                 try:
                     with metrics.catalogue_fetch(name):
                         result.fetched_tiles = self._fill(definition, missing, partial, ra, dec, radius)

@@ -24,7 +24,8 @@ year, else it has none.
 
 Missing values (masked cells, NaN, empty strings, sentinels such as 99.999) are allowed.
 
-Survey names: a known survey (``APASS``, ``PS1``, ``SDSS``, ``2MASS``, ``GaiaSP``, ``Gaia``, any
+Survey names: a known survey (``APASS``, ``PS1``, ``SDSS``, ``2MASS``, ``GaiaSP``, ``Gaia``,
+``RefCat2``, ``SkyMapper``, ``USNO-B1``, and the import-only ``VST-ATLAS`` and ``OGLE-III``, any
 case) keeps its definition: only its bands are imported (other magnitude columns are reported as
 ignored) and its derived bands are computed. Any other valid name is accepted as a site's own
 survey (e.g. local standard fields): its bands are whatever magnitude columns the file has, and

@@ -27,6 +27,17 @@ Derived bands
 
   with the fit rms of that table (``TONRY_RMS``) added in quadrature.
 
+* RefCat2 -> B, V, R, I: the same Tonry et al. (2012) relations, RefCat2's griz being on the PS1
+  system (Tonry et al. 2018).
+
+Southern and photographic surveys
+---------------------------------
+RefCat2 (all-sky, Gaia DR2 positions at 2015.5 with proper motions), SkyMapper DR4 (PSF
+magnitudes, its own u v g r i z passbands) and USNO-B1 (photographic, no errors in the table: the
+documented 0.3 mag stands in) are fetched from Vizier; VST ATLAS and OGLE-III have no
+cone-searchable Vizier table that we could confirm and are import only. Which part of the sky each
+covers is in :mod:`cpcs.catalogs.coverage`.
+
 Positions and epochs
 --------------------
 APASS, PS1, SDSS and 2MASS positions are J2000 equinox / ICRS at their own observing epochs (as
@@ -106,6 +117,9 @@ class BandDefinition:
         BP-RP of the source lie in the validated range for this band").
     derivation : str or None
         For derived bands, the transformation and its source.
+    fixed_error : float or None
+        The magnitude error of every star when the catalogue has no error column but documents
+        its accuracy (USNO-B1 photographic magnitudes: 0.3 mag).
     """
 
     name: str
@@ -118,6 +132,7 @@ class BandDefinition:
     flux_err_column: str | None = None
     flag_column: str | None = None
     derivation: str | None = None
+    fixed_error: float | None = None
 
     @property
     def derived(self) -> bool:
@@ -159,6 +174,10 @@ class SurveyDefinition:
     pmra_column, pmdec_column : str or None
         Vizier columns of the proper motions in mas/yr (right ascension including cos(dec)),
         requested with the positions; ``None`` when the survey has none.
+    keep_values : mapping of str to tuple of float
+        Per-star quality columns applied locally, to fetched and imported rows alike: a row is
+        kept only where the column holds one of the values (RefCat2 ``dupvar``: 0 or 2, neither a
+        Gaia variable nor a duplicate). A row without the column, or with it empty, is kept.
     """
 
     name: str
@@ -176,6 +195,7 @@ class SurveyDefinition:
     sources: str = ""
     pmra_column: str | None = None
     pmdec_column: str | None = None
+    keep_values: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def has_proper_motions(self) -> bool:
@@ -257,6 +277,7 @@ class SurveyDefinition:
                 if c is not None and c not in cols:
                     cols.append(c)
         cols.extend(c for c in self.extra_columns if c not in cols)
+        cols.extend(c for c in self.keep_values if c not in cols)
         return cols
 
     def add_derived_bands(
@@ -396,18 +417,21 @@ def _band(
     flux_err_column: str | None = None,
     flag_column: str | None = None,
     derivation: str | None = None,
+    system: MagSystem | None = None,
+    fixed_error: float | None = None,
 ) -> BandDefinition:
     return BandDefinition(
         name=name,
         mag_column=mag,
         err_column=err,
         wavelength_nm=wavelength if wavelength is not None else _WAVELENGTH.get(name),
-        system=_SYSTEM.get(name),
+        system=system if system is not None else _SYSTEM.get(name),
         colour=colour,
         flux_column=flux_column,
         flux_err_column=flux_err_column,
         flag_column=flag_column,
         derivation=derivation,
+        fixed_error=fixed_error,
     )
 
 
@@ -568,8 +592,143 @@ GAIA = SurveyDefinition(
     ),
 )
 
+REFCAT2 = SurveyDefinition(
+    name="RefCat2",
+    title="ATLAS All-Sky Stellar Reference Catalog 2 (Tonry+ 2018)",
+    vizier_table="J/ApJ/867/105/refcat2",
+    ra_column="RA_ICRS",
+    dec_column="DE_ICRS",
+    bands=(
+        # g r i z on the PS1 system (AB), from PS1, ATLAS, SkyMapper, APASS, Tycho-2 and Gaia DR2
+        _band("g", "gmag", "e_gmag", _GR, wavelength=_PS1_WAVELENGTH["g"]),
+        _band("r", "rmag", "e_rmag", _GR, wavelength=_PS1_WAVELENGTH["r"]),
+        _band("i", "imag", "e_imag", _RI, wavelength=_PS1_WAVELENGTH["i"]),
+        _band("z", "zmag", "e_zmag", _RI, wavelength=_PS1_WAVELENGTH["z"]),
+        *_derived_bvri("Tonry et al. (2012) ApJ 750, 99, Table 6 (RefCat2 is on the PS1 system)"),
+    ),
+    column_filters={"rmag": "<19"},
+    derive=_tonry_ps1_to_bvri,
+    position_epoch=2015.5,
+    pmra_column="pmRA",
+    pmdec_column="pmDE",
+    # Gaia DR2 flag copied by RefCat2: 0 constant, 1 variable, 2 not available, +4 duplicate.
+    keep_values={"dupvar": (0.0, 2.0)},
+    sources=(
+        "J/ApJ/867/105/refcat2: RA_ICRS, DE_ICRS, gmag/e_gmag, rmag/e_rmag, imag/e_imag, "
+        "zmag/e_zmag, pmRA, pmDE in public Vizier clients (stellarphot's refcat2 query, STDPipe's "
+        "catalogue table with e_gmag ... e_zmag, a calibration pipeline's column mapping); "
+        "Plx/e_Plx, pmRA/e_pmRA, dupvar and rp1 in a public script reading the Vizier table; "
+        "positions at epoch 2015.5 and the dupvar coding in the RefCat2 README (Tonry et al. 2018)."
+    ),
+)
+
+# SkyMapper's own passbands (Bessell et al. 2011, PASP 123, 789), effective wavelengths in nm.
+_SKYMAPPER_WAVELENGTH = {"u": 349.0, "v": 384.0, "g": 510.0, "r": 617.0, "i": 779.0, "z": 916.0}
+
+
+def _skymapper_band(name: str, colour: tuple[str, str]) -> BandDefinition:
+    return _band(
+        name, f"{name}PSF", f"e_{name}PSF", colour, wavelength=_SKYMAPPER_WAVELENGTH[name], system="AB"
+    )
+
+
+SKYMAPPER = SurveyDefinition(
+    name="SkyMapper",
+    title="SkyMapper Southern Survey DR4 (Onken+ 2024), PSF magnitudes",
+    vizier_table="II/379/smssdr4",
+    ra_column="RAICRS",
+    dec_column="DEICRS",
+    bands=tuple(_skymapper_band(b, _GR if b in "uvgr" else _RI) for b in "uvgriz"),
+    # SExtractor-style flags below 4: neighbours or blends allowed, saturated or cut sources not.
+    column_filters={"flags": "<4", "rPSF": "<20"},
+    extra_columns=("flags", "ClassStar"),
+    position_epoch=2017.0,
+    sources=(
+        "II/379/smssdr4 (SkyMapper DR4, Onken+ 2024): RAICRS, DEICRS, EpMean, ObjectId, flags, "
+        "ClassStar and uPSF/e_uPSF ... zPSF/e_zPSF in astropop's Vizier catalogue definition; "
+        "the same names in afterglow-core's SkyMapper plugin for II/358/smss (DR1.1). Positions "
+        "are mean positions of 2014-2021 images: epoch 2017.0 is an approximate middle."
+    ),
+)
+
+VST_ATLAS = SurveyDefinition(
+    name="VST-ATLAS",
+    title="VLT Survey Telescope ATLAS (Shanks+ 2015), ugriz, import only",
+    vizier_table=None,
+    ra_column="RAJ2000",
+    dec_column="DEJ2000",
+    bands=tuple(_band(b, f"{b}mag", f"e_{b}mag", _GR if b in "ugr" else _RI) for b in "ugriz"),
+    sources=(
+        "No Vizier table of the whole survey was found (Vizier holds subsets such as "
+        "J/MNRAS/453/690, Fornax; the catalogues are served by the OmegaCAM Science Archive). "
+        "Imported with Vizier-style names umag/e_umag ... zmag/e_zmag, AB magnitudes close to SDSS "
+        "(Shanks et al. 2015, calibrated on APASS)."
+    ),
+)
+
+OGLE3 = SurveyDefinition(
+    name="OGLE-III",
+    title="OGLE-III photometric maps of the Magellanic Clouds and the Galactic bulge (Udalski+ 2008, "
+    "Szymanski+ 2011), V I, import only",
+    vizier_table=None,
+    ra_column="RAJ2000",
+    dec_column="DEJ2000",
+    bands=(_band("V", "Vmag", "e_Vmag", ("V", "I")), _band("I", "Imag", "e_Imag", ("V", "I"))),
+    sources=(
+        "The maps are published by the OGLE archive per subfield (lmcNNN.s.map, smcNNN.s.map, "
+        "blgNNN.s.map; Udalski et al. 2008, AcA 58, 89 and 329; Szymanski et al. 2011, AcA 61, 83); "
+        "no cone-searchable Vizier table of them was found. Imported with Vizier-style names "
+        "Vmag/e_Vmag, Imag/e_Imag: standard Johnson V and Cousins I (Vega)."
+    ),
+)
+
+#: Photographic accuracy of USNO-B1 magnitudes (Monet et al. 2003, AJ 125, 984: 0.3 mag).
+USNOB1_MAG_ERROR = 0.3
+# Photographic passbands (nm, approximate): B1 103a-O (POSS-I O), R1 103a-E (POSS-I E), B2 IIIa-J
+# (POSS-II J, SERC-J), R2 IIIa-F (POSS-II F, SERC-ER), I IV-N (POSS-II N, SERC-I).
+_USNOB1_WAVELENGTH = {"B1": 430.0, "R1": 645.0, "B2": 470.0, "R2": 650.0, "I": 805.0}
+
+
+def _usnob1_band(name: str, colour: tuple[str, str]) -> BandDefinition:
+    return _band(
+        name,
+        f"{name}mag",
+        None,
+        colour,
+        wavelength=_USNOB1_WAVELENGTH[name],
+        system="Vega",
+        fixed_error=USNOB1_MAG_ERROR,
+    )
+
+
+USNOB1 = SurveyDefinition(
+    name="USNO-B1",
+    title="USNO-B1.0 (Monet+ 2003), photographic B1 R1 B2 R2 I",
+    vizier_table="I/284/out",
+    ra_column="RAJ2000",
+    dec_column="DEJ2000",
+    bands=(
+        _usnob1_band("B1", ("B1", "R1")),
+        _usnob1_band("R1", ("B1", "R1")),
+        _usnob1_band("B2", ("B2", "R2")),
+        _usnob1_band("R2", ("B2", "R2")),
+        _usnob1_band("I", ("R2", "I")),
+    ),
+    pmra_column="pmRA",
+    pmdec_column="pmDE",
+    sources=(
+        "I/284/out: USNO-B1.0, RAJ2000, DEJ2000 (J2000, proper motions applied), B1mag, R1mag, "
+        "B2mag, R2mag, Imag, pmRA, pmDE, B1s/g in public astroquery clients of I/284 and the "
+        "afterglow USNO-B1 plugin; gcx-1.5 queries table I_284_out. The table has no magnitude "
+        "errors: the documented 0.3 mag accuracy stands in for them."
+    ),
+)
+
 #: Every known survey by name, in the order of preference for calibration.
-SURVEYS: dict[str, SurveyDefinition] = {s.name: s for s in (GAIA_SP, APASS, PS1, SDSS, TWOMASS, GAIA)}
+SURVEYS: dict[str, SurveyDefinition] = {
+    s.name: s
+    for s in (GAIA_SP, REFCAT2, APASS, PS1, SKYMAPPER, SDSS, VST_ATLAS, OGLE3, TWOMASS, USNOB1, GAIA)
+}
 
 _ALIASES: dict[str, str] = {
     "apass9": "APASS", "apassdr9": "APASS",
@@ -578,6 +737,11 @@ _ALIASES: dict[str, str] = {
     "twomass": "2MASS", "2mass_psc": "2MASS",
     "gaiadr3": "Gaia", "gaia_dr3": "Gaia",
     "gaia_sp": "GaiaSP", "gaiadr3sp": "GaiaSP", "gspc": "GaiaSP", "gaiasynth": "GaiaSP", "syntphot": "GaiaSP",
+    "refcat": "RefCat2", "atlas-refcat2": "RefCat2", "atlas_refcat2": "RefCat2", "atlasrefcat2": "RefCat2",
+    "smss": "SkyMapper", "smssdr4": "SkyMapper", "skymapperdr4": "SkyMapper", "skymapper_dr4": "SkyMapper",
+    "vstatlas": "VST-ATLAS", "vst_atlas": "VST-ATLAS", "atlas-vst": "VST-ATLAS",
+    "ogle3": "OGLE-III", "ogleiii": "OGLE-III", "ogle_iii": "OGLE-III",
+    "usnob1": "USNO-B1", "usno-b1.0": "USNO-B1", "usnob": "USNO-B1", "usno_b1": "USNO-B1",
 }  # fmt: skip
 
 

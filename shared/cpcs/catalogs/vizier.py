@@ -206,7 +206,8 @@ def band_values(band: BandDefinition, table: Table, n: int) -> tuple[FloatArray,
     """Magnitudes and errors of one band read from a table with the survey's Vizier columns.
 
     Sentinel magnitudes become NaN; the error comes from the error column, else from the flux
-    and flux-error columns (``1.0857 * e_F / F``); a per-band flag other than 1 rejects the value.
+    and flux-error columns (``1.0857 * e_F / F``), else from the band's documented accuracy
+    (``fixed_error``); a per-band flag other than 1 rejects the value.
 
     Parameters
     ----------
@@ -236,6 +237,8 @@ def band_values(band: BandDefinition, table: Table, n: int) -> tuple[FloatArray,
             flux_err = column_to_float(table[flux_err_col])
             with np.errstate(divide="ignore", invalid="ignore"):
                 err = _MAG_PER_FLUX_RATIO * flux_err / flux
+        elif band.fixed_error is not None:
+            err = np.full(n, float(band.fixed_error))
         else:
             err = np.full(n, np.nan)
     err = np.where(np.isfinite(err) & (err > 0.0), err, np.nan)
@@ -266,8 +269,15 @@ def survey_row_mask(
     -------
     ndarray of bool
         Constraints on columns the table lacks are ignored; a missing magnitude passes a limit.
+        The survey's ``keep_values`` (local quality rules) always apply; an empty cell passes.
     """
     keep = np.ones(len(table), dtype=bool)
+    for column, allowed in survey_def.keep_values.items():
+        name = _find_column(table, column)
+        if name is None:
+            continue
+        values = column_to_float(table[name])
+        keep &= ~np.isfinite(values) | np.isin(values, np.asarray(allowed, dtype=np.float64))
     for column, constraint in survey_def.column_filters.items():
         name = _find_column(table, column)
         text = constraint.strip()

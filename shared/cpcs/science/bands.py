@@ -11,7 +11,10 @@ Three questions, one place:
   band, ``(survey, band)``; :func:`export_band` gives its sncosmo bandpass, sncosmo magnitude system
   (``"ab"`` or ``"vega"``) and a label. The survey decides the family where it matters: PS1's r is
   ``ps1::r``, APASS's and SDSS's r are ``sdssr``; Johnson-Cousins bands of any survey (observed by
-  APASS, derived from SDSS/PS1 or synthesised by Gaia XP) are Bessell (1990) ``bessell*``.
+  APASS, derived from SDSS/PS1 or synthesised by Gaia XP) are Bessell (1990) ``bessell*``. RefCat2's
+  griz are on the PS1 system (``ps1::*``), SkyMapper's ugriz have their own sncosmo bandpasses
+  (``skymapper*``; its v has none), VST ATLAS ugriz are named as SDSS, OGLE-III V and I as Bessell;
+  USNO-B1's photographic bands have no sncosmo counterpart.
 
 Unfiltered data are named honestly: a ``Clear`` frame calibrated to Gaia G *is* a Gaia G point
 (``gaia::g``), one calibrated to PS1 r is ``ps1::r``; the observer's filter travels alongside
@@ -33,6 +36,7 @@ from typing import Literal
 from cpcs.catalogs.surveys import find_survey
 
 __all__ = [
+    "NO_SNCOSMO_BANDS",
     "SNCOSMO_MAGSYSTEMS",
     "STANDARD_BANDS",
     "SURVEY_BANDPASSES",
@@ -157,6 +161,11 @@ _ALIASES: dict[str, str] = {
     "ps1::z": "z",
     "ps1_y": "y",
     "ps1::y": "y",
+    "skymapperu": "u",
+    "skymapperg": "g",
+    "skymapperr": "r",
+    "skymapperi": "i",
+    "skymapperz": "z",
     "2massj": "J",
     "2massh": "H",
     "ks": "K",
@@ -256,6 +265,8 @@ _SDSS = {"u": "sdssu", "g": "sdssg", "r": "sdssr", "i": "sdssi", "z": "sdssz"}
 _PS1 = {"g": "ps1::g", "r": "ps1::r", "i": "ps1::i", "z": "ps1::z", "y": "ps1::y"}
 _TWOMASS = {"J": "2massj", "H": "2massh", "K": "2massks", "Ks": "2massks"}
 _GAIA = {"G": "gaia::g", "BP": "gaia::gbp", "RP": "gaia::grp"}
+# sncosmo 2.13 registers SkyMapper u g r i z (skymapperu ...), not its v band.
+_SKYMAPPER = {b: f"skymapper{b}" for b in "ugriz"}
 
 #: sncosmo bandpass of each band of the known reference surveys (canonical survey names of
 #: ``cpcs.catalogs.surveys``). APASS g'r'i' and the GaiaSP Sloan bands are on the SDSS system; the
@@ -272,7 +283,19 @@ SURVEY_BANDPASSES: dict[tuple[str, str], str] = {
     **{("GaiaSP", b): name for b, name in _BESSELL.items()},
     **{("GaiaSP", b): name for b, name in _SDSS.items()},
     **{("Gaia", b): name for b, name in _GAIA.items()},
+    **{("RefCat2", b): name for b, name in _PS1.items() if b != "y"},
+    **{("RefCat2", b): name for b, name in _BESSELL.items() if b != "U"},
+    **{("SkyMapper", b): name for b, name in _SKYMAPPER.items()},
+    **{("VST-ATLAS", b): name for b, name in _SDSS.items()},
+    **{("OGLE-III", b): _BESSELL[b] for b in ("V", "I")},
 }
+
+#: Bands with no sncosmo bandpass at all, not even the standard band of the same name: the
+#: photographic USNO-B1 magnitudes (its "I" is the IV-N emulsion, not Cousins I) and SkyMapper's v.
+#: Points calibrated to them are left out of exports that need an sncosmo name.
+NO_SNCOSMO_BANDS: frozenset[tuple[str, str]] = frozenset(
+    {*(("USNO-B1", b) for b in ("B1", "R1", "B2", "R2", "I")), ("SkyMapper", "v")}
+)
 
 _SURVEY_LABELS = {
     "APASS": "APASS DR9",
@@ -281,6 +304,11 @@ _SURVEY_LABELS = {
     "2MASS": "2MASS",
     "GaiaSP": "Gaia DR3 synthetic photometry",
     "Gaia": "Gaia DR3",
+    "RefCat2": "ATLAS RefCat2",
+    "SkyMapper": "SkyMapper DR4",
+    "VST-ATLAS": "VST ATLAS",
+    "OGLE-III": "OGLE-III maps",
+    "USNO-B1": "USNO-B1.0 photographic",
 }
 _BAND_LABELS = {"G": "Gaia G", "BP": "Gaia BP", "RP": "Gaia RP", "K": "Ks", "y": "y"}
 
@@ -323,7 +351,7 @@ def export_band(survey: str, band: str) -> ExportBand:
     canonical = definition.name if definition is not None else survey
     standard = STANDARD_BANDS.get("K" if band == "Ks" else band) if band != "Clear" else None
     name = SURVEY_BANDPASSES.get((canonical, band))
-    if name is None and standard is not None:
+    if name is None and standard is not None and (canonical, band) not in NO_SNCOSMO_BANDS:
         name = standard.sncosmo
     system: str | None = None
     if definition is not None and definition.has_band(band):

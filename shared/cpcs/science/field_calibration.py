@@ -14,18 +14,20 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from cpcs.catalogs.coverage import outside_coverage
 from cpcs.catalogs.model import ReferenceCatalogue
-from cpcs.catalogs.surveys import SurveyDefinition
+from cpcs.catalogs.surveys import SURVEYS, SurveyDefinition, definition_for
 from cpcs.errors import CalibrationFailed
 from cpcs.science.band_fits import MAX_SCATTER_MAG, MIN_STARS, fit_survey_bands
 from cpcs.science.bands import band_family, standard_band
-from cpcs.science.crossmatch import nearest_source, tangent_plane_offsets
-from cpcs.science.photometric_systems import ab_offset
+from cpcs.science.crossmatch import field_cone_radius_deg, nearest_source, tangent_plane_offsets
+from cpcs.science.photometric_systems import ab_offset_of
 from cpcs.science.selection import (
     BandCandidate,
     RankedCandidate,
     choose_band,
     filter_forced,
+    not_tried_reason,
     rank_candidates,
     split_force_filter,
 )
@@ -111,6 +113,61 @@ def _alternative(entry: RankedCandidate) -> Alternative:
         err_scatter=budget.scatter if budget is not None else None,
         err_colour=budget.colour if budget is not None else None,
     )
+
+
+def _not_tried(
+    references: Mapping[str, ReferenceCatalogue],
+    src_ra: np.ndarray,
+    src_dec: np.ndarray,
+    target_ra_deg: float,
+    target_dec_deg: float,
+    first_rank: int,
+) -> list[Alternative]:
+    """The fetchable known surveys absent from ``references`` because the field's cone (the one the
+    calibration asks the catalog-cache for) lies outside their footprint."""
+    radius = field_cone_radius_deg(src_ra, src_dec, target_ra_deg, target_dec_deg)
+    present = {definition_for(name).name for name in references}
+    candidates = [name for name, d in SURVEYS.items() if d.fetchable and name not in present]
+    outside = outside_coverage(candidates, target_ra_deg, target_dec_deg, radius)
+    return [
+        Alternative(
+            survey=name,
+            band="*",
+            rank=first_rank + k,
+            score=None,
+            scatter=None,
+            colour_term=None,
+            n_stars=0,
+            n_matched=0,
+            reason=not_tried_reason(name, fp.description),
+        )
+        for k, (name, fp) in enumerate(outside.items())
+    ]
+
+
+def _refuse_forced_outside_coverage(
+    survey: str,
+    band: str,
+    references: Mapping[str, ReferenceCatalogue],
+    src_ra: np.ndarray,
+    src_dec: np.ndarray,
+    target_ra_deg: float,
+    target_dec_deg: float,
+) -> None:
+    """A forced survey that cannot cover the field is refused with the reason, not a bare list."""
+    definition = definition_for(survey)
+    if definition.custom:
+        return
+    radius = field_cone_radius_deg(src_ra, src_dec, target_ra_deg, target_dec_deg)
+    outside = outside_coverage([definition.name], target_ra_deg, target_dec_deg, radius)
+    if definition.name in outside:
+        available = ", ".join(sorted(references)) or "none"
+        raise CalibrationFailed(
+            f"the forced band {survey}/{band} cannot calibrate this field: it is outside "
+            f"{definition.name} coverage ({outside[definition.name].description}); surveys with stars "
+            f"here: {available}. Force another survey or use AUTO.",
+            code="forced_band_unavailable",
+        )
 
 
 def _target_colour(
@@ -231,6 +288,10 @@ def calibrate_field(
         )
 
     if forced is not None:
+        if forced[0] is not None and not any(c.survey.casefold() == forced[0].casefold() for c in candidates):
+            _refuse_forced_outside_coverage(
+                forced[0], forced[1], references, src_ra, src_dec, target_ra_deg, target_dec_deg
+            )
         candidates = filter_forced(candidates, forced[0], forced[1])
     if not any(c.n_matched >= min_stars for c in candidates):
         best = max((c.n_matched for c in candidates), default=0)
@@ -311,10 +372,7 @@ def calibrate_field(
     band_definition = definition.band(band) if definition.has_band(band) else None
     offset: float | None = None
     if band_definition is not None and band_definition.system is not None:
-        try:
-            offset = ab_offset(band, band_definition.system)
-        except KeyError:
-            offset = None
+        offset = ab_offset_of(definition.name, band, band_definition.system)
     release = definition.title if not definition.custom else survey
     return FieldCalibration(
         mode="FORCED" if forced is not None else "AUTO",
@@ -324,7 +382,10 @@ def calibrate_field(
         catalogue_release=release,
         fit=fit,
         n_matched=chosen.candidate.n_matched,
-        alternatives=tuple(_alternative(entry) for entry in ranked),
+        alternatives=(
+            *(_alternative(entry) for entry in ranked),
+            *_not_tried(references, src_ra, src_dec, target_ra_deg, target_dec_deg, len(ranked) + 1),
+        ),
         target=target,
         target_ra_deg=target_ra,
         target_dec_deg=target_dec,

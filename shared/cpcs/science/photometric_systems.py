@@ -2,7 +2,10 @@
 
 Offsets m_AB - m_Vega are those of Blanton & Roweis (2007, AJ 133, 734, table 1) for the
 Johnson-Cousins and 2MASS bands, and Gaia EDR3's published zero points (Riello et al. 2021)
-for G, BP and RP. Bands already on the AB system (SDSS, PS1, APASS g'r'i') have offset 0.
+for G, BP and RP. Bands already on the AB system (SDSS, PS1, APASS g'r'i', RefCat2 griz, SkyMapper
+uvgriz, VST ATLAS ugriz) have offset 0; OGLE-III V and I take the Johnson-Cousins offsets. The
+photographic USNO-B1 bands (B1, R1, B2, R2 and the IV-N "I" of :func:`ab_offset_of`) have no
+published offset: a point calibrated to them carries no AB flux.
 """
 
 from __future__ import annotations
@@ -26,11 +29,26 @@ VEGA_TO_AB_OFFSET: dict[str, float] = {
 }
 
 
+#: Bands of a known survey whose name matches a Johnson-Cousins band but whose passband does not:
+#: no Vega-to-AB offset applies to them.
+_NO_OFFSET: frozenset[tuple[str, str]] = frozenset({("USNO-B1", "I")})
+
+
 def ab_offset(band: str, system: str) -> float:
     """m_AB - m for a band on the given system ("AB" or "Vega"); unknown Vega bands raise KeyError."""
     if system.upper() == "AB":
         return 0.0
     return VEGA_TO_AB_OFFSET[band]
+
+
+def ab_offset_of(survey: str, band: str, system: str) -> float | None:
+    """m_AB - m for a survey's band, or None when no offset is known (photographic bands)."""
+    if (survey, band) in _NO_OFFSET:
+        return None
+    try:
+        return ab_offset(band, system)
+    except KeyError:
+        return None
 
 
 def ab_flux_ujy(

@@ -41,6 +41,7 @@ __all__ = [
     "RankedCandidate",
     "choose_band",
     "filter_forced",
+    "not_tried_reason",
     "parse_force_filter",
     "rank_candidates",
     "split_force_filter",
@@ -404,6 +405,14 @@ def rank_candidates(
             )
         )
     return ranked
+
+
+def not_tried_reason(survey: str, footprint: str) -> str:
+    """Why a survey is absent from a ranking: the field lies outside its sky coverage.
+
+    ``footprint`` says what the survey covers (``cpcs.catalogs.coverage.Footprint.description``).
+    """
+    return f"not tried: outside {survey} coverage ({footprint})"
 
 
 def choose_band(ranked: Sequence[RankedCandidate]) -> RankedCandidate:

@@ -26,9 +26,13 @@ RECORDED = {
     "2MASS": DATA / "vizier_II_246_out.xml",
     "GaiaSP": DATA / "vizier_I_360_syntphot.xml",
     "Gaia": DATA / "vizier_I_355_gaiadr3.xml",
+    "RefCat2": DATA / "vizier_J_ApJ_867_105_refcat2.xml",
+    "SkyMapper": DATA / "vizier_II_379_smssdr4.xml",  # around SOUTH_RA, SOUTH_DEC
+    "USNO-B1": DATA / "vizier_I_284_out.xml",
 }
 
 FIELD_RA, FIELD_DEC = 295.00474, 30.13149  # Gaia16aye
+SOUTH_RA, SOUTH_DEC = 150.0, -60.0  # a field in Carina, outside PS1 and SDSS
 
 
 def read_recorded(survey: str) -> Table:
@@ -130,6 +134,8 @@ class Recorded:
 
     field_ra = FIELD_RA
     field_dec = FIELD_DEC
+    south_ra = SOUTH_RA
+    south_dec = SOUTH_DEC
     paths = RECORDED
 
     @staticmethod

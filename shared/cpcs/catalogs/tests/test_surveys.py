@@ -21,17 +21,26 @@ from cpcs.catalogs.surveys import (
 from cpcs.errors import InputError
 
 
-def test_registry_has_the_six_surveys_with_vizier_tables() -> None:
-    assert list(SURVEYS) == ["GaiaSP", "APASS", "PS1", "SDSS", "2MASS", "Gaia"]
+def test_registry_has_the_surveys_with_their_vizier_tables() -> None:
+    assert list(SURVEYS) == [
+        "GaiaSP", "RefCat2", "APASS", "PS1", "SkyMapper", "SDSS", "VST-ATLAS", "OGLE-III", "2MASS",
+        "USNO-B1", "Gaia",
+    ]  # fmt: skip
     tables = {name: s.vizier_table for name, s in SURVEYS.items()}
     assert tables == {
         "GaiaSP": "I/360/syntphot",
+        "RefCat2": "J/ApJ/867/105/refcat2",
         "APASS": "II/336/apass9",
         "PS1": "II/349/ps1",
+        "SkyMapper": "II/379/smssdr4",
         "SDSS": "V/147/sdss12",
+        "VST-ATLAS": None,  # import only: no Vizier table of the whole survey
+        "OGLE-III": None,  # import only: the maps are served by the OGLE archive
         "2MASS": "II/246/out",
+        "USNO-B1": "I/284/out",
         "Gaia": "I/355/gaiadr3",
     }
+    assert not SURVEYS["VST-ATLAS"].fetchable and not SURVEYS["OGLE-III"].custom
     assert SURVEYS["APASS"].vizier_catalogue == "II/336"
 
 

@@ -12,7 +12,9 @@ name="II/336/apass9"``), the real column names (``g'mag`` with ``ID="g_mag"``, `
 with ``ID="E_BP_RP_corr"``...), their units, UCDs, datatypes and widths/precisions, the computed
 ``_r`` distance column, and empty ``<TD></TD>`` cells for missing values. Survey quirks are
 present on purpose: SDSS galaxies (``class=3``) and secondary detections (``mode=2``), GaiaSP bands
-outside their validated range (``<band>Flag=0``), APASS stars without i' or B.
+outside their validated range (``<band>Flag=0``), APASS stars without i' or B, RefCat2 Gaia
+variables and duplicates (``dupvar`` 1 and 4), USNO-B1 stars without B1. The SkyMapper DR4 answer
+is around a southern field (RA 150, Dec -60), outside PS1 and SDSS.
 
 Run: ``python make_vizier_votables.py`` from this folder.
 """
@@ -72,7 +74,7 @@ class Field:
         return f"<TD>{escape(str(value))}</TD>"
 
 
-def r_field() -> Field:
+def r_field(centre: tuple[float, float] = (RA0, DEC0)) -> Field:
     return Field(
         "_r",
         "double",
@@ -80,7 +82,7 @@ def r_field() -> Field:
         "pos.angDistance",
         7,
         4,
-        f"Distance from center ({RA0:011.7f}+{DEC0:010.7f})[ICRS], at Epoch of catalog (Epoch)",
+        f"Distance from center ({centre[0]:011.7f}{centre[1]:+011.7f})[ICRS], at Epoch of catalog (Epoch)",
     )
 
 
@@ -167,13 +169,13 @@ def votable(
 # The "true" sky
 
 
-def true_stars(n: int = 45, seed: int = 16) -> dict[str, np.ndarray]:
+def true_stars(n: int = 45, seed: int = 16, centre: tuple[float, float] = (RA0, DEC0)) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     # uniform in a 6 arcmin disc
     r = RADIUS_ARCMIN / 60.0 * np.sqrt(rng.uniform(0, 1, n))
     theta = rng.uniform(0, 2 * np.pi, n)
-    dec = DEC0 + r * np.cos(theta)
-    ra = RA0 + r * np.sin(theta) / np.cos(np.radians(dec))
+    dec = centre[1] + r * np.cos(theta)
+    ra = centre[0] + r * np.sin(theta) / np.cos(np.radians(dec))
     v = rng.uniform(10.5, 18.5, n)
     bv = rng.uniform(0.3, 1.6, n)
     order = np.argsort(v)
@@ -205,9 +207,9 @@ def true_stars(n: int = 45, seed: int = 16) -> dict[str, np.ndarray]:
     }  # fmt: skip
 
 
-def sep_arcmin(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    d1, d2 = np.radians(DEC0), np.radians(dec)
-    cos_sep = np.sin(d1) * np.sin(d2) + np.cos(d1) * np.cos(d2) * np.cos(np.radians(ra - RA0))
+def sep_arcmin(ra: np.ndarray, dec: np.ndarray, centre: tuple[float, float] = (RA0, DEC0)) -> np.ndarray:
+    d1, d2 = np.radians(centre[1]), np.radians(dec)
+    cos_sep = np.sin(d1) * np.sin(d2) + np.cos(d1) * np.cos(d2) * np.cos(np.radians(ra - centre[0]))
     return np.degrees(np.arccos(np.clip(cos_sep, -1, 1))) * 60.0
 
 
@@ -508,6 +510,133 @@ def make_gaia(sky: dict[str, np.ndarray]) -> str:
     )  # fmt: skip
 
 
+# Column lists below are exactly what the fetcher asks for (``SurveyDefinition.vizier_columns()``:
+# Vizier answers a named column list with those columns only), plus Vizier's computed ``_r``.
+
+
+def make_refcat2(sky: dict[str, np.ndarray]) -> str:
+    """J/ApJ/867/105/refcat2: g r i z on the PS1 system, Gaia DR2 positions at 2015.5, dupvar."""
+    rng = np.random.default_rng(7)
+    keep = sky["r"] < 19.0  # the fetch asks rmag<19
+    n = int(keep.sum())
+    ra, dec = jitter(rng, sky["ra"][keep], sky["dec"][keep], 0.005)
+    fields = [
+        r_field(),
+        Field("RA_ICRS", "double", "deg", "pos.eq.ra;meta.main", 12, 8,
+              "Right ascension (ICRS) at Epoch=2015.5 from Gaia DR2 (RA)", ref="H_2015.500"),
+        Field("DE_ICRS", "double", "deg", "pos.eq.dec;meta.main", 12, 8,
+              "Declination (ICRS) at Epoch=2015.5 from Gaia DR2 (Dec)", ref="H_2015.500"),
+        Field("pmRA", "double", "mas/yr", "pos.pm;pos.eq.ra", 8, 2, "Proper motion in RA from Gaia DR2 (pmra)"),
+        Field("pmDE", "double", "mas/yr", "pos.pm;pos.eq.dec", 8, 2, "Proper motion in Dec from Gaia DR2 (pmdec)"),
+    ]  # fmt: skip
+    values: list[list[object]] = [[] for _ in range(n)]
+    for band, ucd in (("g", "em.opt.B"), ("r", "em.opt.R"), ("i", "em.opt.I"), ("z", "em.opt.I")):
+        mag, err = noisy(rng, sky[band][keep], 0.005, 19.5)
+        missing = (mag > 17.5) & (band == "z")
+        fields += [
+            mag_field(f"{band}mag", f"phot.mag;{ucd}", f"? PanSTARRS {band} magnitude (PS1 system) (g)"),
+            err_field(f"e_{band}mag", f"phot.mag;{ucd}", f"? Uncertainty in {band}mag (dg)"),
+        ]
+        for k in range(n):
+            values[k] += [None if missing[k] else mag[k], None if missing[k] else err[k]]
+    fields.append(
+        Field("dupvar", "unsignedByte", "", "meta.code", 1, None,
+              "[0/6] Gaia flags: 0 constant, 1 variable, 2 not available, +4 duplicate (dupvar)")
+    )  # fmt: skip
+    dupvar = np.where(np.arange(n) % 11 == 5, 1, np.where(np.arange(n) % 13 == 7, 4, np.where(np.arange(n) % 4 == 3, 2, 0)))
+    rows = [
+        [sep_arcmin(ra, dec)[k], ra[k], dec[k], -2.9 + 0.3 * (k % 5), -5.0 + 0.2 * (k % 3), *values[k], int(dupvar[k])]
+        for k in range(n)
+    ]  # fmt: skip
+    coosys = '<COOSYS ID="H_2015.500" system="ICRS" epoch="J2015.500"/>'
+    return votable(
+        "yCat_J_ApJ_867_105", "J/ApJ/867/105", "All-sky Stellar Reference Catalog ATLAS-REFCAT2 (Tonry+, 2018)",
+        "J/ApJ/867/105/refcat2", "ATLAS-REFCAT2 catalog, for m<19", fields, rows, coosys,
+    )  # fmt: skip
+
+
+#: The southern field of the SkyMapper answer (in Carina, far south of PS1 and SDSS).
+SOUTH = (150.0, -60.0)
+
+
+def make_skymapper() -> str:
+    """II/379/smssdr4 around the southern field: PSF magnitudes uvgriz, flags, ClassStar."""
+    sky = true_stars(seed=60, centre=SOUTH)
+    rng = np.random.default_rng(8)
+    keep = (sky["r"] < 20.0) & (sky["r"] > 9.0)  # the fetch asks rPSF<20
+    n = int(keep.sum())
+    ra, dec = jitter(rng, sky["ra"][keep], sky["dec"][keep], 0.06)
+    fields = [
+        r_field(SOUTH),
+        Field("RAICRS", "double", "deg", "pos.eq.ra;meta.main", 10, 6, "Mean ICRS Right Ascension of the object (raj2000)", ref="H"),
+        Field("DEICRS", "double", "deg", "pos.eq.dec;meta.main", 10, 6, "Mean ICRS Declination of the object (dej2000)", ref="H"),
+    ]  # fmt: skip
+    values: list[list[object]] = [[] for _ in range(n)]
+    # SkyMapper v lies between u and g
+    bands = {"u": sky["u"][keep], "v": 0.55 * sky["u"][keep] + 0.45 * sky["g"][keep]}
+    bands |= {b: sky[b][keep] for b in "griz"}
+    for band, mag_true in bands.items():
+        mag, err = noisy(rng, mag_true, 0.008, 19.5 if band in "uv" else 21.0)
+        missing = (mag > 19.8) & (band in "uv")
+        if band == "z":
+            missing |= rng.uniform(0, 1, n) < 0.1
+        fields += [
+            mag_field(f"{band}PSF", "phot.mag;em.opt", f"? Mean {band}-band PSF magnitude ({band}_psf)", prec=4),
+            err_field(f"e_{band}PSF", "phot.mag;em.opt", f"? Error in {band}PSF ({band}_psf_error)", prec=4),
+        ]
+        for k in range(n):
+            values[k] += [None if missing[k] else mag[k], None if missing[k] else err[k]]
+    fields += [
+        Field("flags", "short", "", "meta.code.qual", 3, None, "[0/255] Bitwise OR of Source Extractor flags across all observations (flags)"),
+        Field("ClassStar", "double", "", "src.class.starGalaxy", 5, 3, "[0/1] Maximum stellarity index from Source Extractor (class_star)"),
+    ]  # fmt: skip
+    flags = np.where(np.arange(n) % 6 == 2, 3, np.where(np.arange(n) % 5 == 1, 2, 0))
+    rows = [
+        [sep_arcmin(ra, dec, SOUTH)[k], ra[k], dec[k], *values[k], int(flags[k]), 0.97 - 0.01 * (k % 4)]
+        for k in range(n)
+    ]
+    coosys = '<COOSYS ID="H" system="ICRS"/>'
+    return votable(
+        "yCat_2379", "II/379", "SkyMapper Southern Survey DR4 (Onken+, 2024)",
+        "II/379/smssdr4", "SkyMapper Southern Survey DR4 master table", fields, rows, coosys,
+    )  # fmt: skip
+
+
+def make_usnob1(sky: dict[str, np.ndarray]) -> str:
+    """I/284/out: photographic B1 R1 B2 R2 I, no errors, J2000 positions with proper motions."""
+    rng = np.random.default_rng(9)
+    keep = sky["V"] < 20.5
+    n = int(keep.sum())
+    ra, dec = jitter(rng, sky["ra"][keep], sky["dec"][keep], 0.2)
+    fields = [
+        r_field(),
+        Field("RAJ2000", "double", "deg", "pos.eq.ra;meta.main", 10, 6, "Right Ascension at Eq=J2000, Ep=J2000 (1)", ref="J2000"),
+        Field("DEJ2000", "double", "deg", "pos.eq.dec;meta.main", 10, 6, "Declination at Eq=J2000, Ep=J2000 (1)", ref="J2000"),
+        Field("pmRA", "short", "mas/yr", "pos.pm;pos.eq.ra", 5, None, "[-10000/10000] Proper motion in RA (relative to YS4.0)"),
+        Field("pmDE", "short", "mas/yr", "pos.pm;pos.eq.dec", 5, None, "[-10000/10000] Proper motion in DE (relative to YS4.0)"),
+    ]  # fmt: skip
+    plates = {
+        "B1": sky["B"][keep] - 0.1, "R1": sky["R"][keep] + 0.05, "B2": sky["B"][keep] - 0.2,
+        "R2": sky["R"][keep] - 0.05, "I": sky["I"][keep] + 0.1,
+    }  # fmt: skip
+    values: list[list[object]] = [[] for _ in range(n)]
+    for band, mag_true in plates.items():
+        mag = mag_true + rng.normal(0, 0.25, n)
+        missing = (mag > 20.8) | ((band == "B1") & (rng.uniform(0, 1, n) < 0.15))
+        ucd = "phot.mag;em.opt.B" if band.startswith("B") else ("phot.mag;em.opt.I" if band == "I" else "phot.mag;em.opt.R")
+        fields.append(mag_field(f"{band}mag", ucd, f"? {band} magnitude (3)", prec=2))
+        for k in range(n):
+            values[k].append(None if missing[k] else mag[k])
+    rows = [
+        [sep_arcmin(ra, dec)[k], ra[k], dec[k], -4 + (k % 7), -6 + (k % 5), *values[k]] for k in range(n)
+    ]
+    coosys = '<COOSYS ID="J2000" system="eq_FK5" equinox="J2000"/>'
+    return votable(
+        "yCat_1284", "I/284", "The USNO-B1.0 Catalog (Monet+ 2003)",
+        "I/284/out", "The Whole-Sky USNO-B1.0 Catalog of 1,045,913,669 sources", fields, rows, coosys,
+    )  # fmt: skip
+
+
 def main() -> None:
     sky = true_stars()
     outputs = {
@@ -517,6 +646,9 @@ def main() -> None:
         "vizier_II_246_out.xml": make_2mass(sky),
         "vizier_I_360_syntphot.xml": make_gaia_sp(sky),
         "vizier_I_355_gaiadr3.xml": make_gaia(sky),
+        "vizier_J_ApJ_867_105_refcat2.xml": make_refcat2(sky),
+        "vizier_II_379_smssdr4.xml": make_skymapper(),
+        "vizier_I_284_out.xml": make_usnob1(sky),
     }
     for name, text in outputs.items():
         (HERE / name).write_text(text, encoding="utf-8")
