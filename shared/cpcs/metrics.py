@@ -143,11 +143,14 @@ def delivery_attempted(kind: str, result: str) -> None:
 def upload_route(door: str) -> type[APIRoute]:
     """The route class of an upload endpoint: counts what it accepts and what it refuses, by code.
 
-    Everything the route refuses is counted (the token, the form, the file); the outer door's
-    limits (``cpcs.security``) answer before the route runs and are not.
+    Everything the route refuses is counted (the token, the form, the file); what the outer door's
+    limits (``cpcs.security``: body size, time) refuse before the route runs is counted there, under
+    the route's ``door`` (:func:`upload_door`).
     """
 
     class CountedUploadRoute(APIRoute):
+        metrics_door = door
+
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handle = super().get_route_handler()
 
@@ -169,6 +172,12 @@ def upload_route(door: str) -> type[APIRoute]:
             return counted
 
     return CountedUploadRoute
+
+
+def upload_door(route: object) -> str | None:
+    """The door an upload route counts under (``None`` for a route that is not a counted upload)."""
+    door = getattr(route, "metrics_door", None)
+    return door if isinstance(door, str) else None
 
 
 # --- read at scrape time -------------------------------------------------------------------------

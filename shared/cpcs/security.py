@@ -323,12 +323,23 @@ def content_length(scope: Scope) -> int | None:
     return int(value)
 
 
+#: Told of every refusal a limit makes before the app answers: (scope, error code).
+RefusalHook = Callable[[Scope, str], None]
+
+
+def _no_hook(scope: Scope, code: str) -> None:
+    del scope, code
+
+
 class BodyLimitMiddleware:
     """Answers 413 before a body over ``limit_for(scope)`` is read, or as soon as it passes the limit."""
 
-    def __init__(self, app: ASGIApp, limit_for: Callable[[Scope], int | None]):
+    def __init__(
+        self, app: ASGIApp, limit_for: Callable[[Scope], int | None], on_refusal: RefusalHook = _no_hook
+    ):
         self.app = app
         self.limit_for = limit_for
+        self.on_refusal = on_refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.limit_for(scope) if scope["type"] == "http" else None
@@ -337,7 +348,7 @@ class BodyLimitMiddleware:
             return
         declared = content_length(scope)
         if declared is not None and declared > limit:
-            await self._too_large(send, limit)
+            await self._too_large(scope, send, limit)
             return
         received = 0
         exceeded = started = replaced = False
@@ -359,7 +370,7 @@ class BodyLimitMiddleware:
                 if exceeded and message["status"] != 413:
                     # The app turned the interrupted body into another error: it was this one.
                     replaced = True
-                    await self._too_large(send, limit)
+                    await self._too_large(scope, send, limit)
                     return
             if not replaced:
                 await send(message)
@@ -369,10 +380,10 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if started:
                 raise
-            await self._too_large(send, limit)
+            await self._too_large(scope, send, limit)
 
-    @staticmethod
-    async def _too_large(send: Send, limit: int) -> None:
+    async def _too_large(self, scope: Scope, send: Send, limit: int) -> None:
+        self.on_refusal(scope, "request_too_large")
         await send_error(
             send,
             413,
@@ -393,9 +404,12 @@ class TimeLimitMiddleware:
     sends then is dropped.
     """
 
-    def __init__(self, app: ASGIApp, limit_for: Callable[[Scope], float | None]):
+    def __init__(
+        self, app: ASGIApp, limit_for: Callable[[Scope], float | None], on_refusal: RefusalHook = _no_hook
+    ):
         self.app = app
         self.limit_for = limit_for
+        self.on_refusal = on_refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.limit_for(scope) if scope["type"] == "http" else None
@@ -439,6 +453,7 @@ class TimeLimitMiddleware:
         log.warning("request time limit (%.0f s) reached: %s %s", limit, scope.get("method"), path)
         if started:
             return  # the answer is under way and cannot change; uvicorn closes the connection
+        self.on_refusal(scope, "request_timeout")
         if not body_done:
             await send_error(
                 send,
@@ -666,15 +681,32 @@ class Door:
 
     settings: Settings
     throttle: AuthThrottle
-    upload_paths: tuple[re.Pattern[str], ...] = ()
+    #: The path of each route taking a file, with the door its uploads are counted under (if any).
+    upload_paths: tuple[tuple[re.Pattern[str], str | None], ...] = ()
 
     @classmethod
     def for_app(cls, app: FastAPI, settings: Settings) -> Door:
         return cls(settings, AuthThrottle.from_settings(settings), upload_route_patterns(app.routes))
 
-    def is_upload(self, scope: Scope) -> bool:
+    def _upload_door(self, scope: Scope) -> tuple[bool, str | None]:
+        """Whether the request is an upload, and the door it counts under."""
         path = scope.get("path", "")
-        return scope.get("method") == "POST" and any(p.match(path) for p in self.upload_paths)
+        if scope.get("method") == "POST":
+            for pattern, door in self.upload_paths:
+                if pattern.match(path):
+                    return True, door
+        return False, None
+
+    def is_upload(self, scope: Scope) -> bool:
+        return self._upload_door(scope)[0]
+
+    def count_refusal(self, scope: Scope, code: str) -> None:
+        """A limit refused an upload before its route ran: count it as the route would have."""
+        from cpcs import metrics
+
+        door = self._upload_door(scope)[1]
+        if door is not None:
+            metrics.upload_refused(door, code)
 
     def body_limit(self, scope: Scope) -> int | None:
         if self.is_upload(scope):
@@ -689,8 +721,8 @@ class Door:
 
     def install(self, app: FastAPI) -> None:
         """The inner defences, inside the app's error handling (added last = outermost)."""
-        app.add_middleware(BodyLimitMiddleware, limit_for=self.body_limit)
-        app.add_middleware(TimeLimitMiddleware, limit_for=self.time_limit)
+        app.add_middleware(BodyLimitMiddleware, limit_for=self.body_limit, on_refusal=self.count_refusal)
+        app.add_middleware(TimeLimitMiddleware, limit_for=self.time_limit, on_refusal=self.count_refusal)
         app.add_middleware(CallerMiddleware, throttle=self.throttle)
 
     def wrap(self, app: ASGIApp, docs_paths: Iterable[str]) -> ASGIApp:
@@ -702,11 +734,14 @@ class Door:
         )
 
 
-def upload_route_patterns(routes: Sequence[Any]) -> tuple[re.Pattern[str], ...]:
-    """The paths of routes taking a file (``File``/``UploadFile`` parameters), included routers too."""
+def upload_route_patterns(routes: Sequence[Any]) -> tuple[tuple[re.Pattern[str], str | None], ...]:
+    """The paths of routes taking a file (``File``/``UploadFile`` parameters), included routers too,
+    each with the door its uploads are counted under (``cpcs.metrics.upload_door``)."""
     from fastapi import params
     from fastapi.routing import APIRoute, iter_route_contexts
     from starlette.routing import compile_path
+
+    from cpcs.metrics import upload_door
 
     patterns = []
     for context in iter_route_contexts(routes):
@@ -716,7 +751,7 @@ def upload_route_patterns(routes: Sequence[Any]) -> tuple[re.Pattern[str], ...]:
             and context.path
             and any(isinstance(field.field_info, params.File) for field in route.dependant.body_params)
         ):
-            patterns.append(compile_path(context.path)[0])
+            patterns.append((compile_path(context.path)[0], upload_door(route)))
     return tuple(patterns)
 
 

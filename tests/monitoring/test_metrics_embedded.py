@@ -7,8 +7,9 @@ import re
 import time
 from pathlib import Path
 
+from cpcs.settings import Settings
 from cpcs.simulation.catalogue_simulator import SimulatedField, to_sextractor_ascii
-from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System
+from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -90,3 +91,33 @@ def test_metrics_follow_a_good_and_a_refused_upload(
     assert after['cpcs_dependency_up{dependency="database"}'] == 1
     assert after['cpcs_dependency_up{dependency="broker"}'] == 1
     assert after['cpcs_queue_messages{part="dead",queue="calibrate"}'] == 0
+
+
+def test_uploads_the_outer_limits_refuse_are_counted_under_their_door(tmp_path: Path) -> None:
+    """A body over the limit is answered 413 before the route runs; it still counts as a refused
+    upload of its door (and a large request elsewhere counts as no upload)."""
+    settings = Settings(
+        data_dir=tmp_path / "data", max_upload_bytes=2000, max_form_overhead_bytes=1000, legacy_wait_s=1
+    )
+    system = start_system(settings)
+    try:
+        big = b"x" * 10_000
+        before = _scrape(system)
+        for path in ("/api/v1/uploads", "/followup/cgi/upload"):
+            answer = system.client.post(
+                path, data={"alert": "ivo://X"}, files={"file": ("a.cat", big)}, headers=_auth("t")
+            )
+            assert answer.status_code == 413 and answer.json()["error"] == "request_too_large", path
+        answer = system.client.post("/api/v1/alerts", content=b"{" + b" " * 2_000_000 + b"}")
+        assert answer.status_code == 413  # not an upload: not counted as one
+        after = _scrape(system)
+        for door in ("v1", "legacy"):
+            sample = f'cpcs_uploads_refused_total{{code="request_too_large",door="{door}"}}'
+            assert _delta(after, before, sample) == 1, door
+        refused = sum(
+            _delta(after, before, k) for k in after if k.startswith("cpcs_uploads_refused_total")
+        )
+        assert refused == 2
+    finally:
+        system.client.close()
+        system.assembly.stop()
