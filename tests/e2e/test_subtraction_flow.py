@@ -113,6 +113,14 @@ def _check_subtraction(system: System, url: str, pair: EpochPair, template_id: i
     near = [c for c in accepted if np.hypot(c["x"] - pair.transient_x[0], c["y"] - pair.transient_y[0]) < 2.0]
     assert near, accepted
     assert near[0]["mag"] is not None and abs(near[0]["mag"] - truth) < 0.5  # one-FWHM aperture flux
+    assert near[0]["shape_outlier"] is False and near[0]["shape_score"] > 0
+    assert set(near[0]["shape"]) == {
+        "size_ratio",
+        "elongation",
+        "sharpness",
+        "negative_fraction",
+        "concentration",
+    }
     assert all(c["reasons"] for c in candidates["candidates"] if not c["accepted"] and c["snr"] >= 5)
 
 

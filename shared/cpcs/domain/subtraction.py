@@ -34,6 +34,11 @@ class CandidateOut(Schema):
     #: The artefact tests that fired; empty for a real candidate.
     reasons: list[str]
     accepted: bool
+    #: The shape classifier's score (positive: shaped like the frame's PSF, negative: an outlier,
+    #: which adds the reason ``shape_outlier``) and the features it scored; None before it existed.
+    shape_score: float | None = None
+    shape_outlier: bool | None = None
+    shape: dict[str, float] | None = None
 
 
 class CandidatesOut(Schema):
