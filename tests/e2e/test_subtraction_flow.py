@@ -3,6 +3,7 @@ the v1 and the legacy uploads; the transient on its bright host measured on the 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 
@@ -15,7 +16,7 @@ from cpcs.catalogs.importer import import_catalogue_file
 from cpcs.catalogs.tiles import TileStore
 from cpcs.simulation.image_simulator import image_to_fits_bytes
 from cpcs.simulation.reference_files import write_reference_tables
-from cpcs.simulation.transient_simulator import EpochPair, simulate_epoch_pair
+from cpcs.simulation.transient_simulator import EpochPair, add_point_sources, simulate_epoch_pair
 from tests.conftest import System
 
 ALERT = "ivo://CPCS-sn-on-host"
@@ -172,7 +173,23 @@ def test_transient_on_its_host_through_the_legacy_upload(embedded: System, pair:
     _check_subtraction(embedded, url, pair, template_id)
 
 
-def test_no_template_no_subtraction(embedded: System, pair: EpochPair, tmp_path) -> None:
+def _new_source(pair: EpochPair, mag: float) -> tuple[EpochPair, float, float]:
+    """The science frame with a point source of r = ``mag`` where nothing else shines."""
+    science = pair.science
+    assert science.model_adu is not None
+    light = science.model_adu - science.truth.sky_e_per_pix / science.truth.gain_e_per_adu
+    for y in range(60, 450, 17):
+        for x in range(60, 450, 17):
+            if float(light[y - 12 : y + 13, x - 12 : x + 13].max()) < 5.0:
+                flux = 10 ** (-0.4 * (mag - science.truth.zp))
+                image = add_point_sources(
+                    science, np.array([x + 0.3]), np.array([y - 0.2]), np.array([flux]), seed=5
+                )
+                return dataclasses.replace(pair, science=image), x + 0.3, y - 0.2
+    raise AssertionError("no empty place on the simulated frame")
+
+
+def test_no_template_catalogue_candidates(embedded: System, pair: EpochPair, tmp_path) -> None:
     where = pair.science.true_wcs.pixel_to_world(pair.transient_x[0], pair.transient_y[0])
     embedded.client.post(
         "/api/v1/alerts",
@@ -182,10 +199,11 @@ def test_no_template_no_subtraction(embedded: System, pair: EpochPair, tmp_path)
     store = TileStore(embedded.context.settings.catalogs_dir)
     for survey, path in write_reference_tables(pair.science.references.values(), tmp_path / "refs").items():
         import_catalogue_file(store, survey, path, path.name)
+    with_new, new_x, new_y = _new_source(pair, 15.5)
     accepted = embedded.client.post(
         "/api/v1/uploads",
         data={"alert": ALERT, "force_filter": "PS1/r"},
-        files={"file": ("science.fits", image_to_fits_bytes(pair.science))},
+        files={"file": ("science.fits", image_to_fits_bytes(with_new.science))},
         headers=_bearer(embedded),
     )
     url = accepted.json()["status_url"]
@@ -195,8 +213,24 @@ def test_no_template_no_subtraction(embedded: System, pair: EpochPair, tmp_path)
     assert calibrations[-1]["difference"] is None
     missing = embedded.client.get(f"{url}/difference", headers=_bearer(embedded))
     assert missing.status_code == 404 and missing.json()["error"] == "no_difference_image"
+    # No template: the catalogue mode. The new source is found, absent from every catalogue, at its
+    # magnitude; the host galaxies (no catalogue lists them) too; no catalogued star is.
     listed = embedded.client.get(f"{url}/candidates", headers=_bearer(embedded)).json()
-    assert listed["status"] == "no_template" and listed["candidates"] == []
+    assert listed["status"] == "no_template" and listed["mode"] == "catalogue"
+    assert listed["catalogue"]["survey"] == "PS1" and listed["catalogue"]["band"] == "r"
+    assert listed["catalogue"]["margin_mag"] == 1.0
+    found = listed["candidates"]
+    assert found and all(c["mode"] == "catalogue" for c in found)
+    (new,) = [c for c in found if np.hypot(c["x"] - new_x, c["y"] - new_y) < 1.5]
+    assert new["found_by"] == "not_in_catalogue" and new["catalogue_mag"] is None and new["accepted"]
+    assert abs(new["mag"] - 15.5) < 3 * new["magerr_inst"] + 0.03, new
+    print(
+        f"catalogue mode: {len(found)} candidates",
+        [(round(c["x"]), round(c["y"]), c["found_by"]) for c in found],
+    )
+    assert len(found) <= 5
+    # Offline: the known-object check is a note, not a wait.
+    assert listed["solar_system"]["status"] == "offline" and "offline" in listed["solar_system"]["note"]
 
 
 def test_an_earlier_frame_of_our_store_is_the_template(embedded: System, pair: EpochPair, tmp_path) -> None:

@@ -20,6 +20,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from sqlalchemy.orm import Session
 
+from cpcs.catalogs.solar_system import frame_cone, known_bodies, tag_known_bodies
 from cpcs.context import Context
 from cpcs.db.models import Template
 from cpcs.domain.templates import archive_template, uploaded_templates
@@ -31,6 +32,7 @@ from cpcs.science.imaging.header import ImageHeader
 from cpcs.science.imaging.photometry import instrumental_magnitude
 from cpcs.science.subtraction.candidates import TransientCandidate
 from cpcs.science.subtraction.measure import DifferenceMeasurement, SubtractionImpossible, measure_difference
+from cpcs.settings import Settings
 
 DIFFERENCE_PRODUCT = "difference.fits"
 DIFFERENCE_NOISE_PRODUCT = "difference_noise.fits"
@@ -112,6 +114,15 @@ def subtract(
         return record | {"status": "failed", "code": error.code, "reason": str(error)}
     products = _store_products(context, observation_id, measured, result.astrometry.wcs)
     timings = dict(measured.timings_ms)
+    candidates = [
+        _candidate(c, result.astrometry.wcs, result.noise.gain_e_per_adu, result.header.exptime_s)
+        for c in sorted(measured.candidates, key=lambda c: (not c.accepted, -c.snr))[:MAX_CANDIDATES]
+    ]
+    checked = time.perf_counter()
+    solar_system = check_solar_system(
+        context.settings, candidates, result.astrometry.wcs, data.shape, result.header.mjd_mid
+    )
+    timings["solar_system"] = round(1e3 * (time.perf_counter() - checked), 1)
     timings["total"] = round(1e3 * (time.perf_counter() - started), 1)
     return record | {
         "status": "subtracted",
@@ -122,12 +133,31 @@ def subtract(
         "convolved": measured.subtraction.convolved,
         "flux_scale": measured.subtraction.flux_scale,
         "products": products,
-        "candidates": [
-            _candidate(c, result.astrometry.wcs, result.noise.gain_e_per_adu, result.header.exptime_s)
-            for c in sorted(measured.candidates, key=lambda c: (not c.accepted, -c.snr))[:MAX_CANDIDATES]
-        ],
+        "candidates": candidates,
+        "solar_system": solar_system,
         "timings_ms": timings,
     }
+
+
+def check_solar_system(
+    settings: Settings, candidates: list[dict[str, Any]], wcs: WCS, shape: tuple[int, ...], mjd: float | None
+) -> dict[str, Any] | None:
+    """SkyBoT's known bodies in the frame at its epoch (online only), marked on the candidates; the
+    check's record (status, note, bodies), or None when there is no candidate to check."""
+    if not candidates:
+        return None
+    ra, dec, radius = frame_cone(wcs, shape)
+    check = known_bodies(
+        ra,
+        dec,
+        radius,
+        mjd,
+        online=settings.catalog_online,
+        timeout_s=settings.solar_system_timeout_s,
+        url=settings.skybot_url,
+    )
+    tag_known_bodies(candidates, check)
+    return check.record()
 
 
 def _store_products(
@@ -158,4 +188,5 @@ def _candidate(
     sky = wcs.pixel_to_world(candidate.x, candidate.y)
     record["ra_deg"], record["dec_deg"] = round(float(sky.ra.deg), 7), round(float(sky.dec.deg), 7)
     record["reasons"] = list(candidate.reasons)
+    record["mode"] = "difference"
     return record
