@@ -270,3 +270,59 @@ def test_an_earlier_frame_of_our_store_is_the_template(embedded: System, pair: E
     ]
     print(f"archive template: difference {difference['mag']:.4f}, truth {float(pair.transient_mag[0]):.4f}")
     assert abs(difference["mag"] - float(pair.transient_mag[0])) < 0.06
+
+
+def test_a_template_uploaded_after_the_reduction_is_applied(
+    embedded: System, pair: EpochPair, tmp_path
+) -> None:
+    where = pair.science.true_wcs.pixel_to_world(pair.transient_x[0], pair.transient_y[0])
+    created = embedded.client.post(
+        "/api/v1/alerts",
+        json={"name": ALERT, "ra_deg": float(where.ra.deg), "dec_deg": float(where.dec.deg)},
+        headers=_bearer(embedded),
+    )
+    alert_id = int(created.json()["id"])
+    store = TileStore(embedded.context.settings.catalogs_dir)
+    for survey, path in write_reference_tables(pair.science.references.values(), tmp_path / "refs").items():
+        import_catalogue_file(store, survey, path, path.name)
+    accepted = embedded.client.post(
+        "/api/v1/uploads",
+        data={"alert": ALERT, "force_filter": "PS1/r"},
+        files={"file": ("science.fits", image_to_fits_bytes(pair.science))},
+        headers=_bearer(embedded),
+    )
+    url = accepted.json()["status_url"]
+    observation_id = int(url.rsplit("/", 1)[1])
+    _wait(embedded, url)
+    assert embedded.client.get(f"{url}/reduction", headers=_bearer(embedded)).json()["subtraction"] == {}
+    assert embedded.client.get(f"{url}/candidates", headers=_bearer(embedded)).json()["mode"] == "catalogue"
+
+    # The template arrives later: the frame reduced without one is subtracted with it, recalibrated.
+    template = embedded.client.post(
+        f"/api/v1/alerts/{alert_id}/templates",
+        data={"filter": "r"},
+        files={"file": ("template.fits", image_to_fits_bytes(pair.template))},
+        headers=_bearer(embedded),
+    )
+    assert template.status_code == 201, template.text
+    assert template.json()["resubtracting"] == [observation_id]
+    template_id = int(template.json()["id"])
+    deadline = time.monotonic() + 300
+    while len(versions := embedded.client.get(f"{url}/calibrations", headers=_bearer(embedded)).json()) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert versions[0]["difference"] is None
+    _check_subtraction(embedded, url, pair, template_id)
+    point = embedded.client.get(url, headers=_bearer(embedded)).json()["point"]
+    assert point["calibration_id"] == versions[-1]["id"]
+    listed = embedded.client.get(f"{url}/candidates", headers=_bearer(embedded)).json()
+    assert listed["mode"] == "difference" and listed["template_id"] == template_id
+
+    # A second template: the frame has its difference image now, nothing is queued again.
+    again = embedded.client.post(
+        f"/api/v1/alerts/{alert_id}/templates",
+        data={"filter": "r"},
+        files={"file": ("template2.fits", image_to_fits_bytes(pair.template))},
+        headers=_bearer(embedded),
+    )
+    assert again.status_code == 201 and again.json()["resubtracting"] == []

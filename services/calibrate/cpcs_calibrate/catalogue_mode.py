@@ -17,7 +17,7 @@ import numpy as np
 from astropy.table import Table
 
 from cpcs.catalogs.model import ReferenceCatalogue
-from cpcs.catalogs.solar_system import known_bodies, tag_known_bodies
+from cpcs.catalogs.solar_system import check_candidates
 from cpcs.science.catalogue_candidates import catalogue_candidates
 from cpcs.science.field_calibration import FieldCalibration
 from cpcs.science.imaging import source_table as columns
@@ -89,19 +89,14 @@ def catalogue_candidates_record(
                 "accepted": not reasons,
             }
         )
-    solar_system = None
-    if records:
-        check = known_bodies(
-            ra0,
-            dec0,
-            radius,
-            mjd,
-            online=settings.catalog_online,
-            timeout_s=settings.solar_system_timeout_s,
-            url=settings.skybot_url,
-        )
-        tag_known_bodies(records, check)
-        solar_system = check.record()
+    solar_system = check_candidates(
+        records,
+        cone,
+        mjd,
+        online=settings.catalog_online,
+        timeout_s=settings.solar_system_timeout_s,
+        url=settings.skybot_url,
+    )
     return {
         "mode": "catalogue",
         "catalogue": {

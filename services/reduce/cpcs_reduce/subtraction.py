@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -20,9 +20,9 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from sqlalchemy.orm import Session
 
-from cpcs.catalogs.solar_system import frame_cone, known_bodies, tag_known_bodies
+from cpcs.catalogs.solar_system import check_candidates, frame_cone
 from cpcs.context import Context
-from cpcs.db.models import Template
+from cpcs.db.models import ImageReduction, Template
 from cpcs.domain.templates import archive_template, uploaded_templates
 from cpcs.errors import CpcsError
 from cpcs.jsonsafe import json_record
@@ -32,7 +32,6 @@ from cpcs.science.imaging.header import ImageHeader
 from cpcs.science.imaging.photometry import instrumental_magnitude
 from cpcs.science.subtraction.candidates import TransientCandidate
 from cpcs.science.subtraction.measure import DifferenceMeasurement, SubtractionImpossible, measure_difference
-from cpcs.settings import Settings
 
 DIFFERENCE_PRODUCT = "difference.fits"
 DIFFERENCE_NOISE_PRODUCT = "difference_noise.fits"
@@ -70,12 +69,55 @@ def choose_template(
     )
 
 
+@dataclass(frozen=True)
+class FrameFacts:
+    """What the subtraction needs of a reduced frame, from a fresh reduction or a stored one."""
+
+    wcs: WCS
+    target_x: float
+    target_y: float
+    gain_e_per_adu: float | None
+    saturation_adu: float | None
+    exptime_s: float | None
+    mjd: float | None
+    measured_plane: str
+
+    @classmethod
+    def of_result(cls, result: ImageReductionResult) -> FrameFacts:
+        return cls(
+            wcs=result.astrometry.wcs,
+            target_x=result.target_x,
+            target_y=result.target_y,
+            gain_e_per_adu=result.noise.gain_e_per_adu,
+            saturation_adu=result.saturation_adu,
+            exptime_s=result.header.exptime_s,
+            mjd=result.header.mjd_mid,
+            measured_plane=result.measured_plane,
+        )
+
+    @classmethod
+    def of_reduction(cls, reduction: ImageReduction) -> FrameFacts:
+        """The facts a stored reduction kept (its solved WCS, target position, noise model, header)."""
+        header, target = reduction.header or {}, reduction.target or {}
+        noise = (reduction.quality or {}).get("noise_model") or {}
+        return cls(
+            wcs=WCS(fits.Header.fromstring(reduction.wcs_header or "", sep="\n")),
+            target_x=float(target["x"]),
+            target_y=float(target["y"]),
+            gain_e_per_adu=noise.get("gain_e_per_adu"),
+            saturation_adu=header.get("saturation_adu"),
+            exptime_s=header.get("exptime_s"),
+            mjd=header.get("mjd_mid"),
+            measured_plane=str((reduction.astrometry or {}).get("measured_plane") or "frame"),
+        )
+
+
 def subtract(
     context: Context,
     observation_id: int,
     template: Template,
     data: np.ndarray,
-    result: ImageReductionResult,
+    frame: FrameFacts,
     read_image: ImageReader,
 ) -> dict[str, Any]:
     """Run the subtraction and store its products; the record for the reduction's ``subtraction``."""
@@ -89,7 +131,7 @@ def subtract(
             "mjd": template.mjd,
         }
     }
-    if result.measured_plane != "frame":
+    if frame.measured_plane != "frame":
         return record | {"status": "skipped", "reason": "a Bayer mosaic's green plane is not subtracted"}
     try:
         template_data, template_header = read_image(template.sha256)
@@ -99,28 +141,34 @@ def subtract(
     try:
         measured = measure_difference(
             data,
-            result.astrometry.wcs,
+            frame.wcs,
             template_data,
             template_wcs,
-            target_x=result.target_x,
-            target_y=result.target_y,
-            gain_e_per_adu=result.noise.gain_e_per_adu,
-            saturation_adu=result.saturation_adu,
-            template_gain_e_per_adu=template_header.gain_e_per_adu or result.noise.gain_e_per_adu,
+            target_x=frame.target_x,
+            target_y=frame.target_y,
+            gain_e_per_adu=frame.gain_e_per_adu,
+            saturation_adu=frame.saturation_adu,
+            template_gain_e_per_adu=template_header.gain_e_per_adu or frame.gain_e_per_adu,
             template_saturation_adu=template_header.saturation_adu,
-            exptime_s=result.header.exptime_s,
+            exptime_s=frame.exptime_s,
         )
     except SubtractionImpossible as error:
         return record | {"status": "failed", "code": error.code, "reason": str(error)}
-    products = _store_products(context, observation_id, measured, result.astrometry.wcs)
+    products = _store_products(context, observation_id, measured, frame.wcs)
     timings = dict(measured.timings_ms)
     candidates = [
-        _candidate(c, result.astrometry.wcs, result.noise.gain_e_per_adu, result.header.exptime_s)
+        _candidate(c, frame.wcs, frame.gain_e_per_adu, frame.exptime_s)
         for c in sorted(measured.candidates, key=lambda c: (not c.accepted, -c.snr))[:MAX_CANDIDATES]
     ]
     checked = time.perf_counter()
-    solar_system = check_solar_system(
-        context.settings, candidates, result.astrometry.wcs, data.shape, result.header.mjd_mid
+    settings = context.settings
+    solar_system = check_candidates(
+        candidates,
+        frame_cone(frame.wcs, data.shape),
+        frame.mjd,
+        online=settings.catalog_online,
+        timeout_s=settings.solar_system_timeout_s,
+        url=settings.skybot_url,
     )
     timings["solar_system"] = round(1e3 * (time.perf_counter() - checked), 1)
     timings["total"] = round(1e3 * (time.perf_counter() - started), 1)
@@ -137,27 +185,6 @@ def subtract(
         "solar_system": solar_system,
         "timings_ms": timings,
     }
-
-
-def check_solar_system(
-    settings: Settings, candidates: list[dict[str, Any]], wcs: WCS, shape: tuple[int, ...], mjd: float | None
-) -> dict[str, Any] | None:
-    """SkyBoT's known bodies in the frame at its epoch (online only), marked on the candidates; the
-    check's record (status, note, bodies), or None when there is no candidate to check."""
-    if not candidates:
-        return None
-    ra, dec, radius = frame_cone(wcs, shape)
-    check = known_bodies(
-        ra,
-        dec,
-        radius,
-        mjd,
-        online=settings.catalog_online,
-        timeout_s=settings.solar_system_timeout_s,
-        url=settings.skybot_url,
-    )
-    tag_known_bodies(candidates, check)
-    return check.record()
 
 
 def _store_products(

@@ -20,6 +20,7 @@ __all__ = [
     "SKYBOT_URL",
     "KnownBody",
     "SolarSystemCheck",
+    "check_candidates",
     "frame_cone",
     "known_bodies",
     "nearest_body",
@@ -206,3 +207,22 @@ def frame_cone(wcs: Any, shape: tuple[int, ...]) -> tuple[float, float, float]:
     corners = wcs.pixel_to_world([0, nx - 1, 0, nx - 1], [0, 0, ny - 1, ny - 1])
     radius = float(max(centre.separation(corners).deg))
     return float(centre.ra.deg), float(centre.dec.deg), radius
+
+
+def check_candidates(
+    candidates: list[dict[str, Any]],
+    cone: tuple[float, float, float],
+    epoch_mjd: float | None,
+    *,
+    online: bool,
+    timeout_s: float,
+    url: str = SKYBOT_URL,
+) -> dict[str, Any] | None:
+    """Ask SkyBoT about the cone (ra, dec, radius in degrees) and mark the candidates that are known
+    bodies; the check's record (status, note, bodies), or None when there is nothing to check."""
+    if not candidates:
+        return None
+    ra, dec, radius = cone
+    check = known_bodies(ra, dec, radius, epoch_mjd, online=online, timeout_s=timeout_s, url=url)
+    tag_known_bodies(candidates, check)
+    return check.record()

@@ -19,6 +19,7 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -62,6 +63,9 @@ class TemplateOut(Schema):
     mjd: float | None
     observation_id: int | None
     created_at: dt.datetime
+    #: In the upload's answer: the observations reduced without a difference image that are being
+    #: subtracted with this template now (each gets a new calibration version).
+    resubtracting: list[int] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cpcs.catalogs.solar_system import known_bodies, nearest_body
+from astropy.wcs import WCS
+
+from cpcs.catalogs.solar_system import check_candidates, frame_cone, known_bodies, nearest_body
 from cpcs.testing.recorded_http import RecordedAnswer, recorded_http
 
 RECORDED = (Path(__file__).parent / "data" / "skybot_conesearch.xml").read_bytes()
@@ -62,3 +64,25 @@ def test_a_service_error_and_no_time_are_notes() -> None:
     assert check.status == "unavailable" and "HTTPError" in (check.note or "")
     untimed = known_bodies(150.1, 2.2, 0.1, None, online=True, timeout_s=2, url="http://127.0.0.1:9/")
     assert untimed.status == "unavailable" and "no time" in (untimed.note or "")
+
+
+def test_candidates_on_a_known_body_are_marked_and_refused() -> None:
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [150.1, 2.2]
+    wcs.wcs.crpix = [512.5, 512.5]
+    wcs.wcs.cdelt = [-0.4 / 3600, 0.4 / 3600]
+    cone = frame_cone(wcs, (1024, 1024))
+    assert abs(cone[0] - 150.1) < 1e-6 and abs(cone[2] - 0.4 * 512 * 2**0.5 / 3600) < 1e-3
+    on_body = {"ra_deg": 150.1 + 1 / 3600, "dec_deg": 2.21, "reasons": [], "accepted": True}
+    elsewhere = {"ra_deg": 150.08, "dec_deg": 2.19, "reasons": [], "accepted": True}
+    answer = RecordedAnswer(RECORDED, "application/x-votable+xml")
+    with recorded_http({"/skybot": answer}) as server:
+        record = check_candidates(
+            [on_body, elsewhere], cone, MJD, online=True, timeout_s=5, url=f"{server.url}/skybot"
+        )
+    assert record is not None and record["status"] == "checked" and len(record["bodies"]) == 2
+    assert on_body["reasons"] == ["known_solar_system_object"] and on_body["accepted"] is False
+    assert on_body["known_object"]["name"] == "1997 XK4" and on_body["known_object"]["distance_arcsec"] < 1.5
+    assert elsewhere["reasons"] == [] and elsewhere["accepted"] is True and "known_object" not in elsewhere
+    assert check_candidates([], cone, MJD, online=True, timeout_s=5, url=f"{server.url}/skybot") is None
