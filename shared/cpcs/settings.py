@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cpcs.catalogs.solar_system import SKYBOT_URL
+from cpcs.catalogs.survey_templates import HIPS2FITS_URL
 
 
 class Settings(BaseSettings):
@@ -55,6 +56,10 @@ class Settings(BaseSettings):
     skybot_url: str = Field(
         default=SKYBOT_URL,
         description="IMCCE SkyBoT cone search (known Solar System objects; online only).",
+    )
+    hips2fits_url: str = Field(
+        default=HIPS2FITS_URL,
+        description="CDS hips2fits: Pan-STARRS cutouts as survey templates (online only).",
     )
     solar_system_timeout_s: float = Field(
         default=5.0, description="Time limit of the SkyBoT request; after it, a note on the candidates."

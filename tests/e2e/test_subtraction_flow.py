@@ -173,6 +173,12 @@ def test_transient_on_its_host_through_the_legacy_upload(embedded: System, pair:
     _check_subtraction(embedded, url, pair, template_id)
 
 
+def _assert_no_template_offline(reduction: dict) -> None:
+    """No template of our own and offline: no survey template either, and the record says so."""
+    step = reduction["subtraction"]
+    assert step["status"] == "no_template" and "offline" in step["note"], step
+
+
 def _new_source(pair: EpochPair, mag: float) -> tuple[EpochPair, float, float]:
     """The science frame with a point source of r = ``mag`` where nothing else shines."""
     science = pair.science
@@ -208,7 +214,7 @@ def test_no_template_catalogue_candidates(embedded: System, pair: EpochPair, tmp
     )
     url = accepted.json()["status_url"]
     _wait(embedded, url)
-    assert embedded.client.get(f"{url}/reduction", headers=_bearer(embedded)).json()["subtraction"] == {}
+    _assert_no_template_offline(embedded.client.get(f"{url}/reduction", headers=_bearer(embedded)).json())
     calibrations = embedded.client.get(f"{url}/calibrations", headers=_bearer(embedded)).json()
     assert calibrations[-1]["difference"] is None
     missing = embedded.client.get(f"{url}/difference", headers=_bearer(embedded))
@@ -256,7 +262,7 @@ def test_an_earlier_frame_of_our_store_is_the_template(embedded: System, pair: E
         _wait(embedded, urls[-1])
     earlier_id = int(urls[0].rsplit("/", 1)[1])
     # The first frame had nothing before it; the second is subtracted with the first.
-    assert embedded.client.get(f"{urls[0]}/reduction", headers=_bearer(embedded)).json()["subtraction"] == {}
+    _assert_no_template_offline(embedded.client.get(f"{urls[0]}/reduction", headers=_bearer(embedded)).json())
     step = embedded.client.get(f"{urls[1]}/reduction", headers=_bearer(embedded)).json()["subtraction"]
     assert step["status"] == "subtracted", step
     assert step["template"]["source"] == "archive" and step["template"]["observation_id"] == earlier_id
@@ -294,7 +300,7 @@ def test_a_template_uploaded_after_the_reduction_is_applied(
     url = accepted.json()["status_url"]
     observation_id = int(url.rsplit("/", 1)[1])
     _wait(embedded, url)
-    assert embedded.client.get(f"{url}/reduction", headers=_bearer(embedded)).json()["subtraction"] == {}
+    _assert_no_template_offline(embedded.client.get(f"{url}/reduction", headers=_bearer(embedded)).json())
     assert embedded.client.get(f"{url}/candidates", headers=_bearer(embedded)).json()["mode"] == "catalogue"
 
     # The template arrives later: the frame reduced without one is subtracted with it, recalibrated.

@@ -10,6 +10,7 @@ A pair that cannot be subtracted is recorded with its reason; the direct measure
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,10 +22,17 @@ from astropy.wcs import WCS
 from sqlalchemy.orm import Session
 
 from cpcs.catalogs.solar_system import check_candidates, frame_cone
+from cpcs.catalogs.survey_templates import SurveySkipped, fetch_survey_template
 from cpcs.context import Context
-from cpcs.db.models import ImageReduction, Template
-from cpcs.domain.templates import archive_template, uploaded_templates
-from cpcs.errors import CpcsError
+from cpcs.db.models import Alert, ImageReduction, Template, User
+from cpcs.domain.templates import (
+    add_template,
+    archive_template,
+    inspect_template,
+    survey_templates,
+    uploaded_templates,
+)
+from cpcs.errors import CpcsError, InputError
 from cpcs.jsonsafe import json_record
 from cpcs.science.bands import standard_band
 from cpcs.science.image_reduction import ImageReductionResult
@@ -40,6 +48,70 @@ MAX_CANDIDATES = 200
 
 #: Reads a stored image: (sha256) -> (pixels, standardised header).
 ImageReader = Callable[[str], tuple[np.ndarray, ImageHeader]]
+
+
+def survey_template(
+    context: Context,
+    *,
+    alert: Alert,
+    user_id: int,
+    filter_name: str | None,
+    wcs: WCS,
+    shape: tuple[int, ...],
+) -> tuple[Template | None, str | None]:
+    """The third source of templates: the alert's survey template in the band (fetched before), else
+    a Pan-STARRS cutout of the frame's field fetched now (online only) and kept as a template with
+    its provenance, checked as an uploaded one is. (template, None), or (None, why there is none)."""
+    band = standard_band(filter_name)
+    if band is None:
+        return None, None
+    with context.db.transaction() as session:
+        kept = survey_templates(session, alert.id, band.name)
+        if kept:
+            return kept[0], None
+    settings = context.settings
+    _, _, radius = frame_cone(wcs, shape)
+    fetched = fetch_survey_template(
+        alert.ra_deg,
+        alert.dec_deg,
+        band.name,
+        fov_deg=min(2.0 * radius, 0.5),
+        online=settings.catalog_online,
+        timeout_s=settings.catalog_timeout_s,
+        url=settings.hips2fits_url,
+    )
+    if isinstance(fetched, SurveySkipped):
+        return None, fetched.note
+    staged = context.files.stage(io.BytesIO(fetched.fits_bytes), max_bytes=settings.max_upload_bytes)
+    try:
+        facts = inspect_template(
+            staged.path,
+            alert_ra_deg=alert.ra_deg,
+            alert_dec_deg=alert.dec_deg,
+            filter_name=band.name,
+            instrument=None,
+            max_pixels=settings.max_image_pixels,
+        )
+        stored = context.files.keep(staged)
+    except InputError as refused:
+        context.files.discard(staged)
+        return None, f"The survey cutout cannot be a template: {refused.message}"
+    with context.db.transaction() as session:
+        view = add_template(
+            session,
+            user=session.get_one(User, user_id),
+            alert=session.get_one(Alert, alert.id),
+            instrument=None,
+            facts=facts,
+            sha256=staged.sha256,
+            size_bytes=staged.size_bytes,
+            stored_path=context.files.relative(stored),
+            filename=f"{fetched.provenance['hips'].replace('/', '_')}.fits",
+            source="survey",
+            provenance=fetched.provenance,
+        )
+        template = session.get_one(Template, view.id)
+    return template, None
 
 
 def choose_template(
@@ -130,6 +202,7 @@ def subtract(
             "fwhm_arcsec": template.fwhm_arcsec,
             "mjd": template.mjd,
         }
+        | ({"provenance": template.provenance} if template.provenance else {})
     }
     if frame.measured_plane != "frame":
         return record | {"status": "skipped", "reason": "a Bayer mosaic's green plane is not subtracted"}

@@ -45,7 +45,7 @@ from cpcs.science.image_reduction import (
     reference_radius_deg,
 )
 from cpcs.science.imaging.header import ImageHeader, InstrumentDefaults, standardise_header
-from cpcs_reduce.subtraction import FrameFacts, choose_template, subtract
+from cpcs_reduce.subtraction import FrameFacts, choose_template, subtract, survey_template
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,17 @@ class ReduceWorker(Consumer[ImageReceivedV1]):
                 mjd=result.header.mjd_mid,
             )
         difference: dict[str, Any] = {}
+        if template is None:
+            template, note = survey_template(
+                self.context,
+                alert=alert,
+                user_id=observation.user_id,
+                filter_name=result.header.filter_name,
+                wcs=result.astrometry.wcs,
+                shape=data.shape,
+            )
+            if note is not None:
+                difference = {"status": "no_template", "note": note}
         if template is not None:
             difference = subtract(
                 self.context,
