@@ -200,7 +200,7 @@ def train_shape_classifier(
     if ny <= 4 * h or nx <= 4 * h:
         return None
     rng = np.random.default_rng(seed)
-    tries = 20 * n_training
+    tries = 3 * n_training  # most of a difference image is free: a few tries per site suffice
     x = rng.uniform(2 * h, nx - 2 * h - 1, tries)
     y = rng.uniform(2 * h, ny - 2 * h - 1, tries)
     ax, ay = np.asarray(avoid_x, dtype=np.float64), np.asarray(avoid_y, dtype=np.float64)
