@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from cpcs.settings import Settings
-from cpcs.testing.image_simulator import image_to_fits_bytes
+from cpcs.simulation.image_simulator import image_to_fits_bytes
+from cpcs.simulation.transient_simulator import EpochPair, simulate_epoch_pair
 from cpcs.testing.recorded_http import RecordedAnswer, recorded_http
-from cpcs.testing.transient_simulator import EpochPair, simulate_epoch_pair
 from cpcs_reduce.subtraction import survey_template
 from tests.conftest import System, start_system
 

@@ -11,6 +11,7 @@ chosen survey/band's zero point, and keeps the candidates in the calibration's r
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ _SIGMA_PER_FWHM = 1.0 / 2.354820045
 
 def catalogue_candidates_record(
     settings: Settings,
-    table: Table,
+    sources_path: Path,
     references: Mapping[str, ReferenceCatalogue],
     calibrated: FieldCalibration,
     *,
@@ -42,6 +43,7 @@ def catalogue_candidates_record(
     mjd: float | None,
 ) -> dict[str, Any]:
     """The ``catalogue_candidates`` record of a calibration: settings, depth, candidates, SkyBoT."""
+    table = Table.read(sources_path)  # the whole measured table: flags, positions, FWHM
     chosen = references[calibrated.survey]
     ra0, dec0, radius = cone
     flags = np.asarray(table[columns.FLAGS], dtype=np.int64)

@@ -125,7 +125,7 @@ class CalibrateWorker(Consumer[WorkMessage]):
         if isinstance(message, SourcesMeasuredV1) and difference is None:
             by_catalogue = catalogue_candidates_record(
                 self.context.settings,
-                Table.read(self.context.settings.data_dir / message.sources_path),
+                self.context.settings.data_dir / message.sources_path,
                 references,
                 result,
                 cone=(alert.ra_deg, alert.dec_deg, radius),
