@@ -4,8 +4,9 @@ A simulated epoch pair (a science frame with a transient on a host galaxy, a tem
 seeing, sky and pointing) is reduced untimed (background, mask, PSF, noise); then the subtraction
 steps are timed: alignment (one pixel mapping, map_coordinates), the sfft kernel fit (on stamps by
 default, ``--fit-on frame`` for sfft's full-frame fit) and difference, the difference noise map,
-forced photometry of the target and the candidate search. The first sfft call of a process
-compiles (or loads from numba's cache) its functions: it is reported apart
+forced photometry of the target and the candidate search (with the shape classifier, as reduce
+runs it; the counts of candidates, false ones and shape outliers are reported). The first sfft
+call of a process compiles (or loads from numba's cache) its functions: it is reported apart
 (``cold_first_subtraction_s``). Machines differ: the bare ``sep.Background`` + ``sep.extract`` time
 of the same frame is recorded as the yardstick.
 """
@@ -71,8 +72,21 @@ def run(size: int, repeat: int, fit_on: str = "auto") -> dict[str, Any]:
         for x, y in exclude:
             difference_photometry(result, sci.psf, float(x), float(y), gain_e_per_adu=gain)
         t_cand = time.perf_counter()
-        find_candidates(result, sci.psf.fwhm_px)
+        found = find_candidates(result, sci.psf.fwhm_px, psf=sci.psf)  # as reduce: shape scores too
         end = time.perf_counter()
+        accepted = [c for c in found if c.accepted]
+        at_transient = [
+            c for c in accepted if np.min(np.hypot(exclude[:, 0] - c.x, exclude[:, 1] - c.y)) < 2.0
+        ]
+        facts.update(
+            detections=len(found),
+            accepted=len(accepted),
+            transients_found=len({(round(c.x), round(c.y)) for c in at_transient}),
+            transients_injected=len(exclude),
+            false_candidates=len(accepted) - len(at_transient),
+            shape_outliers=sum(bool(c.shape_outlier) for c in found),
+            rejected_only_by_shape=sum(c.reasons == ("shape_outlier",) for c in found),
+        )
         return {
             "align_s": aligned.seconds,
             "background_s": result.seconds_background,

@@ -10,6 +10,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cpcs.catalogs.solar_system import SKYBOT_URL
+from cpcs.catalogs.survey_templates import HIPS2FITS_URL
+
 
 class Settings(BaseSettings):
     """Every setting of every service. Unset values give the embedded, single-process system."""
@@ -46,6 +49,21 @@ class Settings(BaseSettings):
     )
     catalog_online: bool = Field(default=False, description="Let catalog-cache query Vizier on a miss.")
     catalog_timeout_s: float = 10.0
+    catalogue_candidate_margin_mag: float = Field(
+        default=1.0,
+        description="Frames without a template: a catalogued star this much brighter is a candidate.",
+    )
+    skybot_url: str = Field(
+        default=SKYBOT_URL,
+        description="IMCCE SkyBoT cone search (known Solar System objects; online only).",
+    )
+    hips2fits_url: str = Field(
+        default=HIPS2FITS_URL,
+        description="CDS hips2fits: Pan-STARRS cutouts as survey templates (online only).",
+    )
+    solar_system_timeout_s: float = Field(
+        default=5.0, description="Time limit of the SkyBoT request; after it, a note on the candidates."
+    )
 
     legacy_wait_s: float = Field(default=120.0, description="How long cgi/upload waits for the result.")
     max_upload_bytes: int = 400 * 1024 * 1024

@@ -3,6 +3,7 @@ the v1 and the legacy uploads; the transient on its bright host measured on the 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 
@@ -15,7 +16,7 @@ from cpcs.catalogs.importer import import_catalogue_file
 from cpcs.catalogs.tiles import TileStore
 from cpcs.simulation.image_simulator import image_to_fits_bytes
 from cpcs.simulation.reference_files import write_reference_tables
-from cpcs.simulation.transient_simulator import EpochPair, simulate_epoch_pair
+from cpcs.simulation.transient_simulator import EpochPair, add_point_sources, simulate_epoch_pair
 from tests.conftest import System
 
 ALERT = "ivo://CPCS-sn-on-host"
@@ -113,6 +114,14 @@ def _check_subtraction(system: System, url: str, pair: EpochPair, template_id: i
     near = [c for c in accepted if np.hypot(c["x"] - pair.transient_x[0], c["y"] - pair.transient_y[0]) < 2.0]
     assert near, accepted
     assert near[0]["mag"] is not None and abs(near[0]["mag"] - truth) < 0.5  # one-FWHM aperture flux
+    assert near[0]["shape_outlier"] is False and near[0]["shape_score"] > 0
+    assert set(near[0]["shape"]) == {
+        "size_ratio",
+        "elongation",
+        "sharpness",
+        "negative_fraction",
+        "concentration",
+    }
     assert all(c["reasons"] for c in candidates["candidates"] if not c["accepted"] and c["snr"] >= 5)
 
 
@@ -164,7 +173,29 @@ def test_transient_on_its_host_through_the_legacy_upload(embedded: System, pair:
     _check_subtraction(embedded, url, pair, template_id)
 
 
-def test_no_template_no_subtraction(embedded: System, pair: EpochPair, tmp_path) -> None:
+def _assert_no_template_offline(reduction: dict) -> None:
+    """No template of our own and offline: no survey template either, and the record says so."""
+    step = reduction["subtraction"]
+    assert step["status"] == "no_template" and "offline" in step["note"], step
+
+
+def _new_source(pair: EpochPair, mag: float) -> tuple[EpochPair, float, float]:
+    """The science frame with a point source of r = ``mag`` where nothing else shines."""
+    science = pair.science
+    assert science.model_adu is not None
+    light = science.model_adu - science.truth.sky_e_per_pix / science.truth.gain_e_per_adu
+    for y in range(60, 450, 17):
+        for x in range(60, 450, 17):
+            if float(light[y - 12 : y + 13, x - 12 : x + 13].max()) < 5.0:
+                flux = 10 ** (-0.4 * (mag - science.truth.zp))
+                image = add_point_sources(
+                    science, np.array([x + 0.3]), np.array([y - 0.2]), np.array([flux]), seed=5
+                )
+                return dataclasses.replace(pair, science=image), x + 0.3, y - 0.2
+    raise AssertionError("no empty place on the simulated frame")
+
+
+def test_no_template_catalogue_candidates(embedded: System, pair: EpochPair, tmp_path) -> None:
     where = pair.science.true_wcs.pixel_to_world(pair.transient_x[0], pair.transient_y[0])
     embedded.client.post(
         "/api/v1/alerts",
@@ -174,21 +205,38 @@ def test_no_template_no_subtraction(embedded: System, pair: EpochPair, tmp_path)
     store = TileStore(embedded.context.settings.catalogs_dir)
     for survey, path in write_reference_tables(pair.science.references.values(), tmp_path / "refs").items():
         import_catalogue_file(store, survey, path, path.name)
+    with_new, new_x, new_y = _new_source(pair, 15.5)
     accepted = embedded.client.post(
         "/api/v1/uploads",
         data={"alert": ALERT, "force_filter": "PS1/r"},
-        files={"file": ("science.fits", image_to_fits_bytes(pair.science))},
+        files={"file": ("science.fits", image_to_fits_bytes(with_new.science))},
         headers=_bearer(embedded),
     )
     url = accepted.json()["status_url"]
     _wait(embedded, url)
-    assert embedded.client.get(f"{url}/reduction", headers=_bearer(embedded)).json()["subtraction"] == {}
+    _assert_no_template_offline(embedded.client.get(f"{url}/reduction", headers=_bearer(embedded)).json())
     calibrations = embedded.client.get(f"{url}/calibrations", headers=_bearer(embedded)).json()
     assert calibrations[-1]["difference"] is None
     missing = embedded.client.get(f"{url}/difference", headers=_bearer(embedded))
     assert missing.status_code == 404 and missing.json()["error"] == "no_difference_image"
+    # No template: the catalogue mode. The new source is found, absent from every catalogue, at its
+    # magnitude; the host galaxies (no catalogue lists them) too; no catalogued star is.
     listed = embedded.client.get(f"{url}/candidates", headers=_bearer(embedded)).json()
-    assert listed["status"] == "no_template" and listed["candidates"] == []
+    assert listed["status"] == "no_template" and listed["mode"] == "catalogue"
+    assert listed["catalogue"]["survey"] == "PS1" and listed["catalogue"]["band"] == "r"
+    assert listed["catalogue"]["margin_mag"] == 1.0
+    found = listed["candidates"]
+    assert found and all(c["mode"] == "catalogue" for c in found)
+    (new,) = [c for c in found if np.hypot(c["x"] - new_x, c["y"] - new_y) < 1.5]
+    assert new["found_by"] == "not_in_catalogue" and new["catalogue_mag"] is None and new["accepted"]
+    assert abs(new["mag"] - 15.5) < 3 * new["magerr_inst"] + 0.03, new
+    print(
+        f"catalogue mode: {len(found)} candidates",
+        [(round(c["x"]), round(c["y"]), c["found_by"]) for c in found],
+    )
+    assert len(found) <= 5
+    # Offline: the known-object check is a note, not a wait.
+    assert listed["solar_system"]["status"] == "offline" and "offline" in listed["solar_system"]["note"]
 
 
 def test_an_earlier_frame_of_our_store_is_the_template(embedded: System, pair: EpochPair, tmp_path) -> None:
@@ -214,7 +262,7 @@ def test_an_earlier_frame_of_our_store_is_the_template(embedded: System, pair: E
         _wait(embedded, urls[-1])
     earlier_id = int(urls[0].rsplit("/", 1)[1])
     # The first frame had nothing before it; the second is subtracted with the first.
-    assert embedded.client.get(f"{urls[0]}/reduction", headers=_bearer(embedded)).json()["subtraction"] == {}
+    _assert_no_template_offline(embedded.client.get(f"{urls[0]}/reduction", headers=_bearer(embedded)).json())
     step = embedded.client.get(f"{urls[1]}/reduction", headers=_bearer(embedded)).json()["subtraction"]
     assert step["status"] == "subtracted", step
     assert step["template"]["source"] == "archive" and step["template"]["observation_id"] == earlier_id
@@ -228,3 +276,59 @@ def test_an_earlier_frame_of_our_store_is_the_template(embedded: System, pair: E
     ]
     print(f"archive template: difference {difference['mag']:.4f}, truth {float(pair.transient_mag[0]):.4f}")
     assert abs(difference["mag"] - float(pair.transient_mag[0])) < 0.06
+
+
+def test_a_template_uploaded_after_the_reduction_is_applied(
+    embedded: System, pair: EpochPair, tmp_path
+) -> None:
+    where = pair.science.true_wcs.pixel_to_world(pair.transient_x[0], pair.transient_y[0])
+    created = embedded.client.post(
+        "/api/v1/alerts",
+        json={"name": ALERT, "ra_deg": float(where.ra.deg), "dec_deg": float(where.dec.deg)},
+        headers=_bearer(embedded),
+    )
+    alert_id = int(created.json()["id"])
+    store = TileStore(embedded.context.settings.catalogs_dir)
+    for survey, path in write_reference_tables(pair.science.references.values(), tmp_path / "refs").items():
+        import_catalogue_file(store, survey, path, path.name)
+    accepted = embedded.client.post(
+        "/api/v1/uploads",
+        data={"alert": ALERT, "force_filter": "PS1/r"},
+        files={"file": ("science.fits", image_to_fits_bytes(pair.science))},
+        headers=_bearer(embedded),
+    )
+    url = accepted.json()["status_url"]
+    observation_id = int(url.rsplit("/", 1)[1])
+    _wait(embedded, url)
+    _assert_no_template_offline(embedded.client.get(f"{url}/reduction", headers=_bearer(embedded)).json())
+    assert embedded.client.get(f"{url}/candidates", headers=_bearer(embedded)).json()["mode"] == "catalogue"
+
+    # The template arrives later: the frame reduced without one is subtracted with it, recalibrated.
+    template = embedded.client.post(
+        f"/api/v1/alerts/{alert_id}/templates",
+        data={"filter": "r"},
+        files={"file": ("template.fits", image_to_fits_bytes(pair.template))},
+        headers=_bearer(embedded),
+    )
+    assert template.status_code == 201, template.text
+    assert template.json()["resubtracting"] == [observation_id]
+    template_id = int(template.json()["id"])
+    deadline = time.monotonic() + 300
+    while len(versions := embedded.client.get(f"{url}/calibrations", headers=_bearer(embedded)).json()) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert versions[0]["difference"] is None
+    _check_subtraction(embedded, url, pair, template_id)
+    point = embedded.client.get(url, headers=_bearer(embedded)).json()["point"]
+    assert point["calibration_id"] == versions[-1]["id"]
+    listed = embedded.client.get(f"{url}/candidates", headers=_bearer(embedded)).json()
+    assert listed["mode"] == "difference" and listed["template_id"] == template_id
+
+    # A second template: the frame has its difference image now, nothing is queued again.
+    again = embedded.client.post(
+        f"/api/v1/alerts/{alert_id}/templates",
+        data={"filter": "r"},
+        files={"file": ("template2.fits", image_to_fits_bytes(pair.template))},
+        headers=_bearer(embedded),
+    )
+    assert again.status_code == 201 and again.json()["resubtracting"] == []

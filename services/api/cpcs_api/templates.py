@@ -7,10 +7,11 @@ from typing import Annotated, BinaryIO
 from fastapi import APIRouter, File, Form, UploadFile
 
 from cpcs.context import Context
-from cpcs.db.models import User
+from cpcs.db.models import Template, User
 from cpcs.domain import templates as template_store
 from cpcs.domain.alerts import get_alert
 from cpcs.domain.instruments import find_instrument, instrument_defaults
+from cpcs.domain.recalibration import resubtract_for_template
 from cpcs.schemas import RecordId
 from cpcs.security import upload_form_limits
 from cpcs.web import ERROR_RESPONSES, UPLOAD_RESPONSES, ContextDep, SessionDep, UserDep
@@ -42,7 +43,7 @@ def accept_template(
         )
         stored = context.files.keep(staged)
     with context.db.transaction() as session:
-        return template_store.add_template(
+        added = template_store.add_template(
             session,
             user=session.merge(user),
             alert=get_alert(session, alert_id),
@@ -53,6 +54,13 @@ def accept_template(
             stored_path=context.files.relative(stored),
             filename=(filename or "").replace("\\", "/").rsplit("/", 1)[-1][:300] or None,
         )
+        template = session.get(Template, added.id)
+        assert template is not None
+        # Frames of the alert reduced before this template existed are subtracted with it now.
+        queued = resubtract_for_template(session, template, session.merge(user))
+    if queued:
+        context.committed()
+    return added.model_copy(update={"resubtracting": queued})
 
 
 def router() -> APIRouter:

@@ -39,6 +39,7 @@ from cpcs.science.colour_terms import MIN_FRAMES, learn_colour_term
 from cpcs.science.crossmatch import field_cone_radius_deg
 from cpcs.science.field_calibration import FieldCalibration, ForcedTarget, calibrate_field
 from cpcs.science.photometric_systems import ab_flux_ujy
+from cpcs_calibrate.catalogue_mode import catalogue_candidates_record
 from cpcs_calibrate.difference import difference_record, difference_target
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,18 @@ class CalibrateWorker(Consumer[WorkMessage]):
                 raise
             self._fail(message, exc)
             return
-        self._store(message, result, difference_record(difference, on_difference))
+        by_catalogue = None
+        if isinstance(message, SourcesMeasuredV1) and difference is None:
+            by_catalogue = catalogue_candidates_record(
+                self.context.settings,
+                self.context.settings.data_dir / message.sources_path,
+                references,
+                result,
+                cone=(alert.ra_deg, alert.dec_deg, radius),
+                match_radius_arcsec=message.params.match_radius_arcsec,
+                mjd=mjd,
+            )
+        self._store(message, result, difference_record(difference, on_difference), by_catalogue)
         log.info(
             "calibrated with %s/%s",
             result.survey,
@@ -158,7 +170,11 @@ class CalibrateWorker(Consumer[WorkMessage]):
         return night
 
     def _store(
-        self, message: WorkMessage, result: FieldCalibration, difference: dict[str, Any] | None = None
+        self,
+        message: WorkMessage,
+        result: FieldCalibration,
+        difference: dict[str, Any] | None = None,
+        by_catalogue: dict[str, Any] | None = None,
     ) -> None:
         target = result.target
         fit = result.fit
@@ -185,6 +201,8 @@ class CalibrateWorker(Consumer[WorkMessage]):
             )
             if difference is not None:
                 target_record["difference"] = difference
+            if by_catalogue is not None:
+                target_record["catalogue_candidates"] = by_catalogue
             calibration = Calibration(
                 observation_id=observation.id,
                 version=version,

@@ -25,7 +25,7 @@ from cpcs.catalogs.cone import MAX_CONE_RADIUS_DEG
 from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.consumers import Consumer
 from cpcs.context import Context
-from cpcs.db.models import CalibrationRequest, ImageReduction, Observation
+from cpcs.db.models import CalibrationRequest, ImageReduction, Observation, Template
 from cpcs.db.outbox import add_to_outbox
 from cpcs.domain.instruments import defaults_for_observation
 from cpcs.domain.observations import record_failure, record_internal_error
@@ -45,7 +45,7 @@ from cpcs.science.image_reduction import (
     reference_radius_deg,
 )
 from cpcs.science.imaging.header import ImageHeader, InstrumentDefaults, standardise_header
-from cpcs_reduce.subtraction import choose_template, subtract
+from cpcs_reduce.subtraction import FrameFacts, choose_template, subtract, survey_template
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,13 @@ class ReduceWorker(Consumer[ImageReceivedV1]):
 
     def reduce(self, message: ImageReceivedV1) -> None:
         started = time.perf_counter()
+        with self.context.db.transaction() as session:
+            reduction = session.scalar(
+                select(ImageReduction).where(ImageReduction.observation_id == message.observation_id)
+            )
+            late = self._late_template(session, message, reduction) if reduction is not None else None
+        if late is not None:
+            self._resubtract(message, *late)
         with self.context.db.transaction() as session:
             reduction = session.scalar(
                 select(ImageReduction).where(ImageReduction.observation_id == message.observation_id)
@@ -119,13 +126,24 @@ class ReduceWorker(Consumer[ImageReceivedV1]):
                 mjd=result.header.mjd_mid,
             )
         difference: dict[str, Any] = {}
+        if template is None:
+            template, note = survey_template(
+                self.context,
+                alert=alert,
+                user_id=observation.user_id,
+                filter_name=result.header.filter_name,
+                wcs=result.astrometry.wcs,
+                shape=data.shape,
+            )
+            if note is not None:
+                difference = {"status": "no_template", "note": note}
         if template is not None:
             difference = subtract(
                 self.context,
                 message.observation_id,
                 template,
                 data,
-                result,
+                FrameFacts.of_result(result),
                 lambda sha256: self._read(sha256, (None, None, None), defaults),
             )
         self._store(message, result, site_facts, alert.ra_deg, alert.dec_deg, difference)
@@ -155,6 +173,61 @@ class ReduceWorker(Consumer[ImageReceivedV1]):
             "--survey Gaia FILE' (or PS1, APASS...) or enable the online catalogue.",
             code="no_astrometric_references",
         )
+
+    def _late_template(
+        self, session: Session, message: ImageReceivedV1, reduction: ImageReduction
+    ) -> tuple[Template, InstrumentDefaults | None, FrameFacts] | None:
+        """A template for a frame reduced without one (a template uploaded since, and this request
+        asks for the frame again): the template, the instrument's defaults and the frame's facts."""
+        request = session.get(CalibrationRequest, message.calibration_request_id)
+        if request is None or request.status in ("calibrated", "failed") or reduction.status != "reduced":
+            return None
+        if (reduction.subtraction or {}).get("status") == "subtracted" or not reduction.wcs_header:
+            return None
+        observation = session.get(Observation, message.observation_id)
+        if observation is None:
+            return None
+        header = reduction.header or {}
+        template = choose_template(
+            session,
+            alert_id=observation.alert_id,
+            instrument_id=observation.instrument_id,
+            filter_name=header.get("filter") or observation.filter_declared,
+            observation_id=observation.id,
+            mjd=header.get("mjd_mid"),
+        )
+        if template is None:
+            return None
+        return template, defaults_for_observation(session, observation), FrameFacts.of_reduction(reduction)
+
+    def _resubtract(
+        self,
+        message: ImageReceivedV1,
+        template: Template,
+        defaults: InstrumentDefaults | None,
+        frame: FrameFacts,
+    ) -> None:
+        """Subtract the template from the stored frame and keep the record in its reduction."""
+        data, _ = self._read(message.upload_sha256, (None, None, None), defaults)
+        record = subtract(
+            self.context,
+            message.observation_id,
+            template,
+            data,
+            frame,
+            lambda sha256: self._read(sha256, (None, None, None), defaults),
+        )
+        with self.context.db.transaction() as session:
+            reduction = session.scalar(
+                select(ImageReduction).where(ImageReduction.observation_id == message.observation_id)
+            )
+            assert reduction is not None
+            reduction.subtraction = record
+            if "timings_ms" in record:
+                reduction.timings_ms = dict(reduction.timings_ms or {}) | {
+                    "subtraction": record["timings_ms"]["total"]
+                }
+        log.info("subtracted template %s after the reduction: %s", template.id, record.get("status"))
 
     def _reuse(self, session: Session, message: ImageReceivedV1, reduction: ImageReduction) -> bool:
         """The image was reduced before (a repeated message, or the same image with other calibration

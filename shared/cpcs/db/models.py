@@ -308,10 +308,11 @@ class ImageReduction(Base):
 class Template(Base):
     """A reference image of an alert's field in one band, for image subtraction.
 
-    ``source`` is ``upload`` (an observer's file, stored by SHA-256 like uploads) or ``archive`` (an
-    earlier frame of our own store, ``observation_id`` naming it). ``depth_inst_mag`` is the 5-sigma
-    point-source limit in instrumental magnitudes (-2.5 log10 ADU), comparable between frames of one
-    instrument.
+    ``source`` is ``upload`` (an observer's file, stored by SHA-256 like uploads), ``archive`` (an
+    earlier frame of our own store, ``observation_id`` naming it) or ``survey`` (a survey cutout
+    fetched online, ``provenance`` saying from where: service, HiPS, field, time).
+    ``depth_inst_mag`` is the 5-sigma point-source limit in instrumental magnitudes (-2.5 log10 ADU),
+    comparable between frames of one instrument.
     """
 
     __tablename__ = "template"
@@ -322,7 +323,7 @@ class Template(Base):
     instrument_id: Mapped[int | None] = mapped_column(ForeignKey("instrument.id"))
     filter_declared: Mapped[str] = mapped_column(String(40))
     band: Mapped[str] = mapped_column(String(20))
-    source: Mapped[str] = mapped_column(String(20))  # "upload" or "archive"
+    source: Mapped[str] = mapped_column(String(20))  # "upload", "archive" or "survey"
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(Integer)
     stored_path: Mapped[str] = mapped_column(String(1000))
@@ -335,6 +336,7 @@ class Template(Base):
     depth_inst_mag: Mapped[float | None] = mapped_column(Float)
     mjd: Mapped[float | None] = mapped_column(Float)
     observation_id: Mapped[int | None] = mapped_column(ForeignKey("observation.id"))
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     user: Mapped[User] = relationship(lazy="joined")

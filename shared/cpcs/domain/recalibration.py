@@ -41,6 +41,7 @@ from cpcs.db.models import (
     Observation,
     Observatory,
     Point,
+    Template,
     User,
 )
 from cpcs.db.outbox import add_to_outbox
@@ -50,6 +51,7 @@ from cpcs.domain.work import work_message
 from cpcs.errors import ConflictError, NotFoundError, PermissionDeniedError
 from cpcs.messages import CalibrationParamsV1, FieldRequestedV1
 from cpcs.schemas import CalibrationOut, ObservationStatus, Schema, UtcDateTime
+from cpcs.science.bands import standard_band
 from cpcs.science.selection import parse_force_filter
 
 #: Observation statuses of a first calibration still under way.
@@ -176,8 +178,18 @@ def _sources_path(session: Session, observation_id: int) -> str | None:
     return reduction.sources_path
 
 
-def _queue(session: Session, observation: Observation, options: RecalibrationOptions, by: User) -> Queued:
-    """Add the request (recording who asked) and its work message (in the caller's transaction)."""
+def _queue(
+    session: Session,
+    observation: Observation,
+    options: RecalibrationOptions,
+    by: User,
+    *,
+    through_reduce: bool = False,
+) -> Queued:
+    """Add the request (recording who asked) and its work message (in the caller's transaction).
+
+    ``through_reduce``: an image goes to reduce again (``image.received``) rather than straight to
+    calibrate; reduce keeps its reduction and subtracts a template it lacked, then hands it on."""
     params = _new_params(current_params(session, observation), options)
     runs = session.scalar(
         select(func.count(CalibrationRequest.id)).where(CalibrationRequest.observation_id == observation.id)
@@ -191,6 +203,8 @@ def _queue(session: Session, observation: Observation, options: RecalibrationOpt
     sources_path = _sources_path(session, observation.id) if observation.upload.kind == "image" else None
     if observation.upload.kind == "image":
         assert sources_path is not None  # checked by _why_not: a recalibration never reduces again
+        if through_reduce:
+            sources_path = None
     add_to_outbox(
         session,
         work_message(
@@ -204,6 +218,34 @@ def _queue(session: Session, observation: Observation, options: RecalibrationOpt
         ),
     )
     return Queued(request.id, observation.id, params)
+
+
+def resubtract_for_template(session: Session, template: Template, by: User) -> list[int]:
+    """Queue the alert's image observations in the template's instrument and band that were reduced
+    without a difference image (no template then, or a failed subtraction): each gets a new
+    calibration version after reduce subtracts the template. Returns their ids."""
+    rows = session.execute(
+        select(Observation, ImageReduction)
+        .join(ImageReduction, ImageReduction.observation_id == Observation.id)
+        .where(
+            Observation.alert_id == template.alert_id,
+            Observation.instrument_id.is_(None)
+            if template.instrument_id is None
+            else Observation.instrument_id == template.instrument_id,
+            ImageReduction.status == "reduced",
+        )
+        .order_by(Observation.id)
+    ).all()
+    queued = []
+    for observation, reduction in rows:
+        band = standard_band((reduction.header or {}).get("filter") or observation.filter_declared)
+        if band is None or band.name != template.band or observation.id == template.observation_id:
+            continue
+        if (reduction.subtraction or {}).get("status") == "subtracted" or _why_not(session, observation):
+            continue
+        _queue(session, observation, RecalibrationOptions(), by, through_reduce=True)
+        queued.append(observation.id)
+    return queued
 
 
 def _prefetch(session: Session, alerts: Sequence[Alert]) -> None:

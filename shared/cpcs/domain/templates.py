@@ -13,12 +13,14 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -39,7 +41,7 @@ FIELD_HALF_WIDTH_ARCMIN = 3.0
 MIN_OVERLAP_FRACTION = 0.5
 #: Fewest stars with a measured shape for a template's FWHM to be trusted.
 MIN_TEMPLATE_STARS = 3
-TEMPLATE_SOURCES = ("upload", "archive")
+TEMPLATE_SOURCES = ("upload", "archive", "survey")
 
 
 class TemplateOut(Schema):
@@ -61,7 +63,12 @@ class TemplateOut(Schema):
     depth_inst_mag: float | None
     mjd: float | None
     observation_id: int | None
+    #: A survey template's origin (service, HiPS, field, fetch time); None for the others.
+    provenance: dict[str, Any] | None = None
     created_at: dt.datetime
+    #: In the upload's answer: the observations reduced without a difference image that are being
+    #: subtracted with this template now (each gets a new calibration version).
+    resubtracting: list[int] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -220,6 +227,7 @@ def template_view(template: Template) -> TemplateOut:
         depth_inst_mag=template.depth_inst_mag,
         mjd=template.mjd,
         observation_id=template.observation_id,
+        provenance=template.provenance,
         created_at=template.created_at,
     )
 
@@ -237,6 +245,7 @@ def add_template(
     filename: str | None,
     source: str = "upload",
     observation_id: int | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> TemplateOut:
     if source not in TEMPLATE_SOURCES:
         raise ValueError(f"a template's source is one of {TEMPLATE_SOURCES}")
@@ -259,6 +268,7 @@ def add_template(
         depth_inst_mag=facts.depth_inst_mag,
         mjd=facts.mjd,
         observation_id=observation_id,
+        provenance=provenance,
     )
     session.add(template)
     session.flush()
@@ -281,6 +291,14 @@ def uploaded_templates(
         Template.instrument_id.is_(None)
         if instrument_id is None
         else Template.instrument_id == instrument_id,
+    )
+    return list(session.scalars(query.order_by(Template.id.desc())))
+
+
+def survey_templates(session: Session, alert_id: int, band: str) -> list[Template]:
+    """The survey templates fetched for an alert in one band, the newest first."""
+    query = select(Template).where(
+        Template.alert_id == alert_id, Template.band == band, Template.source == "survey"
     )
     return list(session.scalars(query.order_by(Template.id.desc())))
 

@@ -11,7 +11,10 @@ none of these artefact tests fires (all that fire are recorded):
   positive flux: a misaligned or mis-matched star, not a new source;
 * ``"sharp"``: the second-moment size is below half that of the PSF: a cosmic ray or hot pixel
   that escaped the mask;
-* ``"elongated"``: axis ratio above 3 (satellite trails, bleeding edges).
+* ``"elongated"``: axis ratio above 3 (satellite trails, bleeding edges);
+* ``"shape_outlier"``: given the frame's PSF model, the shape classifier (:mod:`shape`, an
+  IsolationForest trained on the frame's PSF injected into its own difference image) scores the
+  candidate below its threshold; the score is kept either way.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import numpy as np
 import sep
 from numpy.typing import NDArray
 
+from cpcs.science.imaging.psf import PsfModel
 from cpcs.science.subtraction.difference import SubtractionResult
+from cpcs.science.subtraction.shape import SHAPE_FEATURES, shape_features, train_shape_classifier
 
 __all__ = ["TransientCandidate", "find_candidates"]
 
@@ -51,6 +56,13 @@ class TransientCandidate:
         Artefact tests that fired (empty: a real candidate).
     accepted : bool
         ``snr >= min_snr`` and no reason.
+    shape_score : float or None
+        The shape classifier's score (positive: like the frame's point sources; negative: an
+        outlier); None when no classifier was trained (no PSF given, or too few free pixels).
+    shape_outlier : bool or None
+        ``shape_score < 0`` (the ``"shape_outlier"`` reason).
+    shape : dict or None
+        The classifier's features (``SHAPE_FEATURES``), rounded.
     """
 
     x: float
@@ -63,6 +75,9 @@ class TransientCandidate:
     negative_fraction: float
     reasons: tuple[str, ...]
     accepted: bool
+    shape_score: float | None = None
+    shape_outlier: bool | None = None
+    shape: dict[str, float] | None = None
 
 
 def _gaussian_filter(fwhm_px: float) -> NDArray[np.float64]:
@@ -80,6 +95,7 @@ def find_candidates(
     threshold_sigma: float = 3.0,
     min_snr: float = 5.0,
     minarea: int = 5,
+    psf: PsfModel | None = None,
 ) -> tuple[TransientCandidate, ...]:
     """Detect and vet the sources of a difference image.
 
@@ -94,6 +110,8 @@ def find_candidates(
         Smallest aperture S/N of an accepted candidate.
     minarea : int
         Smallest number of pixels above the threshold.
+    psf : PsfModel, optional
+        The difference image's PSF: trains the shape classifier (without it, no shape scores).
 
     Returns
     -------
@@ -126,6 +144,13 @@ def find_candidates(
     size = np.sqrt(a * b)
     psf_sigma = fwhm_px * _SIGMA_PER_FWHM
     scale = subtraction.flux_scale
+    scores: list[float | None] = [None] * len(objects)
+    features = np.zeros((len(objects), len(SHAPE_FEATURES)))
+    if psf is not None:
+        classifier = train_shape_classifier(data, noise, mask, psf, avoid_x=x, avoid_y=y)
+        if classifier is not None:
+            features = shape_features(data, noise, mask, x, y, fwhm_px)
+            scores = [float(s) for s in classifier.score(features)]
     out = []
     for i in range(len(objects)):
         reasons = []
@@ -140,6 +165,9 @@ def find_candidates(
         ratio = float(a[i] / b[i]) if b[i] > 0 else math.inf
         if ratio > 3.0:
             reasons.append("elongated")
+        score = scores[i]
+        if score is not None and score < 0:
+            reasons.append("shape_outlier")
         snr = float(flux[i] / flux_err[i]) if flux_err[i] > 0 else float("nan")
         out.append(
             TransientCandidate(
@@ -153,6 +181,11 @@ def find_candidates(
                 negative_fraction=negative_fraction,
                 reasons=tuple(reasons),
                 accepted=bool(np.isfinite(snr) and snr >= min_snr and not reasons),
+                shape_score=None if score is None else round(score, 4),
+                shape_outlier=None if score is None else score < 0,
+                shape=None
+                if score is None
+                else {name: round(float(v), 4) for name, v in zip(SHAPE_FEATURES, features[i], strict=True)},
             )
         )
     out.sort(key=lambda c: -c.snr if math.isfinite(c.snr) else math.inf)

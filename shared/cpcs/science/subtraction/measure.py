@@ -148,7 +148,7 @@ def measure_difference(
             result, psf, target_x, target_y, gain_e_per_adu=gain_e_per_adu, exptime_s=exptime_s
         ),
     )
-    candidates = timed("candidates", lambda: tuple(find_candidates(result, fwhm_px=psf.fwhm_px)))
+    candidates = timed("candidates", lambda: tuple(find_candidates(result, fwhm_px=psf.fwhm_px, psf=psf)))
     return DifferenceMeasurement(
         subtraction=result,
         target=target,

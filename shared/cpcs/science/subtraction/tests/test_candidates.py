@@ -56,7 +56,8 @@ def test_injected_transients_are_recovered_with_few_false_candidates() -> None:
         science_mask=sci.mask,
         exclude_xy=np.column_stack([pair.transient_x, pair.transient_y]),
     )
-    candidates = [c for c in find_candidates(result, sci.psf.fwhm_px) if c.accepted]
+    every = find_candidates(result, sci.psf.fwhm_px, psf=sci.psf)  # as reduce runs it: shape scores too
+    candidates = [c for c in every if c.accepted]
     cx = np.array([c.x for c in candidates])
     cy = np.array([c.y for c in candidates])
     truth_x = np.concatenate([xs, pair.transient_x])
@@ -69,7 +70,6 @@ def test_injected_transients_are_recovered_with_few_false_candidates() -> None:
     )
     for c in false:
         print(f"  false: ({c.x:.1f}, {c.y:.1f}) S/N {c.snr:.1f} size {c.size_px:.2f}")
-    every = find_candidates(result, sci.psf.fwhm_px)
     for x, y in zip(xs[~found], ys[~found], strict=True):
         near = [c for c in every if np.hypot(c.x - x, c.y - y) < 3]
         masked = int(result.mask[int(y) - 3 : int(y) + 4, int(x) - 3 : int(x) + 4].sum())
