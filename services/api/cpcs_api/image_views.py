@@ -45,6 +45,8 @@ from cpcs_api.web.png import MAX_THUMBNAIL_PX, Marks, cutout, cutout_png, thumbn
 PNG = "image/png"
 CutoutImage = Literal["science", "template", "difference"]
 MIN_THUMBNAIL_PX, MIN_CUTOUT_PX, MAX_CUTOUT_PX, DEFAULT_CUTOUT_PX = 64, 16, 256, 64
+#: Template pixels kept around a cutout's footprint for the resampling spline.
+TEMPLATE_MARGIN_PX = 8
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {PNG: {"schema": {"type": "string", "format": "binary"}}}}
 }
@@ -207,12 +209,30 @@ def _aligned_template_cutout(
     template = read_pixels(context, facts.template_sha256)
     x0 = int(np.floor(x + 0.5)) - size // 2
     y0 = int(np.floor(y + 0.5)) - size // 2
+    grid = shifted_wcs(science_wcs, x0, y0)
+    # Only the part of the template under the cutout (and a margin for the spline) is resampled.
+    edge = np.array([-0.5, size - 0.5])
+    cx, cy = np.meshgrid(edge, edge)
+    sky = grid.pixel_to_world(cx.ravel(), cy.ravel())
+    tx, ty = template_wcs.world_to_pixel(sky)
+    ny, nx = template.shape
+    tx0, ty0 = (
+        max(int(np.floor(np.min(tx))) - TEMPLATE_MARGIN_PX, 0),
+        max(int(np.floor(np.min(ty))) - TEMPLATE_MARGIN_PX, 0),
+    )
+    tx1, ty1 = (
+        min(int(np.ceil(np.max(tx))) + TEMPLATE_MARGIN_PX, nx),
+        min(int(np.ceil(np.max(ty))) + TEMPLATE_MARGIN_PX, ny),
+    )
+    if tx1 <= tx0 or ty1 <= ty0:
+        return np.full((size, size), np.nan)  # the template does not reach this part of the frame
+    part = template[ty0:ty1, tx0:tx1]
     aligned = align_template(
-        template,
-        template_wcs,
-        shifted_wcs(science_wcs, x0, y0),
+        part,
+        shifted_wcs(template_wcs, tx0, ty0),
+        grid,
         (size, size),
-        template_noise=np.zeros(template.shape, dtype=np.float32),
+        template_noise=np.zeros(part.shape, dtype=np.float32),
     )
     return np.asarray(aligned.data, dtype=np.float64)
 
