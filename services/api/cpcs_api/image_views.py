@@ -18,6 +18,7 @@ import hashlib
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -140,12 +141,17 @@ def shifted_wcs(wcs: WCS, dx: int, dy: int) -> WCS:
     return moved
 
 
-def _cached(context: Context, observation_id: int, name: str, draw: Any, keep: bool = True) -> bytes:
-    """A stored picture, or draw it and store it (atomically; concurrent requests draw the same bytes)."""
+def _cached(
+    context: Context, observation_id: int, name: str, draw: Callable[[], tuple[bytes, bool]]
+) -> bytes:
+    """A stored picture, or draw it; ``draw`` says whether to keep what it drew.
+
+    Written atomically: concurrent requests draw the same bytes and one of them stays.
+    """
     path = context.files.product_path(observation_id, name)
     if path.exists():
         return path.read_bytes()
-    data: bytes = draw()
+    data, keep = draw()
     if keep:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".view-")
         try:
@@ -256,18 +262,18 @@ def router() -> APIRouter:
     ) -> Response:
         del user
         facts = frame_facts(session, observation_id)
-        wcs = facts.science_wcs()
-        stars = _calibration_marks(context, references, facts, wcs)
 
-        def draw() -> bytes:
+        def draw() -> tuple[bytes, bool]:
+            stars = _calibration_marks(context, references, facts, facts.science_wcs())
             used, other = stars if stars is not None else ([], [])
             accepted = [(float(c["x"]), float(c["y"])) for c in facts.candidates if c.get("accepted")]
             marks = Marks(facts.target_xy, used, other, accepted)
-            return thumbnail_png(read_pixels(context, facts.sha256), marks, max_px=size)
+            picture = thumbnail_png(read_pixels(context, facts.sha256), marks, max_px=size)
+            # Stars that cannot be recomputed now (catalog-cache away) are drawn next time: not kept.
+            return picture, stars is not None
 
         name = f"view-thumbnail-{facts.cache_key('thumbnail', facts.calibration_id, size)}.png"
-        # Stars that could not be recomputed now (catalog-cache away) are drawn next time, not cached out.
-        body = _cached(context, observation_id, name, draw, keep=stars is not None)
+        body = _cached(context, observation_id, name, draw)
         return Response(body, media_type=PNG, headers={"Cache-Control": "private, max-age=300"})
 
     @api.get(
@@ -294,15 +300,15 @@ def router() -> APIRouter:
         )
         x, y = _position(facts, candidate)
 
-        def draw() -> bytes:
+        def draw() -> tuple[bytes, bool]:
             if image == "science":
-                return cutout_png(cutout(read_pixels(context, facts.sha256), x, y, size))
+                return cutout_png(cutout(read_pixels(context, facts.sha256), x, y, size)), True
             if image == "template":
-                return cutout_png(_aligned_template_cutout(context, facts, x, y, size))
+                return cutout_png(_aligned_template_cutout(context, facts, x, y, size)), True
             assert difference_path is not None
             with fits.open(context.settings.data_dir / difference_path, memmap=True) as hdus:
                 pixels = cutout(np.asarray(hdus[0].data), x, y, size)
-            return cutout_png(pixels, difference=True)
+            return cutout_png(pixels, difference=True), True
 
         around = "target" if candidate is None else f"candidate{candidate}"
         name = f"view-{image}-{around}-{facts.cache_key(image, around, size)}.png"
