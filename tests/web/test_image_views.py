@@ -23,6 +23,7 @@ from cpcs.science.subtraction.align import align_template
 from cpcs.testing.image_simulator import image_to_fits_bytes
 from cpcs.testing.reference_files import write_reference_tables
 from cpcs.testing.transient_simulator import EpochPair, simulate_epoch_pair
+from cpcs_api.image_views import frame_facts
 from cpcs_api.web.png import cutout, grey_levels
 from tests.web.conftest import WebData, auth, wait_for
 from tests.web.test_pages import console_errors, open_page, screenshot, wait_until
@@ -298,3 +299,26 @@ def test_the_observation_page_shows_the_frame_cutouts_and_candidates(
     assert "no template" in note
     assert not browser.find_elements("id", "candidates")
     assert console_errors(browser) == []
+
+
+def test_a_thumbnail_whose_stars_cannot_be_had_is_drawn_but_not_kept(
+    web_data: WebData, case: ImageCase
+) -> None:
+    folder = web_data.system.context.settings.data_dir / "products" / str(case.bare_id)
+    sources, away = folder / "sources.fits", folder / "sources.fits.away"
+    url = _url(case.bare_id, "thumbnail.png")
+    green, red = np.array((60, 220, 90), dtype=np.uint8), np.array((255, 60, 60), dtype=np.uint8)
+    with web_data.system.context.db.transaction() as session:
+        facts = frame_facts(session, case.bare_id)
+    kept = folder / f"view-thumbnail-{facts.cache_key('thumbnail', facts.calibration_id, 300)}.png"
+    sources.rename(away)  # the measured table the stars are recomputed from is missing
+    try:
+        picture = _png(_get(web_data, url, size=300))
+        assert picture.shape == (256, 256, 3)  # 512 / 300 -> 2
+        assert not np.all(picture == green, axis=2).any() and np.all(picture == red, axis=2).any()
+        assert not kept.exists()
+    finally:
+        away.rename(sources)
+    picture = _png(_get(web_data, url, size=300))
+    assert np.all(picture == green, axis=2).sum() > 50  # drawn again, with the stars this time
+    assert kept.exists() and kept.read_bytes() == _get(web_data, url, size=300).content
