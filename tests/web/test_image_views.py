@@ -322,3 +322,20 @@ def test_a_thumbnail_whose_stars_cannot_be_had_is_drawn_but_not_kept(
     picture = _png(_get(web_data, url, size=300))
     assert np.all(picture == green, axis=2).sum() > 50  # drawn again, with the stars this time
     assert kept.exists() and kept.read_bytes() == _get(web_data, url, size=300).content
+
+
+def test_a_frame_whose_file_is_gone_answers_404_not_500(web_data: WebData, case: ImageCase) -> None:
+    sha256 = _get(web_data, f"/api/v1/observations/{case.bare_id}").json()["upload_sha256"]
+    stored = web_data.system.context.files.path_for(sha256)
+    away = stored.with_name(stored.name + ".away")
+    stored.rename(away)
+    try:
+        gone = _get(web_data, _url(case.bare_id, "cutout.png"), image="science", size=20)  # never drawn
+        assert gone.status_code == 404 and gone.json()["error"] == "pixels_gone"
+    finally:
+        away.rename(stored)
+    assert _png(_get(web_data, _url(case.bare_id, "cutout.png"), image="science", size=20)).shape == (
+        20,
+        20,
+        3,
+    )

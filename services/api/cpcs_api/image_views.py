@@ -121,13 +121,18 @@ def frame_facts(session: Session, observation_id: int) -> FrameFacts:
 
 
 def read_pixels(context: Context, sha256: str) -> NDArray[np.float32]:
-    """The first 2-D image of a stored FITS file, as float32."""
+    """The first 2-D image of a stored FITS file, as float32 (404 when the file is gone)."""
     path = context.files.path_for(sha256)
-    facts = inspect_fits_image(path, max_pixels=context.settings.max_image_pixels)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AstropyWarning)
-        with fits.open(path, memmap=False) as hdus:
-            return np.asarray(hdus[facts.hdu_index].data, dtype=np.float32).squeeze()
+    try:
+        facts = inspect_fits_image(path, max_pixels=context.settings.max_image_pixels)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            with fits.open(path, memmap=False) as hdus:
+                return np.asarray(hdus[facts.hdu_index].data, dtype=np.float32).squeeze()
+    except OSError:
+        raise NotFoundError(
+            "The image's stored file cannot be read any more, so it has no pictures.", code="pixels_gone"
+        ) from None
 
 
 def shifted_wcs(wcs: WCS, dx: int, dy: int) -> WCS:
@@ -193,6 +198,12 @@ def _position(facts: FrameFacts, candidate: int | None) -> tuple[float, float]:
             )
         return facts.target_xy
     listed = facts.candidates
+    if not listed:
+        raise InputError(
+            f"candidate={candidate}: observation {facts.observation_id} has no candidates "
+            "(see /candidates); leave candidate out for a cutout around the target.",
+            code="candidate_out_of_range",
+        )
     if candidate >= len(listed):
         raise InputError(
             f"candidate={candidate} is out of range: observation {facts.observation_id} has "
