@@ -385,6 +385,19 @@ ROUTES: dict[tuple[str, str], Route] = {
         _with_id("GET", "/api/v1/observations/{id}/candidates", "observations", "image"),
         _missing("GET", "/api/v1/observations/{id}/candidates"),
     ),
+    # Pictures of an image's pixels: data like the difference image (the page fetches them with a token).
+    ("GET", "/api/v1/observations/{observation_id}/thumbnail.png"): Route(
+        Rule.TOKEN,
+        200,
+        _with_id("GET", "/api/v1/observations/{id}/thumbnail.png", "observations", "image"),
+        _missing("GET", "/api/v1/observations/{id}/thumbnail.png"),
+    ),
+    ("GET", "/api/v1/observations/{observation_id}/cutout.png"): Route(
+        Rule.TOKEN,
+        200,
+        _with_id("GET", "/api/v1/observations/{id}/cutout.png", "observations", "image", params={"size": 32}),
+        _missing("GET", "/api/v1/observations/{id}/cutout.png"),
+    ),
     ("PATCH", "/api/v1/observations/{observation_id}"): Route(
         Rule.OWNER,
         200,

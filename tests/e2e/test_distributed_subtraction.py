@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
 import httpx
+import numpy as np
+from PIL import Image
 
 from cpcs.simulation.image_simulator import image_to_fits_bytes
 from cpcs.simulation.reference_files import write_reference_tables
@@ -66,3 +69,15 @@ def test_template_and_difference_across_processes(tmp_path: Path) -> None:
         assert observation["point"]["mag"] < float(pair.transient_mag[0]) - 0.3
         product = httpx.get(f"{url}/difference", params={"product": "noise"}, headers=bearer)
         assert product.status_code == 200 and product.content.startswith(b"SIMPLE")
+        # The api process draws the pictures from what reduce stored, the stars through catalog-cache.
+        thumbnail = httpx.get(f"{url}/thumbnail.png", headers=bearer, timeout=60)
+        assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/png"
+        frame = np.asarray(Image.open(io.BytesIO(thumbnail.content)).convert("RGB"))
+        assert frame.shape[:2] == pair.science.data.shape  # 512 px: not reduced
+        assert np.all(frame == np.array((60, 220, 90), dtype=np.uint8), axis=2).sum() > 200  # stars circled
+        for image in ("science", "template", "difference"):
+            cutout = httpx.get(
+                f"{url}/cutout.png", params={"image": image, "size": 40}, headers=bearer, timeout=60
+            )
+            assert cutout.status_code == 200, cutout.text
+            assert Image.open(io.BytesIO(cutout.content)).size == (40, 40)

@@ -43,6 +43,8 @@ class MatchedStars:
         Reference magnitude and error in the band (mag); NaN where the star has none.
     colour, colour_err : ndarray
         The reference colour used with the band (e.g. g - r) and its error; NaN where unknown.
+    ra_deg, dec_deg : ndarray
+        The observer's source (its position in the upload, degrees).
     x_arcmin, y_arcmin : ndarray
         Tangent-plane offsets from the alert's position (east and north, arcmin).
     separation_arcsec : ndarray
@@ -62,6 +64,8 @@ class MatchedStars:
     cat_err: FloatArray
     colour: FloatArray
     colour_err: FloatArray
+    ra_deg: FloatArray
+    dec_deg: FloatArray
     x_arcmin: FloatArray
     y_arcmin: FloatArray
     separation_arcsec: FloatArray
@@ -222,6 +226,8 @@ def diagnose_calibration(
             cat_err=fitted.cat_err[keep],
             colour=colour[keep],
             colour_err=fitted.colour_err[keep],
+            ra_deg=src_ra[src][keep],
+            dec_deg=src_dec[src][keep],
             x_arcmin=x_deg[src][keep] * ARCMIN_PER_DEG,
             y_arcmin=y_deg[src][keep] * ARCMIN_PER_DEG,
             separation_arcsec=fitted.separation_arcsec[keep],

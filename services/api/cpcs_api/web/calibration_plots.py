@@ -47,6 +47,21 @@ def reference_source(context: Context) -> ReferenceSource:
     return LocalReferences(ConeService(TileStore(settings.catalogs_dir), online=False))
 
 
+class ReferenceSources:
+    """One reference source per context, kept between requests (its tile cache is worth keeping)."""
+
+    def __init__(self) -> None:
+        self._known: list[tuple[Context, ReferenceSource]] = []
+
+    def for_context(self, context: Context) -> ReferenceSource:
+        for known, source in self._known:
+            if known is context:
+                return source
+        source = reference_source(context)
+        self._known.append((context, source))
+        return source
+
+
 @dataclass(frozen=True)
 class StoredInputs:
     """What the calibration had, read back from the database and the file store."""
@@ -116,17 +131,19 @@ def _read_inputs(context: Context, observation_id: int) -> StoredInputs | str:
     )
 
 
-def diagnostics_for(context: Context, references: ReferenceSource, observation_id: int) -> PlotData:
-    """Recompute the stars of the calibration an observation shows now and shape them for the page."""
+def recompute_stars(
+    context: Context, references: ReferenceSource, observation_id: int
+) -> CalibrationDiagnostics | str:
+    """The matched stars of the calibration an observation shows now, or why they cannot be had."""
     try:
         inputs = _read_inputs(context, observation_id)
         if isinstance(inputs, str):
-            return PlotData(None, inputs)
+            return inputs
         radius = field_cone_radius_deg(
             inputs.ra_deg, inputs.dec_deg, inputs.alert_ra_deg, inputs.alert_dec_deg
         )
         cone = references.cone(inputs.alert_ra_deg, inputs.alert_dec_deg, radius)
-        diagnostics = diagnose_calibration(
+        return diagnose_calibration(
             inputs.ra_deg,
             inputs.dec_deg,
             inputs.mag,
@@ -141,9 +158,16 @@ def diagnostics_for(context: Context, references: ReferenceSource, observation_i
             ),
         )
     except (CpcsError, OSError, KeyError, ValueError) as exc:
-        log.warning("calibration plots of observation %s unavailable: %s", observation_id, exc)
+        log.warning("calibration stars of observation %s unavailable: %s", observation_id, exc)
         message = exc.message if isinstance(exc, CpcsError) else f"{type(exc).__name__}: {exc}"
-        return PlotData(None, f"The calibration plots cannot be drawn: {message}")
+        return f"The calibration plots cannot be drawn: {message}"
+
+
+def diagnostics_for(context: Context, references: ReferenceSource, observation_id: int) -> PlotData:
+    """Recompute the stars of the calibration an observation shows now and shape them for the page."""
+    diagnostics = recompute_stars(context, references, observation_id)
+    if isinstance(diagnostics, str):
+        return PlotData(None, diagnostics)
     return PlotData(diagnostics_payload(diagnostics))
 
 

@@ -22,8 +22,6 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from cpcs import __version__
-from cpcs.catalogs.client import ReferenceSource
-from cpcs.context import Context
 from cpcs.domain import accounts as account_store
 from cpcs.domain import alerts as alert_store
 from cpcs.domain import observations as observation_store
@@ -31,9 +29,10 @@ from cpcs.domain.points import light_curve_points
 from cpcs.errors import NotFoundError
 from cpcs.schemas import MAX_RECORD_ID, CalibrationOut, PointOut
 from cpcs.web import ContextDep, SessionDep
+from cpcs_api.image_views import page_images
 from cpcs_api.periods import page_periodograms
 from cpcs_api.web.assets import PLOTLY_BUNDLE, Assets
-from cpcs_api.web.calibration_plots import diagnostics_for, order_by_rank, reference_source
+from cpcs_api.web.calibration_plots import ReferenceSources, diagnostics_for, order_by_rank
 from cpcs_api.web.calibration_svg import calibration_svg, message_svg
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
@@ -140,16 +139,7 @@ def router() -> APIRouter:
     web = APIRouter(include_in_schema=False)
     assets = Assets()
     pages = Pages(assets)
-    references: list[tuple[Context, ReferenceSource]] = []
-
-    def references_for(context: Context) -> ReferenceSource:
-        """One reference source per context (its tile cache is worth keeping between pages)."""
-        for known, source in references:
-            if known is context:
-                return source
-        source = reference_source(context)
-        references.append((context, source))
-        return source
+    references_for = ReferenceSources().for_context
 
     @web.get("/")
     def home() -> RedirectResponse:
@@ -230,6 +220,7 @@ def router() -> APIRouter:
                     "observation": observation_store.observation_view(session, row),
                     "history": observation_store.calibration_history(session, observation_id),
                     "quality": quality,
+                    "images": page_images(session, observation_id),
                 }
 
         found = await run_in_threadpool(read) if 1 <= observation_id <= MAX_RECORD_ID else None
@@ -254,6 +245,7 @@ def router() -> APIRouter:
             calibration=calibration,
             history=found["history"],
             quality=found["quality"],
+            images=found["images"],
             plot_data=plot_data,
             problem=problem,
             in_progress=observation.status not in FINAL_STATUSES,

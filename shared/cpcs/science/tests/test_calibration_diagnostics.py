@@ -7,6 +7,7 @@ import pytest
 
 from cpcs.catalogs.model import ReferenceCatalogue
 from cpcs.science.calibration_diagnostics import diagnose_calibration
+from cpcs.science.crossmatch import tangent_plane_offsets
 from cpcs.science.field_calibration import calibrate_field
 from cpcs.simulation.catalogue_simulator import SimulatedField, simulate_field
 
@@ -111,6 +112,12 @@ def test_residuals_and_positions_are_consistent(field: SimulatedField) -> None:
     # Offsets are arcmin from the alert, within the simulated field's radius.
     assert np.hypot(stars.x_arcmin, stars.y_arcmin).max() <= field.radius_arcmin * 1.05
     assert (stars.separation_arcsec <= 2.0).all()
+    # Each star's position is its upload source's (the thumbnail circles it there).
+    x_deg, y_deg = tangent_plane_offsets(stars.ra_deg, stars.dec_deg, RA, DEC)
+    np.testing.assert_allclose(x_deg * 60, stars.x_arcmin, atol=1e-9)
+    np.testing.assert_allclose(y_deg * 60, stars.y_arcmin, atol=1e-9)
+    uploaded = set(zip(np.round(field.ra_deg, 9), np.round(field.dec_deg, 9), strict=True))
+    assert set(zip(np.round(stars.ra_deg, 9), np.round(stars.dec_deg, 9), strict=True)) <= uploaded
 
 
 def test_a_band_without_enough_stars_has_no_fit(field: SimulatedField) -> None:
