@@ -52,6 +52,8 @@ ALERT_ID = "cpcs.alert_id"
 IDS = (OBSERVATION_ID, ALERT_ID)
 #: The headers that carry a trace (W3C Trace Context and Baggage).
 CONTEXT_HEADERS = ("traceparent", "tracestate", "baggage")
+#: Probes and scrapes, asked every few seconds, are not traced.
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 #: Standard variables naming an OTLP endpoint; either one switches the default exporter to ``otlp``.
 OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
@@ -92,7 +94,7 @@ def new_exporter(choice: str, service: str) -> SpanExporter | None:
     if choice == "none":
         return None
     if choice == "console":
-        return ConsoleSpanExporter(service_name=f"cpcs-{service}")
+        return ConsoleSpanExporter()
     if choice == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -103,12 +105,14 @@ def new_exporter(choice: str, service: str) -> SpanExporter | None:
 
 
 def new_provider(service: str, exporter: SpanExporter, *, batch: bool = True) -> TracerProvider:
-    """A provider naming the service (``cpcs-<service>``) that puts the ids on every span and exports.
+    """A provider naming the service (``cpcs-<service>``; ``cpcs`` for ``cpcs up``) that puts the
+    ids on every span and exports.
 
     The sampler and the batch timings follow the standard ``OTEL_TRACES_SAMPLER`` and ``OTEL_BSP_*``
     variables; ``batch=False`` exports each span as it ends (tests).
     """
-    provider = TracerProvider(resource=Resource.create({"service.name": f"cpcs-{service}"}))
+    name = "cpcs" if service == "cpcs" else f"cpcs-{service}"  # cpcs up: every service in one
+    provider = TracerProvider(resource=Resource.create({"service.name": name}))
     provider.add_span_processor(_IdsOnEverySpan())
     provider.add_span_processor(BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter))
     return provider
@@ -353,14 +357,14 @@ class TracingMiddleware:
     """A server span around every HTTP request (child of the caller's ``traceparent``, if any).
 
     Named ``METHOD /route/{template}`` once routed; a path's ``observation_id`` or ``alert_id`` is
-    put on the span. Off, it only passes the request on.
+    put on the span. Off (and for the probes, :data:`UNTRACED_PATHS`), it only passes the request on.
     """
 
     def __init__(self, app: ASGIApp):
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _provider is None:
+        if scope["type"] != "http" or _provider is None or scope.get("path") in UNTRACED_PATHS:
             await self.app(scope, receive, send)
             return
         raw = {key.decode("latin-1"): value.decode("latin-1") for key, value in scope.get("headers", ())}
