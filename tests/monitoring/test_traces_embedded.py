@@ -137,6 +137,8 @@ def test_an_upload_is_one_trace_from_the_request_to_the_outbound_consumer(
     poll = next(s for s in polled if s.name == "GET /api/v1/observations/{observation_id}")
     assert poll.attributes is not None and poll.attributes[tracing.OBSERVATION_ID] == observation_id
     assert poll.attributes["http.route"] == "/api/v1/observations/{observation_id}"
+    (creation,) = [s for s in spans.get_finished_spans() if s.name == "POST /followup/newevent"]
+    assert creation.attributes is not None and creation.attributes[tracing.ALERT_ID] == alert_id
     assert embedded.client.get("/healthz").status_code == 200  # probes are not traced
     assert embedded.client.get("/metrics").status_code == 200
     assert not [s for s in spans.get_finished_spans() if s.name.startswith("GET /healthz")]
