@@ -215,7 +215,9 @@ def _ids_of(message: object) -> dict[str, int]:
     return {key: value for key, value in ids.items() if isinstance(value, int)}
 
 
-def _with_ids(ids: Mapping[str, int], context: TraceContext | None = None) -> TraceContext | None:
+def _with_ids(ids: Mapping[str, int]) -> TraceContext:
+    """The current context with the ids as its only baggage (what a caller sent us goes no further)."""
+    context = baggage.clear()
     for key, value in ids.items():
         context = baggage.set_baggage(key, str(value), context)
     return context

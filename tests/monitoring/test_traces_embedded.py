@@ -87,6 +87,7 @@ def test_an_upload_is_one_trace_from_the_request_to_the_outbound_consumer(
     headers = {
         "Authorization": f"Bearer {embedded.observer_token}",
         "traceparent": f"00-{CLIENT_TRACE_ID}-{CLIENT_SPAN_ID}-01",  # the client's own trace goes on
+        "baggage": "client.note=kept-outside",  # but not the client's baggage
     }
     accepted = embedded.client.post(
         "/api/v1/uploads",
@@ -112,6 +113,12 @@ def test_an_upload_is_one_trace_from_the_request_to_the_outbound_consumer(
         _one(upload_trace, "publish point.calibrated"),
         _one(upload_trace, "process point.calibrated"),
     ]
+    with embedded.context.db.transaction() as session:
+        carried = [row.trace_context for row in session.scalars(select(OutboxMessage))]
+    assert carried and all(c is not None and c["traceparent"][3:35] == CLIENT_TRACE_ID for c in carried)
+    assert {c["baggage"] for c in carried if c is not None} == {
+        f"{tracing.OBSERVATION_ID}={observation_id},{tracing.ALERT_ID}={alert_id}"
+    }
     for parent, child in itertools.pairwise(chain):
         assert parent.context is not None and _parent_id(child) == parent.context.span_id, child.name
     assert [s.kind for s in chain[1:]] == [
