@@ -41,6 +41,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cpcs.errors import CpcsError
 from cpcs.logs import observation_id_var
 from cpcs.messaging.bus import UnroutableError
 from cpcs.settings import Settings
@@ -100,8 +101,16 @@ def new_exporter(choice: str, service: str) -> SpanExporter | None:
 
         return OTLPSpanExporter()  # endpoint, headers, timeout: the standard OTEL_EXPORTER_OTLP_* variables
     target = span_file(choice.removeprefix("file:"), service)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return _JsonLinesExporter(target.open("a", encoding="utf-8", buffering=1))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stream = target.open("a", encoding="utf-8", buffering=1)
+    except OSError as exc:
+        raise CpcsError(
+            f"CPCS_OTEL_EXPORTER: spans cannot be written to {target} ({exc.strerror or exc}); "
+            "choose a writable file, or none",
+            code="otel_exporter_unwritable",
+        ) from exc
+    return _JsonLinesExporter(stream)
 
 
 def new_provider(service: str, exporter: SpanExporter, *, batch: bool = True) -> TracerProvider:
@@ -133,7 +142,10 @@ def install(provider: TracerProvider | None) -> None:
 
 
 def configure(settings: Settings, service: str) -> TracerProvider | None:
-    """Install the provider the settings ask for (``cpcs up``, ``cpcs service run``); None when off."""
+    """Install the provider the settings ask for (``cpcs up``, ``cpcs service run``); None when off.
+
+    Raises :class:`~cpcs.errors.CpcsError` (``otel_exporter_unwritable``) for a file it cannot write.
+    """
     choice = exporter_choice(settings)
     exporter = new_exporter(choice, service)
     if exporter is None:

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import ValidationError
 
 from cpcs import tracing
+from cpcs.cli import main
 from cpcs.messages import FieldRequestedV1
 from cpcs.messaging.bus import UnroutableError
 from cpcs.messaging.memory import InProcessBus
@@ -148,3 +150,13 @@ def test_with_tracing_off_a_traced_row_keeps_its_context_and_an_untraced_one_has
         assert headers is None
     assert tracing.message_carrier(FieldRequestedV1(ra_deg=1.0, dec_deg=2.0, radius_deg=0.1)) is None
     assert tracing.outgoing_headers() == {}
+
+
+def test_a_span_file_that_cannot_be_written_stops_the_service_saying_so(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    env = {"CPCS_DATA_DIR": str(tmp_path / "data"), "CPCS_OTEL_EXPORTER": f"file:{blocker}/spans.jsonl"}
+    result = CliRunner().invoke(main, ["service", "run", "calibrate"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "error (otel_exporter_unwritable): CPCS_OTEL_EXPORTER: spans cannot be written to" in result.output
+    assert not tracing.active()
