@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from cpcs import tracing
-from cpcs.testing.image_simulator import image_to_fits_bytes, simulate_image
+from cpcs.simulation.image_simulator import image_to_fits_bytes, simulate_image
+from cpcs.simulation.reference_files import write_reference_tables
 from cpcs.testing.processes import distributed_processes
-from cpcs.testing.reference_files import write_reference_tables
 from cpcs.testing.servers import temporary_postgres_database, temporary_rabbitmq_vhost
 
 Span = dict[str, Any]

@@ -20,9 +20,9 @@ from cpcs import tracing
 from cpcs.catalogs.importer import import_catalogue_file
 from cpcs.catalogs.tiles import TileStore
 from cpcs.db.models import OutboxMessage
-from cpcs.testing.catalogue_simulator import SimulatedField, to_sextractor_ascii
-from cpcs.testing.image_simulator import image_to_fits_bytes, simulate_image
-from cpcs.testing.reference_files import write_reference_tables
+from cpcs.simulation.catalogue_simulator import SimulatedField, to_sextractor_ascii
+from cpcs.simulation.image_simulator import image_to_fits_bytes, simulate_image
+from cpcs.simulation.reference_files import write_reference_tables
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System
 
 CLIENT_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -19,11 +19,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import ValidationError
 
 from cpcs import tracing
-from cpcs.cli import main
 from cpcs.messages import FieldRequestedV1
 from cpcs.messaging.bus import UnroutableError
 from cpcs.messaging.memory import InProcessBus
 from cpcs.settings import Settings
+from cpcs_system.cli import main
 
 
 @pytest.fixture(autouse=True)
