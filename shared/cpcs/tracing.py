@@ -162,6 +162,12 @@ def shutdown() -> None:
     install(None)
 
 
+def flush(timeout_s: float = 10.0) -> None:
+    """Export the spans buffered so far (tracing stays on)."""
+    if _provider is not None:
+        _provider.force_flush(timeout_millis=int(timeout_s * 1000))
+
+
 def provider() -> TracerProvider | None:
     return _provider
 
@@ -378,6 +384,9 @@ class TracingMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and _provider is not None:
+            await self.app(scope, receive, _flushing_at_shutdown(send))
+            return
         if scope["type"] != "http" or _provider is None or scope.get("path") in UNTRACED_PATHS:
             await self.app(scope, receive, send)
             return
@@ -399,6 +408,21 @@ class TracingMiddleware:
                 await self.app(scope, receive, send_noting_status)
             finally:
                 _name_after_route(span, method, scope)
+
+
+def _flushing_at_shutdown(send: Send) -> Send:
+    """The server's lifespan ``send``, exporting the buffered spans when the app has shut down.
+
+    uvicorn ends a process on SIGTERM right after the app's shutdown (it raises the signal again),
+    before the code around ``uvicorn.run`` could export them.
+    """
+
+    async def send_then_flush(message: Message) -> None:
+        if message["type"] == "lifespan.shutdown.complete":
+            flush()
+        await send(message)
+
+    return send_then_flush
 
 
 def _name_after_route(span: trace.Span, method: str, scope: Scope) -> None:

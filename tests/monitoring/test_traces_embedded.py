@@ -175,6 +175,9 @@ def test_reduce_stages_are_spans_of_the_image_consumer(
     finished = _wait_for(spans, "process point.calibrated")
     consumer = next(s for s in finished if s.name == "process image.received")
     assert consumer.context is not None
+    (door,) = [s for s in finished if s.name == "POST /followup/cgi/upload"]
+    assert door.context is not None and door.context.trace_id == consumer.context.trace_id
+    assert door.attributes is not None and door.attributes["http.response.status_code"] == 200
     stages = [s for s in finished if s.name.startswith("reduce.")]
     names = {s.name.removeprefix("reduce.") for s in stages}
     assert {"background", "psf_model"} <= names, names

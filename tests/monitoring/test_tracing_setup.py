@@ -17,6 +17,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from cpcs import tracing
 from cpcs.messages import FieldRequestedV1
@@ -160,3 +165,18 @@ def test_a_span_file_that_cannot_be_written_stops_the_service_saying_so(tmp_path
     assert result.exit_code == 2, result.output
     assert "error (otel_exporter_unwritable): CPCS_OTEL_EXPORTER: spans cannot be written to" in result.output
     assert not tracing.active()
+
+
+def test_an_http_service_exports_its_buffered_spans_when_it_shuts_down(tmp_path: Path) -> None:
+    async def hello(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    memory = InMemorySpanExporter()
+    tracing.install(tracing.new_provider("ingest", memory))  # batched, as in a service
+    app = tracing.TracingMiddleware(Starlette(routes=[Route("/observations/{observation_id}", hello)]))
+    with TestClient(app) as client:  # the lifespan: startup, then shutdown on leaving
+        assert client.get("/observations/5").text == "hello"
+        assert memory.get_finished_spans() == ()  # still in the batch
+    (span,) = memory.get_finished_spans()
+    assert span.name == "GET /observations/{observation_id}"
+    assert span.attributes is not None and span.attributes[tracing.OBSERVATION_ID] == 5
