@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar, cast
 
 from pydantic import ValidationError
 
+from cpcs import tracing
 from cpcs.logs import observation_context
 from cpcs.messages import Message, decode
 from cpcs.messaging.bus import Envelope, RejectMessage
@@ -64,16 +65,22 @@ class Consumer(Generic[M]):
         self.context.bus.subscribe(self.queue, bindings, self.handle, max_attempts=self._attempts())
 
     def handle(self, envelope: Envelope) -> None:
-        """Bus handler: decode, work (in the observation's log context), note the final failure."""
-        message = cast(M, decode_for(envelope, f"the {self.queue} consumer", *self.kinds))
-        with observation_context(getattr(message, "observation_id", None)):
-            try:
-                self.work(message)
-            except Exception as exc:
-                last = envelope.attempt >= self._attempts()
-                if last and not dependency_unavailable(exc):  # an outage is waited out, not final
-                    self.on_last_failure(message, exc)
-                raise
+        """Bus handler: decode, work (in the observation's log context and in a span continuing the
+        trace the message headers carry), note the final failure."""
+        with tracing.consuming(
+            self.queue, envelope.routing_key, envelope.message_id, envelope.attempt, envelope.headers
+        ):
+            message = cast(M, decode_for(envelope, f"the {self.queue} consumer", *self.kinds))
+            observation_id = getattr(message, "observation_id", None)
+            tracing.annotate(observation_id=observation_id, alert_id=getattr(message, "alert_id", None))
+            with observation_context(observation_id):
+                try:
+                    self.work(message)
+                except Exception as exc:
+                    last = envelope.attempt >= self._attempts()
+                    if last and not dependency_unavailable(exc):  # an outage is waited out, not final
+                        self.on_last_failure(message, exc)
+                    raise
 
     def work(self, message: M) -> None:
         """Do what the message asks (commit before returning; raise to retry)."""

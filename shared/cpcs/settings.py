@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     secret_key_file: Path | None = Field(
         default=None, description="A file holding the keys instead (e.g. a Docker or Kubernetes secret)."
     )
+    otel_exporter: str | None = Field(
+        default=None,
+        description="Where OpenTelemetry traces go: none, otlp (to OTEL_EXPORTER_OTLP_ENDPOINT), console, or "
+        "file:PATH (JSON lines; {service} and {pid} in PATH are filled in). Unset: otlp when "
+        "OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, else none (off).",
+    )
     demo: bool = Field(default=True, description="Seed the demo alert on an empty data folder (cpcs up).")
     log_level: str = "INFO"
     log_json: bool | None = Field(
@@ -214,6 +220,27 @@ class Settings(BaseSettings):
                     "forwards the client's address, e.g. 10.0.0.5 or 10.0.0.0/24; '*' is not accepted)"
                 ) from None
         return value
+
+    @field_validator("otel_exporter")
+    @classmethod
+    def _exporter(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if value in ("none", "otlp", "console"):
+            return value
+        if value.startswith("file:") and value[5:].strip():
+            try:
+                value[5:].format(service="api", pid=1)
+            except (KeyError, IndexError, ValueError):
+                raise ValueError(
+                    f"otel_exporter: in {value!r} only {{service}} and {{pid}} may stand in braces"
+                ) from None
+            return value
+        raise ValueError(
+            f"otel_exporter: {value!r} is not one of none, otlp, console or file:PATH "
+            "(e.g. file:/var/log/cpcs/spans-{service}-{pid}.jsonl)"
+        )
 
     @field_validator("public_url", "ingest_public_url")
     @classmethod

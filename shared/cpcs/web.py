@@ -27,6 +27,7 @@ from cpcs.logs import redact
 from cpcs.outage import UNAVAILABLE_DRIVER_ERRORS, causes, database_unavailable
 from cpcs.schemas import ErrorBody
 from cpcs.security import Door, TooManyAttempts
+from cpcs.tracing import TracingMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,8 @@ def _binary_file_fields(node: Any) -> None:
 
 class CpcsApp(FastAPI):
     """FastAPI with the OpenAPI document's file fields marked for client generators, and the door's
-    outer defences (CORS, security headers) around everything, error pages included."""
+    outer defences (CORS, security headers) around everything, error pages included; around that,
+    the request's trace span (when tracing is on)."""
 
     door: Door | None = None
 
@@ -274,10 +276,10 @@ class CpcsApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         app = super().build_middleware_stack()
-        if self.door is None:
-            return app
-        docs = [url for url in (self.docs_url, self.redoc_url, self.swagger_ui_oauth2_redirect_url) if url]
-        return self.door.wrap(app, docs)
+        if self.door is not None:
+            pages = (self.docs_url, self.redoc_url, self.swagger_ui_oauth2_redirect_url)
+            app = self.door.wrap(app, [url for url in pages if url])
+        return TracingMiddleware(app)  # outermost: what the door refuses has its span too
 
 
 def make_app(context: Context, *, title: str, routers: list[APIRouter], description: str = "") -> FastAPI:

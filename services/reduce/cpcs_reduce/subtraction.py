@@ -21,6 +21,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from sqlalchemy.orm import Session
 
+from cpcs import tracing
 from cpcs.catalogs.solar_system import check_candidates, frame_cone
 from cpcs.catalogs.survey_templates import SurveySkipped, fetch_survey_template
 from cpcs.context import Context
@@ -211,6 +212,7 @@ def subtract(
     except CpcsError as error:  # the template's file is gone or unreadable: the direct point stands
         return record | {"status": "failed", "code": error.code, "reason": error.message}
     template_wcs = WCS(fits.Header.fromstring(template.wcs_header, sep="\n"))
+    steps_started_ns = time.time_ns()
     try:
         measured = measure_difference(
             data,
@@ -227,6 +229,7 @@ def subtract(
         )
     except SubtractionImpossible as error:
         return record | {"status": "failed", "code": error.code, "reason": str(error)}
+    tracing.record_stages("subtraction", measured.timings_ms, steps_started_ns)
     products = _store_products(context, observation_id, measured, frame.wcs)
     timings = dict(measured.timings_ms)
     candidates = [

@@ -19,7 +19,7 @@ from astropy.utils.exceptions import AstropyWarning
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cpcs import __version__, metrics
+from cpcs import __version__, metrics, tracing
 from cpcs.catalogs.client import ReferenceSource
 from cpcs.catalogs.cone import MAX_CONE_RADIUS_DEG
 from cpcs.catalogs.model import ReferenceCatalogue
@@ -97,10 +97,12 @@ class ReduceWorker(Consumer[ImageReceivedV1]):
             form = (observation.mjd, observation.exptime_s, observation.filter_declared)
             defaults = defaults_for_observation(session, observation)
             site_facts = (site.lon_deg, site.lat_deg, site.elevation_m)
+        steps_started_ns = time.time_ns()
         try:
             data, header = self._read(message.upload_sha256, form, defaults)
             radius = min(reference_radius_deg(header, data.shape), MAX_CONE_RADIUS_DEG)
             references = self._astrometric_references(alert.ra_deg, alert.dec_deg, radius)
+            steps_started_ns = time.time_ns()
             result = reduce_image(
                 data,
                 header,
@@ -109,6 +111,8 @@ class ReduceWorker(Consumer[ImageReceivedV1]):
                 target_dec_deg=alert.dec_deg,
             )
         except ReductionFailed as failure:
+            if failure.partial is not None:
+                tracing.record_stages("reduce", failure.partial.timings_ms, steps_started_ns)
             self._fail(message, failure.error, failure.partial)
             return
         except CpcsError as exc:
@@ -148,6 +152,7 @@ class ReduceWorker(Consumer[ImageReceivedV1]):
             )
         self._store(message, result, site_facts, alert.ra_deg, alert.dec_deg, difference)
         metrics.reduction_timed(result.timings_ms)
+        tracing.record_stages("reduce", result.timings_ms, steps_started_ns)
         log.info(
             "reduced in %.0f ms",
             1e3 * (time.perf_counter() - started),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cpcs import tracing
 from cpcs.client.cli import upload as upload_command
 from cpcs.errors import CpcsError
 from cpcs.settings import Settings
@@ -23,6 +24,10 @@ def _prepare(settings: Settings, service: str) -> None:
     json_format = settings.log_json if settings.log_json is not None else service != "cpcs"
     configure_logging(settings.log_level, json_format=json_format, service=service)
     configure_astropy_offline()
+    try:
+        tracing.configure(settings, service)
+    except CpcsError as error:
+        _fail(error)
 
 
 def _fail(error: CpcsError) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from cpcs import metrics
+from cpcs import metrics, tracing
 from cpcs.context import Context
 from cpcs.housekeeping import Housekeeper
 from cpcs.settings import Settings
@@ -204,3 +204,4 @@ def serve(assembly: Assembly, settings: Settings) -> None:
             stop.wait()
     finally:
         assembly.stop()
+        tracing.shutdown()  # the spans still buffered are exported

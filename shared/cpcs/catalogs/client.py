@@ -11,6 +11,7 @@ from typing import Protocol
 
 import httpx
 
+from cpcs import tracing
 from cpcs.catalogs.cone import ConeService
 from cpcs.catalogs.model import ReferenceCatalogue, from_wire
 from cpcs.errors import CalibrationFailed, ServiceUnavailable
@@ -47,7 +48,11 @@ class HttpReferences:
         if surveys:
             params["survey"] = list(surveys)
         try:
-            response = self.client.get("/api/v1/cone", params=params)  # type: ignore[arg-type]
+            response = self.client.get(
+                "/api/v1/cone",
+                params=params,  # type: ignore[arg-type]
+                headers=tracing.outgoing_headers(),  # catalog-cache's span joins the trace
+            )
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(
                 f"catalog-cache unreachable: {exc}", code="catalog_cache_unreachable"

@@ -279,6 +279,8 @@ class OutboxMessage(Base):
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: The W3C trace context (traceparent, baggage) of the span that wrote the row; None untraced.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
 
 class ImageReduction(Base):

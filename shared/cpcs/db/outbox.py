@@ -10,6 +10,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cpcs import tracing
 from cpcs.db.engine import Database
 from cpcs.db.models import OutboxMessage, utcnow
 from cpcs.messages import Message, encode
@@ -20,10 +21,21 @@ log = logging.getLogger(__name__)
 
 
 def add_to_outbox(session: Session, message: Message) -> str:
-    """Queue ``message`` in the caller's transaction; returns its message id."""
+    """Queue ``message`` in the caller's transaction; returns its message id.
+
+    The row keeps the trace context of the current span (the request or the consumer's work), so
+    that the message continues the trace wherever it is published.
+    """
     routing_key, body = encode(message)
     message_id = uuid.uuid4().hex
-    session.add(OutboxMessage(message_id=message_id, routing_key=routing_key, body=body.decode()))
+    session.add(
+        OutboxMessage(
+            message_id=message_id,
+            routing_key=routing_key,
+            body=body.decode(),
+            trace_context=tracing.message_carrier(message),
+        )
+    )
     return message_id
 
 
@@ -121,7 +133,10 @@ class OutboxRelay:
             for row in rows:
                 row.attempts += 1
                 try:
-                    self.bus.publish(row.routing_key, row.body.encode(), message_id=row.message_id)
+                    with tracing.publishing(row.trace_context, row.routing_key, row.message_id) as headers:
+                        self.bus.publish(
+                            row.routing_key, row.body.encode(), message_id=row.message_id, headers=headers
+                        )
                 except UnroutableError:
                     extra = {"message_id": row.message_id, "routing_key": row.routing_key}
                     if self.topology.expects_unroutable(row.routing_key):

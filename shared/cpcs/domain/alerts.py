@@ -9,6 +9,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cpcs import tracing
 from cpcs.db.models import Alert, Point
 from cpcs.errors import ConflictError, InputError, NotFoundError
 from cpcs.schemas import AlertOut, Page
@@ -90,6 +91,7 @@ def create_alert(session: Session, name: str, ra_deg: float, dec_deg: float, url
     alert = Alert(name=name, ra_deg=ra_deg, dec_deg=dec_deg, url=(url or None))
     session.add(alert)
     session.flush()
+    tracing.annotate(alert_id=alert.id)
     return alert_view(session, alert)
 
 

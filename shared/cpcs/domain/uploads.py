@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cpcs import tracing
 from cpcs.db.models import Alert, CalibrationRequest, Observation, Point, Upload, User, utcnow
 from cpcs.db.outbox import add_to_outbox
 from cpcs.domain.corrections import correct_observation
@@ -117,6 +118,7 @@ def register_upload(
     """
     upload = _upload_row(session, facts)
     key = params.key()
+    tracing.annotate(alert_id=alert.id)
     observation = None if params.dry_run else _own_live_observation(session, user, alert.id, upload.id)
     corrected: tuple[str, ...] = ()
     if observation is not None:
@@ -134,6 +136,7 @@ def register_upload(
             recalibrate=request is not None,
         )
         corrected = tuple(correction.changed)
+        tracing.annotate(observation_id=observation.id)
         if request is not None:
             follow = correction.recalibration.request_id if correction.recalibration else request.id
             return Registered(
