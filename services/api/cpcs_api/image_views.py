@@ -373,9 +373,15 @@ def page_images(session: Session, observation_id: int) -> PageImages | None:
         return None
     status = facts.subtraction.get("status")
     reason = facts.subtraction.get("reason")
+    no_template = (
+        "No template cutout or difference: the alert had no template for this instrument and band "
+        "when the frame was reduced (an observer can upload one for the alert)."
+    )
+    if facts.subtraction.get("note"):
+        no_template += f" {facts.subtraction['note']}"
     notes = {
-        None: "No template cutout or difference: the alert had no template for this instrument and band "
-        "when the frame was reduced (an observer can upload one for the alert).",
+        None: no_template,
+        "no_template": no_template,
         "failed": f"No difference: the subtraction failed ({reason or 'no reason kept'}).",
         "skipped": f"No difference: {reason or 'the subtraction was skipped'}.",
     }
