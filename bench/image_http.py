@@ -13,7 +13,9 @@ Three figures for one simulated frame (the frame of ``bench.images``: header WCS
 * **sep_floor**: ``sep.Background`` + ``sep.extract`` (1.5 sigma) of the frame: what no pipeline
   that finds the stars can beat.
 
-The ratios http / sep_floor and in_process / sep_floor are the issue's yardsticks. Results go to
+The ratios http / sep_floor and in_process / sep_floor are the issue's yardsticks. The server runs
+with traces written to files (``CPCS_OTEL_EXPORTER=file:``), and ``http_stages`` says where the time
+of the counted uploads went, span by span (:mod:`bench.trace_account`). Results go to
 ``bench/results/latest.json`` under ``image_http``.
 """
 
@@ -24,6 +26,7 @@ import io
 import json
 import os
 import re
+import secrets
 import signal
 import statistics
 import subprocess
@@ -36,6 +39,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bench.trace_account import read_spans, stage_account
 from cpcs.offline import configure_astropy_offline
 
 ALERT = "ivo://BenchImage"
@@ -89,7 +93,13 @@ def through_http(image: Any, ra: float, dec: float, repeat: int, folder: Path) -
     from cpcs.testing.processes import free_port, wait_ready
 
     port = free_port()
-    env = {**os.environ, "CPCS_DATA_DIR": str(folder / "data"), "CPCS_PORT": str(port)}
+    spans = folder / "spans"
+    env = {
+        **os.environ,
+        "CPCS_DATA_DIR": str(folder / "data"),
+        "CPCS_PORT": str(port),
+        "CPCS_OTEL_EXPORTER": f"file:{spans}/{{service}}-{{pid}}.jsonl",
+    }
     host = f"http://127.0.0.1:{port}"
     log_path = folder / "server.log"
     with log_path.open("w") as log:
@@ -117,25 +127,36 @@ def through_http(image: Any, ra: float, dec: float, repeat: int, folder: Path) -
             answer.raise_for_status()
             base = image_to_fits_bytes(image)
             times: list[float] = []
+            counted: set[str] = set()  # trace ids of the counted uploads (the bench names them)
             for run in range(repeat + 1):
                 with fits.open(io.BytesIO(base)) as hdus:
                     hdus[0].header["BENCHRUN"] = (run, "makes each upload's bytes new")
                     buffer = io.BytesIO()
                     hdus.writeto(buffer)
                 form = {"EventID": ALERT, "hashtag": token, "outputFormat": "json"}
+                trace_id = secrets.token_hex(16)
                 started = time.perf_counter()
                 answer = client.post(
-                    "/followup/cgi/upload", data=form, files={"fitsFile": ("frame.fits", buffer.getvalue())}
+                    "/followup/cgi/upload",
+                    data=form,
+                    files={"fitsFile": ("frame.fits", buffer.getvalue())},
+                    headers={"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"},
                 )
                 elapsed = 1e3 * (time.perf_counter() - started)
                 if answer.status_code != 200:
                     raise RuntimeError(f"upload {run} answered {answer.status_code}: {answer.text[:500]}")
                 if run:
                     times.append(elapsed)
-        return {"median_ms": round(statistics.median(times), 1), "runs_ms": [round(t, 1) for t in times]}
+                    counted.add(f"0x{trace_id}")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
+    recorded = [s for s in read_spans(spans) if s["context"]["trace_id"] in counted]
+    return {
+        "median_ms": round(statistics.median(times), 1),
+        "runs_ms": [round(t, 1) for t in times],
+        "stages": stage_account(recorded, "POST /followup/cgi/upload"),
+    }
 
 
 def main() -> None:
@@ -164,6 +185,7 @@ def main() -> None:
         "ratio_http_to_sep": round(http["median_ms"] / floor, 2),
         "ratio_in_process_to_sep": round(local["median_total_ms"] / floor, 2),
         "http_overhead_ms": round(http["median_ms"] - local["median_total_ms"], 1),
+        "http_stages": http["stages"],
     }
     print(json.dumps(report, indent=2))
     results = Path(__file__).with_name("results") / "latest.json"

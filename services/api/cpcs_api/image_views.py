@@ -15,12 +15,9 @@ template draws anew and an unchanged picture is read back.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -39,6 +36,7 @@ from cpcs.errors import InputError, NotFoundError
 from cpcs.formats.fits_image import inspect_fits_image
 from cpcs.schemas import RecordId
 from cpcs.science.subtraction.align import align_template
+from cpcs.storage import write_atomically
 from cpcs.web import ERROR_RESPONSES, ContextDep, SessionDep, UserDep
 from cpcs_api.web.calibration_plots import ReferenceSources, recompute_stars
 from cpcs_api.web.png import MAX_THUMBNAIL_PX, Marks, cutout, cutout_png, thumbnail_png
@@ -158,14 +156,7 @@ def _cached(
         return path.read_bytes()
     data, keep = draw()
     if keep:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".view-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, lambda handle: handle.write(data))
     return data
 
 

@@ -41,7 +41,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import zipfile
 from collections import OrderedDict
@@ -58,6 +57,7 @@ from astropy_healpix import HEALPix
 from cpcs.catalogs.model import FloatArray, ReferenceCatalogue, angular_separation_deg, concatenate
 from cpcs.catalogs.surveys import find_survey, validate_survey_name
 from cpcs.errors import InputError
+from cpcs.storage import write_atomically
 
 try:  # POSIX advisory locks serialise writers across processes; threads fall back to a lock.
     import fcntl
@@ -251,24 +251,9 @@ def _sort_by_dec(cat: ReferenceCatalogue) -> ReferenceCatalogue:
     return cat.select(np.argsort(cat.dec_deg, kind="stable"))
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write a file through a temporary sibling and ``os.replace`` (readers never see half)."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-
-
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     data = json.dumps(payload, indent=1, sort_keys=True).encode("utf-8")
-    _atomic_write(path, lambda fh: fh.write(data))
+    write_atomically(path, lambda fh: fh.write(data))
 
 
 def _dedupe_within(cat: ReferenceCatalogue, radius_deg: float) -> ReferenceCatalogue:
@@ -694,7 +679,7 @@ class TileStore:
             fh.write(buffer.getbuffer())
 
         tile_path = self._tile_path(survey, ipix)
-        _atomic_write(tile_path, dump)
+        write_atomically(tile_path, dump)
         _write_json(self._info_path(survey, ipix), meta)
         self._update_survey_manifest(survey, cat.bands)
         st = os.stat(tile_path)
