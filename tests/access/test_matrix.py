@@ -488,6 +488,9 @@ ROUTES: dict[tuple[str, str], Route] = {
         _with_id("GET", "/api/v1/skyportal/destinations/{id}/deliveries", "destination_id"),
         _missing("GET", "/api/v1/skyportal/destinations/{id}/deliveries"),
     ),
+    # Hermes: its settings (never the password) and the messages of the caller's points (an admin's: all).
+    ("GET", "/api/v1/hermes"): Route(Rule.TOKEN, 200, _get("/api/v1/hermes")),
+    ("GET", "/api/v1/hermes/deliveries"): Route(Rule.TOKEN, 200, _get("/api/v1/hermes/deliveries")),
     # Legacy CPCS.
     ("GET", "/followup/get_alert_lc_data"): Route(
         Rule.TOKEN,
