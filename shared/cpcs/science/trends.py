@@ -118,23 +118,27 @@ def night_extinction(night: int, airmass: ArrayLike, zp: ArrayLike, zp_err: Arra
     x, y, e = x[good], y[good], e[good]
     if x.size == 0:
         raise ValueError("no frame with a finite airmass, zero point and error")
-    base = dict(
-        night=int(night),
-        n_frames=int(x.size),
-        airmass_min=float(x.min()),
-        airmass_max=float(x.max()),
-        zp_median=float(np.median(y)),
-    )
+
+    def night_of_frames(**fit: float | str | None) -> NightExtinction:
+        return NightExtinction(
+            night=int(night),
+            n_frames=int(x.size),
+            airmass_min=float(x.min()),
+            airmass_max=float(x.max()),
+            zp_median=float(np.median(y)),
+            **fit,  # type: ignore[arg-type]
+        )
+
+    none: dict[str, float | str | None] = dict(zp0=None, zp0_err=None, k=None, k_err=None, rms=None)
     if x.size < MIN_FRAMES_PER_NIGHT:
-        return NightExtinction(
-            **base, zp0=None, zp0_err=None, k=None, k_err=None, rms=None,
-            why_not=f"{x.size} frames; an extinction fit needs {MIN_FRAMES_PER_NIGHT}",
-        )  # fmt: skip
+        return night_of_frames(
+            **none, why_not=f"{x.size} frames; an extinction fit needs {MIN_FRAMES_PER_NIGHT}"
+        )
     if float(x.max() - x.min()) < MIN_AIRMASS_SPAN:
-        return NightExtinction(
-            **base, zp0=None, zp0_err=None, k=None, k_err=None, rms=None,
-            why_not=f"airmass range {x.max() - x.min():.2f}; an extinction fit needs {MIN_AIRMASS_SPAN}",
-        )  # fmt: skip
+        span = float(x.max() - x.min())
+        return night_of_frames(
+            **none, why_not=f"airmass range {span:.2f}; an extinction fit needs {MIN_AIRMASS_SPAN}"
+        )
     w = 1.0 / e**2
     design = np.column_stack([np.ones_like(x), -x])  # zp = zp0 - k X
     normal = design.T @ (design * w[:, None])
@@ -145,8 +149,7 @@ def night_extinction(night: int, airmass: ArrayLike, zp: ArrayLike, zp_err: Arra
     chi2 = float(np.sum(w * residual**2))
     scale = max(1.0, chi2 / dof) if dof > 0 else 1.0
     errors = np.sqrt(np.diag(covariance) * scale)
-    return NightExtinction(
-        **base,
+    return night_of_frames(
         zp0=float(zp0),
         zp0_err=float(errors[0]),
         k=float(k),
