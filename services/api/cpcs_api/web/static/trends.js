@@ -1,0 +1,74 @@
+/* The instrument page: zero point, limit, FWHM and sky against time and airmass, and k per night. */
+(function () {
+  "use strict";
+  const data = CPCS.readJson("trends-data");
+  if (!data || !data.series.length) return;
+
+  function label(s) {
+    return (s.filter || "?") + " (" + s.survey + "/" + s.band + ")";
+  }
+  function framesOf(s) {
+    return data.frames.filter((f) => f.filter === s.filter && f.survey === s.survey && f.band === s.band);
+  }
+  function colourOf(s, index) {
+    return CPCS.bandColour(s.band, index);
+  }
+  function layout(xTitle, yTitle, reversed) {
+    return CPCS.baseLayout({
+      xaxis: { title: { text: xTitle }, gridcolor: "#eee" },
+      yaxis: { title: { text: yTitle }, gridcolor: "#eee", autorange: reversed ? "reversed" : true },
+      margin: { l: 60, r: 20, t: 10, b: 50 },
+      legend: { orientation: "h", y: -0.25 },
+    });
+  }
+  function scatter(xKey, yKey, errKey) {
+    return data.series.map((s, index) => {
+      const rows = framesOf(s).filter((f) => f[xKey] !== null && f[yKey] !== null);
+      const trace = {
+        type: "scatter", mode: "markers", name: label(s),
+        x: rows.map((f) => f[xKey]), y: rows.map((f) => f[yKey]),
+        marker: { color: colourOf(s, index), size: 6 },
+        customdata: rows.map((f) => f.observation_id),
+        hovertemplate: "%{x:.4f}, %{y:.3f}<br>observation %{customdata}<extra>" + label(s).replace(/[<>&]/g, "") + "</extra>",
+      };
+      if (errKey) trace.error_y = { type: "data", array: rows.map((f) => f[errKey]), thickness: 1, width: 0, color: colourOf(s, index) };
+      return trace;
+    });
+  }
+  function nightLines() {
+    const traces = [];
+    data.series.forEach((s, index) => {
+      s.nights.filter((n) => n.k !== null).forEach((n) => {
+        traces.push({
+          type: "scatter", mode: "lines", showlegend: false, x: [n.airmass_min, n.airmass_max],
+          y: [n.zp0 - n.k * n.airmass_min, n.zp0 - n.k * n.airmass_max],
+          line: { color: colourOf(s, index), width: 1, dash: "dot" },
+          hovertemplate: "night " + n.night + ": k = " + n.k.toFixed(3) + "<extra></extra>",
+        });
+      });
+    });
+    return traces;
+  }
+  function kPerNight() {
+    return data.series.map((s, index) => {
+      const nights = s.nights.filter((n) => n.k !== null);
+      return {
+        type: "scatter", mode: "markers+lines", name: label(s),
+        x: nights.map((n) => n.night), y: nights.map((n) => n.k),
+        error_y: { type: "data", array: nights.map((n) => n.k_err), thickness: 1, width: 0, color: colourOf(s, index) },
+        marker: { color: colourOf(s, index), size: 7 }, line: { color: colourOf(s, index), width: 1 },
+        hovertemplate: "night %{x}: k = %{y:.3f}<extra></extra>",
+      };
+    });
+  }
+  const plots = [
+    ["zp-time", scatter("mjd", "zp", "zp_err"), layout("MJD", "Zero point (mag)", false)],
+    ["zp-airmass", scatter("airmass", "zp", "zp_err").concat(nightLines()), layout("Airmass", "Zero point (mag)", false)],
+    ["limit-time", scatter("mjd", "limit_mag", null), layout("MJD", "5σ limit (mag)", true)],
+    ["fwhm-time", scatter("mjd", "fwhm_arcsec", null), layout("MJD", "FWHM (arcsec)", false)],
+    ["sky-time", scatter("mjd", "sky_mag_arcsec2", null), layout("MJD", "Sky (mag/arcsec²)", true)],
+    ["k-night", kPerNight(), layout("Night (MJD)", "Extinction k (mag/airmass)", false)],
+  ];
+  Promise.all(plots.map(([id, traces, lay]) => Plotly.newPlot(document.getElementById(id), traces, lay, CPCS.CONFIG)))
+    .then(() => { document.getElementById("zp-time").dataset.ready = "1"; });
+})();
