@@ -54,8 +54,8 @@ class FrameOut(Schema):
     airmass: float | None
     airmass_source: str | None = Field(description="image (measured by reduce) or computed (from the time)")
     zp: float = Field(description="Zero point, m_cat = m_inst + zp")
-    zp_err: float
-    colour_term: float
+    zp_err: float | None
+    colour_term: float | None = Field(description="The frame's fitted colour term (null: not fitted)")
     limit_mag: float | None = Field(description="5-sigma limiting magnitude of the frame")
     fwhm_arcsec: float | None
     sky_adu: float | None = Field(description="Sky level per pixel (images)")
@@ -173,6 +173,9 @@ def _frames(session: Session, instrument_id: int) -> list[_Frame]:
     ).all()
     frames = []
     for observation, point, calibration, alert, reduction in reversed(rows):
+        zp = _finite(calibration.zp)
+        if zp is None:
+            continue
         quality = dict(reduction.quality or {}) if reduction is not None else {}
         header = dict(reduction.header or {}) if reduction is not None else {}
         exptime = _finite(observation.exptime_s) or _finite(header.get("exptime_s"))
@@ -188,13 +191,13 @@ def _frames(session: Session, instrument_id: int) -> list[_Frame]:
                     "exptime_s": exptime,
                     "airmass": airmass,
                     "airmass_source": "image" if airmass is not None else None,
-                    "zp": calibration.zp,
-                    "zp_err": calibration.zp_err,
-                    "colour_term": calibration.colour_term,
+                    "zp": zp,
+                    "zp_err": _finite(calibration.zp_err),
+                    "colour_term": _finite(calibration.colour_term),
                     "limit_mag": _finite(point.limit_mag),
                     "fwhm_arcsec": _finite(quality.get("fwhm_arcsec")),
                     "sky_adu": _finite(quality.get("background_level_adu")),
-                    "sky_mag_arcsec2": _sky_brightness(quality, header, calibration.zp, exptime),
+                    "sky_mag_arcsec2": _sky_brightness(quality, header, zp, exptime),
                 },
                 alert.ra_deg,
                 alert.dec_deg,
