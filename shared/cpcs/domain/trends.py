@@ -157,7 +157,22 @@ def _sky_brightness(
 
 def _frames(session: Session, instrument_id: int) -> list[_Frame]:
     rows = session.execute(
-        select(Observation, Point, Calibration, Alert, ImageReduction)
+        select(
+            Observation.id,
+            Observation.filter_declared,
+            Observation.exptime_s,
+            Point.mjd,
+            Point.limit_mag,
+            Calibration.survey,
+            Calibration.band,
+            Calibration.zp,
+            Calibration.zp_err,
+            Calibration.colour_term,
+            Alert.ra_deg,
+            Alert.dec_deg,
+            ImageReduction.quality,
+            ImageReduction.header,
+        )
         .join(Point, Point.observation_id == Observation.id)
         .join(Calibration, Calibration.id == Point.calibration_id)
         .join(Alert, Alert.id == Observation.alert_id)
@@ -172,35 +187,35 @@ def _frames(session: Session, instrument_id: int) -> list[_Frame]:
         .limit(MAX_FRAMES)
     ).all()
     frames = []
-    for observation, point, calibration, alert, reduction in reversed(rows):
-        zp = _finite(calibration.zp)
+    for row in reversed(rows):
+        zp = _finite(row.zp)
         if zp is None:
             continue
-        quality = dict(reduction.quality or {}) if reduction is not None else {}
-        header = dict(reduction.header or {}) if reduction is not None else {}
-        exptime = _finite(observation.exptime_s) or _finite(header.get("exptime_s"))
+        quality = dict(row.quality or {})
+        header = dict(row.header or {})
+        exptime = _finite(row.exptime_s) or _finite(header.get("exptime_s"))
         airmass = _finite(quality.get("airmass"))
         frames.append(
             _Frame(
                 {
-                    "observation_id": observation.id,
-                    "mjd": float(point.mjd or 0.0),  # the query keeps points with an MJD
-                    "filter": observation.filter_declared,
-                    "survey": calibration.survey,
-                    "band": calibration.band,
+                    "observation_id": row.id,
+                    "mjd": float(row.mjd),
+                    "filter": row.filter_declared,
+                    "survey": row.survey,
+                    "band": row.band,
                     "exptime_s": exptime,
                     "airmass": airmass,
                     "airmass_source": "image" if airmass is not None else None,
                     "zp": zp,
-                    "zp_err": _finite(calibration.zp_err),
-                    "colour_term": _finite(calibration.colour_term),
-                    "limit_mag": _finite(point.limit_mag),
+                    "zp_err": _finite(row.zp_err),
+                    "colour_term": _finite(row.colour_term),
+                    "limit_mag": _finite(row.limit_mag),
                     "fwhm_arcsec": _finite(quality.get("fwhm_arcsec")),
                     "sky_adu": _finite(quality.get("background_level_adu")),
                     "sky_mag_arcsec2": _sky_brightness(quality, header, zp, exptime),
                 },
-                alert.ra_deg,
-                alert.dec_deg,
+                row.ra_deg,
+                row.dec_deg,
             )
         )
     return frames
