@@ -285,6 +285,19 @@ class Settings(BaseSettings):
             )
         return value.strip()
 
+    @field_validator("hermes_topic")
+    @classmethod
+    def _kafka_topic(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        topic = value.strip()
+        if len(topic) > 249 or not all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in topic):
+            raise ValueError(
+                f"hermes_topic: {value!r} is not a Kafka topic name (letters, digits, '.', '_', '-'; "
+                "e.g. hermes.test)"
+            )
+        return topic
+
     @property
     def hermes_enabled(self) -> bool:
         """Whether points are published to Hermes: a topic and a complete hop credential."""

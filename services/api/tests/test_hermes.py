@@ -573,6 +573,9 @@ def test_broker_urls_and_credentials_are_checked() -> None:
         Settings(hermes_broker_url="https://kafka.scimma.org/")
     with pytest.raises(ValueError, match="no topic"):
         Settings(hermes_broker_url="kafka://kafka.scimma.org/hermes.test")
+    with pytest.raises(ValueError, match="not a Kafka topic name"):
+        Settings(hermes_topic="hermes test/../x")
+    assert Settings(hermes_topic=" ").hermes_topic is None
     assert Settings(hermes_topic=TOPIC, hermes_username=HOP_USER).hermes_enabled is False  # no password
     with pytest.raises(ValueError, match="CPCS_HERMES_TOPIC"):
         hermes_module.HermesPublisher(Settings())
