@@ -156,5 +156,24 @@ def test_the_instrument_page_draws_the_trends(instrumented: Instrumented, browse
     rows = browser.find_elements("css selector", "#expected-limits tbody tr")
     assert len(rows) == 1 and "GaiaSP/V" in rows[0].text
     assert len(browser.find_elements("css selector", "#nights tbody tr")) == len(NIGHTS)
+    # the planning figure follows the model: 600 s at airmass 1.5
+    body = instrumented.system.client.get(f"/api/v1/instruments/{instrumented.instrument_id}/trends").json()
+    [series] = body["series"]
+    model = series["limit_model"]
+    expected = (
+        model["limit_at_reference"]
+        + 1.25 * np.log10(600 / model["reference_exptime_s"])
+        - series["k_mean"] * 0.5
+    )
+    for field_id, value in (("plan-exptime", "600"), ("plan-airmass", "1.5")):
+        box = browser.find_element("id", field_id)
+        box.clear()
+        box.send_keys(value)
+    [line] = browser.find_elements("css selector", "#plan-result li")
+    assert line.text.startswith(f"V (GaiaSP/V): 5σ limit {expected:.2f} mag"), line.text
+    box = browser.find_element("id", "plan-exptime")
+    box.clear()
+    box.send_keys("0")
+    assert "Give an exposure time" in browser.find_element("id", "plan-result").text
     assert console_errors(browser) == []
     screenshot(browser, "instrument-trends", full_page=True)
