@@ -13,7 +13,7 @@ import pytest
 
 from cpcs.science.airmass import airmasses
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import simulate_field, to_sextractor_ascii
+from cpcs.simulation.catalogue_simulator import simulate_field, to_sextractor_ascii
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
 from tests.web.conftest import LiveServer, auth, wait_for
 from tests.web.test_pages import console_errors, open_page, screenshot

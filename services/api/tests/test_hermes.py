@@ -29,15 +29,14 @@ from sqlalchemy import func, select
 
 from cpcs.db.delivery_models import Delivery
 from cpcs.db.models import Calibration, Point
+from cpcs.domain.points import export_row
 from cpcs.lightcurve.exports import ExportRow
 from cpcs.messages import PointCalibratedV1, encode
 from cpcs.messaging.bus import Envelope
 from cpcs.science.bands import export_band
 from cpcs.settings import Settings
-from cpcs.testing.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
-from cpcs_api.outbound import OutboundSettings, outbound_for
+from cpcs.simulation.catalogue_simulator import SimulatedField, simulate_field, to_sextractor_ascii
 from cpcs_api.outbound import hermes as hermes_module
-from cpcs_api.outbound.facts import export_row
 from cpcs_api.outbound.hermes import NotSendable, date_obs, message, photometry_row
 from tests.conftest import FIELD_DEC_DEG, FIELD_RA_DEG, System, start_system
 
@@ -48,15 +47,15 @@ BROKER = "kafka://kafka.scimma.org/"
 HOP_USER = "cpcs-bot-0042"
 HOP_PASSWORD = "hop-password-never-shown-7f3a"
 
-FAST = OutboundSettings(
-    backoff_s=(0.05, 0.1, 0.2),
-    max_attempts=3,
-    timeout_s=2.0,
-    lease_s=10.0,
-    poll_s=0.05,
-    workers=1,
-    allow_private_targets=True,
-    trust_env=False,
+FAST_OUTBOUND: dict[str, Any] = dict(
+    outbound_backoff_s=(0.05, 0.1, 0.2),
+    outbound_max_attempts=3,
+    outbound_timeout_s=2.0,
+    outbound_lease_s=10.0,
+    outbound_poll_s=0.05,
+    outbound_workers=1,
+    outbound_allow_private_targets=True,
+    outbound_trust_env=False,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -198,8 +197,22 @@ def _hermes_settings(data_dir: Path, **extra: Any) -> Settings:
         hermes_username=HOP_USER,
         hermes_password=HOP_PASSWORD,
         hermes_submitter="CPCS test server",
-        **extra,
+        **{**FAST_OUTBOUND, **extra},
     )
+
+
+def start_hermes_system(settings: Settings, stream: FakeHopStream) -> System:
+    """The embedded system whose Hermes publisher writes to ``stream`` (hop's Stream stood in for)."""
+    system = start_system(settings)
+    outbound = system.assembly.outbound
+    assert outbound is not None and outbound.worker.hermes is not None  # configured: a real publisher
+    outbound.worker.hermes = hermes_module.HermesPublisher(system.context.settings, stream)
+    return system
+
+
+def outbound_of(system: System) -> Any:
+    assert system.assembly.outbound is not None
+    return system.assembly.outbound
 
 
 @dataclass
@@ -211,14 +224,11 @@ class HermesSystem:
 @pytest.fixture
 def cpcs(tmp_path: Path) -> Iterator[HermesSystem]:
     stream = FakeHopStream()
-    system = start_system(
-        _hermes_settings(tmp_path / "data"),
-        configure=lambda context: outbound_for(context, FAST, hermes_stream=stream),
-    )
+    system = start_hermes_system(_hermes_settings(tmp_path / "data"), stream)
     try:
         yield HermesSystem(system, stream)
     finally:
-        outbound_for(system.context).stop()
+        outbound_of(system).stop()
         system.client.close()
         system.assembly.stop()
 
@@ -371,7 +381,7 @@ def test_points_updates_and_deletions_are_published_once_each(
             is_upper_limit=False,
         )
     )
-    outbound_for(system.context).dispatcher.handle(Envelope("again", routing_key, raw, {}, 2))
+    outbound_of(system).dispatcher.handle(Envelope("again", routing_key, raw, {}, 2))
     time.sleep(0.3)
     assert _delivery_count(system) == 1 and len(stream.written) == 1
 
@@ -433,10 +443,7 @@ def test_failures_are_recorded_retried_and_refusals_end_at_once(
             ConnectionError("no route to kafka.scimma.org"),
         ]
     )
-    system = start_system(
-        _hermes_settings(tmp_path / "data"),
-        configure=lambda context: outbound_for(context, FAST, hermes_stream=stream),
-    )
+    system = start_hermes_system(_hermes_settings(tmp_path / "data"), stream)
     try:
         _prepare(system, bright_field, tmp_path)
         observation = _upload(system, bright_field)
@@ -466,7 +473,7 @@ def test_failures_are_recorded_retried_and_refusals_end_at_once(
         assert refused["status"] == "failed" and refused["attempts"] == 1
         assert refused["last_error"] == "Kafka TOPIC_AUTHORIZATION_FAILED: not authorized: hermes.test"
     finally:
-        outbound_for(system.context).stop()
+        outbound_of(system).stop()
         system.client.close()
         system.assembly.stop()
 
@@ -486,9 +493,12 @@ def test_observers_who_keep_their_points_from_hermes_are_not_published(
 
 
 def test_hermes_is_off_unless_configured(tmp_path: Path, bright_field: SimulatedField) -> None:
-    settings = Settings(data_dir=tmp_path / "data", retry_base_s=0.05, outbox_poll_s=0.05, legacy_wait_s=30)
+    settings = Settings(
+        data_dir=tmp_path / "data", retry_base_s=0.05, outbox_poll_s=0.05, legacy_wait_s=30, **FAST_OUTBOUND
+    )
     assert settings.hermes_enabled is False
-    system = start_system(settings, configure=lambda context: outbound_for(context, FAST))
+    system = start_system(settings)
+    assert outbound_of(system).worker.hermes is None
     try:
         _prepare(system, bright_field, tmp_path)
         _upload(system, bright_field)
@@ -499,7 +509,7 @@ def test_hermes_is_off_unless_configured(tmp_path: Path, bright_field: Simulated
             is False
         )
     finally:
-        outbound_for(system.context).stop()
+        outbound_of(system).stop()
         system.client.close()
         system.assembly.stop()
 
