@@ -18,7 +18,7 @@ this module relies on, read in LCOGT/hermes (``hermes/serializers.py``: ``Hermes
   optional. Hermes drops null values, so we leave them out.
 
 What a delivery publishes (the body is built once, when the point is announced, from the same
-export row as every light-curve export, :func:`cpcs_api.outbound.facts.export_row`):
+export row as every light-curve export, :func:`cpcs.domain.points.export_row`):
 
 * ``calibrated``: the point's photometry row (a detection: its magnitude and total error, and the
   frame's limit when known; an upper limit: the limit only);
