@@ -1,7 +1,7 @@
 """consent to publish points on Hermes
 
 Revision ID: 3e9c41d7b8a5
-Revises: 5b1d0e7c4a21
+Revises: 3e9c5d2f7a18
 Create Date: 2026-12-04 03:20:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "3e9c41d7b8a5"
-down_revision: str | None = "5b1d0e7c4a21"
+down_revision: str | None = "3e9c5d2f7a18"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
