@@ -151,6 +151,24 @@ class Settings(BaseSettings):
         default=True, description="Let deliveries use the proxy settings of the environment."
     )
 
+    hermes_topic: str | None = Field(
+        default=None,
+        description="Hopskotch topic the points are published to as Hermes messages (e.g. hermes.test); "
+        "unset = Hermes is off.",
+    )
+    hermes_broker_url: str = Field(
+        default="kafka://kafka.scimma.org/",
+        description="The Kafka broker of SCiMMA's Hopskotch (kafka://host[:port]/).",
+    )
+    hermes_username: str | None = Field(default=None, description="The hop credential's user name.")
+    hermes_password: SecretStr | None = Field(default=None, description="The hop credential's password.")
+    hermes_submitter: str = Field(default="CPCS", description="The submitter named in every Hermes message.")
+    hermes_alert_filter: str | None = Field(
+        default=None,
+        description="Glob on the alert names (with or without ivo://) published; unset = all.",
+    )
+    hermes_timeout_s: float = Field(default=30.0, gt=0, description="Time limit of one publication to Kafka.")
+
     admin_token: SecretStr | None = Field(
         default=None, description="Bootstrap admin token for an empty database (else one is generated)."
     )
@@ -255,6 +273,35 @@ class Settings(BaseSettings):
                 "(no query, no fragment)"
             )
         return value
+
+    @field_validator("hermes_broker_url")
+    @classmethod
+    def _kafka_url(cls, value: str) -> str:
+        parts = urllib.parse.urlsplit(value.strip())
+        if parts.scheme != "kafka" or not parts.hostname or parts.path.strip("/") or parts.username:
+            raise ValueError(
+                f"hermes_broker_url: {value!r} is not a broker URL such as kafka://kafka.scimma.org/ "
+                "(no topic: that is CPCS_HERMES_TOPIC; no user: that is CPCS_HERMES_USERNAME)"
+            )
+        return value.strip()
+
+    @field_validator("hermes_topic")
+    @classmethod
+    def _kafka_topic(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        topic = value.strip()
+        if len(topic) > 249 or not all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in topic):
+            raise ValueError(
+                f"hermes_topic: {value!r} is not a Kafka topic name (letters, digits, '.', '_', '-'; "
+                "e.g. hermes.test)"
+            )
+        return topic
+
+    @property
+    def hermes_enabled(self) -> bool:
+        """Whether points are published to Hermes: a topic and a complete hop credential."""
+        return bool(self.hermes_topic and self.hermes_username and self.hermes_password)
 
     @property
     def public_base_url(self) -> str:

@@ -7,8 +7,8 @@ observer, an admin. Each route has one rule:
     Open to everyone; a token, right or wrong, changes nothing. The alerts (list, search, one
     alert), the web pages (light curve and calibration plots included, as the module docstring of
     ``cpcs_api.web.routes`` says), observatories, instruments (equipment, shown like the
-    observatories), filters, health, the API documents, and the catalog-cache's reference cones
-    (public survey data, asked for by the calibrate service without a token).
+    observatories, and their trends), filters, health, the API documents, and the catalog-cache's
+    reference cones (public survey data, asked for by the calibrate service without a token).
 ``TOKEN``
     Any valid token: downloads of data (light curves, exports, observations, points, calibration
     requests, measured tables) and what every observer may do (add an alert, upload, list the
@@ -102,6 +102,7 @@ class World:
     other_observatory_id: int
     templates: dict[str, int] = field(default_factory=dict)  # "observer"/"admin" -> the observer's
     template_fits: bytes = b""
+    instrument_id: int = 0  # an instrument of the observer's observatory, added after the uploads
 
     def token(self, caller: Caller) -> str | None:
         return {
@@ -260,6 +261,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("GET", "/upload"): Route(Rule.PUBLIC, 200, _get("/upload")),
     ("GET", "/observatories"): Route(Rule.PUBLIC, 200, _get("/observatories")),
+    ("GET", "/instruments/{instrument_id}"): Route(Rule.PUBLIC, 200, _get("/instruments/{instrument_id}")),
     # Alerts.
     ("GET", "/api/v1/alerts"): Route(Rule.PUBLIC, 200, _get("/api/v1/alerts")),
     ("POST", "/api/v1/alerts"): Route(Rule.TOKEN, 201, _named("alert")),
@@ -448,6 +450,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("POST", "/api/v1/users"): Route(Rule.ADMIN, 201, _named("user")),
     ("GET", "/api/v1/instruments"): Route(Rule.PUBLIC, 200, _get("/api/v1/instruments")),
+    ("GET", "/api/v1/instruments/{instrument_id}/trends"): Route(
+        Rule.PUBLIC, 200, _get("/api/v1/instruments/{instrument_id}/trends")
+    ),
     ("POST", "/api/v1/instruments"): Route(Rule.ADMIN, 201, _named("instrument")),
     ("GET", "/api/v1/observatories"): Route(Rule.PUBLIC, 200, _get("/api/v1/observatories")),
     ("GET", "/api/v1/filters"): Route(Rule.PUBLIC, 200, _get("/api/v1/filters")),
@@ -488,6 +493,9 @@ ROUTES: dict[tuple[str, str], Route] = {
         _with_id("GET", "/api/v1/skyportal/destinations/{id}/deliveries", "destination_id"),
         _missing("GET", "/api/v1/skyportal/destinations/{id}/deliveries"),
     ),
+    # Hermes: its settings (never the password) and the messages of the caller's points (an admin's: all).
+    ("GET", "/api/v1/hermes"): Route(Rule.TOKEN, 200, _get("/api/v1/hermes")),
+    ("GET", "/api/v1/hermes/deliveries"): Route(Rule.TOKEN, 200, _get("/api/v1/hermes/deliveries")),
     # Legacy CPCS.
     ("GET", "/followup/get_alert_lc_data"): Route(
         Rule.TOKEN,
@@ -679,6 +687,13 @@ def build_world(system: System, field_: SimulatedField, folder: Path) -> World:
             headers=_as(system, system.admin_token),
         )
     )
+    instrument = created(
+        client.post(
+            "/api/v1/instruments",
+            json={"observatory": "Ostrowik 0.6m", "name": "trends camera"},
+            headers=_as(system, system.admin_token),
+        )
+    )
     alerts = client.get("/api/v1/alerts", params={"limit": 500}).json()["items"]
     by_name = {a["name"]: a["id"] for a in alerts}
     sites = {s["name"]: s["id"] for s in client.get("/api/v1/observatories").json()}
@@ -700,6 +715,7 @@ def build_world(system: System, field_: SimulatedField, folder: Path) -> World:
         other_observatory_id=sites["pt5m La Palma"],
         templates=templates,
         template_fits=template_fits,
+        instrument_id=instrument,
     )
 
 

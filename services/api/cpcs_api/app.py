@@ -19,6 +19,7 @@ from cpcs_api import (
     status,
     subtraction,
     templates,
+    trends,
 )
 from cpcs_api.outbound import routes as outbound
 from cpcs_api.web import routes as web
@@ -36,6 +37,7 @@ def routers() -> list[APIRouter]:
         accounts.router(),
         community.router(),
         periods.router(),
+        trends.router(),
         legacy.router(),
         outbound.router(),
         status.router(),

@@ -50,7 +50,7 @@ class AccountUpdate(BaseModel):
     )
     sharing: dict[str, bool] | None = Field(
         None,
-        description='Where your points may go, e.g. {"tns": false}: skyportal, webhooks, tns (rest as is)',
+        description='Where your points may go, e.g. {"tns": false}: skyportal, webhooks, tns, hermes',
     )
 
 

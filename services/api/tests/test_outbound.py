@@ -1651,7 +1651,7 @@ def test_points_go_only_where_their_observer_lets_them(
     assert refused.status_code == 422 and refused.json()["error"] == "unknown_destination"
     changed = cpcs.client.patch("/api/v1/me", json={"sharing": {"skyportal": False}}, headers=me)
     assert changed.status_code == 200, changed.text
-    assert changed.json()["sharing"] == {"skyportal": False, "webhooks": True, "tns": True}
+    assert changed.json()["sharing"] == {"skyportal": False, "webhooks": True, "tns": True, "hermes": True}
 
     point = _upload(cpcs, bright_field, ALERT)["point"]
     [sent] = _settled(cpcs, f"/api/v1/webhooks/{hook['id']}/deliveries", system.other_token, 1)

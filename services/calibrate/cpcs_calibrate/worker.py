@@ -26,8 +26,9 @@ from cpcs.context import Context
 from cpcs.db.models import Calibration, CalibrationRequest, ImageReduction, Observation, Point
 from cpcs.db.outbox import add_to_outbox
 from cpcs.domain.calibration_inputs import calibration_sources
+from cpcs.domain.colour_terms import learned_colour_terms
 from cpcs.domain.observations import record_failure, record_internal_error
-from cpcs.errors import CalibrationFailed, CpcsError
+from cpcs.errors import CpcsError
 from cpcs.jsonsafe import json_record
 from cpcs.messages import (
     CatalogueReceivedV1,
@@ -35,7 +36,6 @@ from cpcs.messages import (
     SourcesMeasuredV1,
 )
 from cpcs.messaging.bus import RejectMessage
-from cpcs.science.colour_terms import MIN_FRAMES, learn_colour_term
 from cpcs.science.crossmatch import field_cone_radius_deg
 from cpcs.science.field_calibration import FieldCalibration, ForcedTarget, calibrate_field
 from cpcs.science.photometric_systems import ab_flux_ujy
@@ -339,61 +339,22 @@ def _forced_target(session: Session, observation_id: int) -> ForcedTarget:
     )
 
 
-#: The most recent calibrated frames of an instrument and filter a colour term is learned from.
-COLOUR_TERM_FRAMES = 200
-
-
 def _colour_term_priors(
     session: Session, observation: Observation
 ) -> dict[tuple[str, str], tuple[float, float]]:
     """Colour terms learned from the instrument's other frames in the same declared filter.
 
-    One (survey, band) at a time, from the latest calibration of each of the most recent
-    ``COLOUR_TERM_FRAMES`` other observations that fitted its own colour term (calibrations made
-    with a prior are left out, so that a prior never feeds on itself). Computed afresh for each
-    calibration, so it follows the frames as they arrive and a recalibration re-applies it; the
-    prior used is recorded in the calibration's target record (``colour_term_prior``).
+    One (survey, band) at a time (:func:`cpcs.domain.colour_terms.learned_colour_terms`). Computed
+    afresh for each calibration, so it follows the frames as they arrive and a recalibration
+    re-applies it; the prior used is recorded in the calibration's target record
+    (``colour_term_prior``).
     """
     if observation.instrument_id is None:
         return {}
-    same_filter = (
-        Observation.filter_declared.is_(None)
-        if observation.filter_declared is None
-        else Observation.filter_declared == observation.filter_declared
+    learned = learned_colour_terms(
+        session,
+        observation.instrument_id,
+        filter_declared=observation.filter_declared,
+        exclude_observation_id=observation.id,
     )
-    rows = session.execute(
-        select(
-            Calibration.observation_id,
-            Calibration.survey,
-            Calibration.band,
-            Calibration.colour_term,
-            Calibration.colour_term_err,
-            Calibration.result,
-        )
-        .join(Observation, Calibration.observation_id == Observation.id)
-        .where(
-            Observation.instrument_id == observation.instrument_id,
-            same_filter,
-            Observation.id != observation.id,
-            Calibration.colour_term_err > 0.0,
-        )
-        .order_by(Calibration.id.desc())
-        .limit(4 * COLOUR_TERM_FRAMES)
-    ).all()
-    frames: dict[tuple[str, str], dict[int, tuple[float, float]]] = {}
-    for observation_id, survey, band, value, error, record in rows:
-        if (record or {}).get("colour_term_prior") is not None:
-            continue
-        per_band = frames.setdefault((survey, band), {})
-        if observation_id not in per_band and len(per_band) < COLOUR_TERM_FRAMES:
-            per_band[observation_id] = (value, error)  # the latest calibration of that frame
-    priors = {}
-    for key, values in frames.items():
-        if len(values) < MIN_FRAMES:
-            continue
-        try:
-            learned = learn_colour_term([v for v, _ in values.values()], [e for _, e in values.values()])
-        except CalibrationFailed:
-            continue
-        priors[key] = learned.prior
-    return priors
+    return {(survey, band): term.prior for (_, survey, band), term in learned.items()}

@@ -44,7 +44,8 @@ from cpcs.db.secret_box import EncryptedString
 #: ``Delivery.kind`` values.
 KIND_WEBHOOK = "webhook"
 KIND_SKYPORTAL = "skyportal"
-DELIVERY_KINDS = (KIND_WEBHOOK, KIND_SKYPORTAL)
+KIND_HERMES = "hermes"  # the Hopskotch topic of the settings (CPCS_HERMES_*), target_id 1
+DELIVERY_KINDS = (KIND_WEBHOOK, KIND_SKYPORTAL, KIND_HERMES)
 
 #: ``Delivery.status`` values.
 STATUS_PENDING = "pending"
@@ -109,14 +110,15 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(20))  # "webhook" or "skyportal"
+    kind: Mapped[str] = mapped_column(String(20))  # one of DELIVERY_KINDS
     target_id: Mapped[int] = mapped_column(Integer)  # WebhookSubscription.id or SkyPortalDestination.id
     point_id: Mapped[int] = mapped_column(ForeignKey("point.id"), index=True)
     calibration_id: Mapped[int] = mapped_column(ForeignKey("calibration.id"))
     action: Mapped[str] = mapped_column(
         String(20), default=ACTION_CALIBRATED, server_default=ACTION_CALIBRATED
     )  # one of DELIVERY_ACTIONS
-    remote_url: Mapped[str | None] = mapped_column(String(1100))  # SkyPortal: …/api/photometry/{id}
+    # SkyPortal: …/api/photometry/{id}; Hermes: kafka://broker/topic#<hop message id>
+    remote_url: Mapped[str | None] = mapped_column(String(1100))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(20), default=STATUS_PENDING)
     last_http_status: Mapped[int | None] = mapped_column(Integer)

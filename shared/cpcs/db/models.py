@@ -83,6 +83,7 @@ class User(Base):
     share_skyportal: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     share_webhooks: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     share_tns: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    share_hermes: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     observatory: Mapped[Observatory] = relationship(lazy="joined")

@@ -1,7 +1,8 @@
 """Per-observer consent: which destinations an observer's points may leave CPCS for.
 
-Three destinations: ``skyportal`` (the SkyPortal instances an admin registered), ``webhooks`` (anyone's
-subscriptions) and ``tns`` (TNS reports, an admin's included). Everyone shares with all three until they
+Four destinations: ``skyportal`` (the SkyPortal instances an admin registered), ``webhooks`` (anyone's
+subscriptions), ``tns`` (TNS reports, an admin's included) and ``hermes`` (the Hopskotch topic the
+operator configured). Everyone shares with all of them until they
 say otherwise (``PATCH /api/v1/me {"sharing": {...}}``). A point already delivered still hears of its
 updates and deletion: withdrawing consent stops new points, it does not leave stale copies behind.
 The observer's own downloads (exports, AAVSO) are theirs and need no consent.
@@ -21,6 +22,7 @@ DESTINATIONS: dict[str, str] = {
     "skyportal": "share_skyportal",
     "webhooks": "share_webhooks",
     "tns": "share_tns",
+    "hermes": "share_hermes",
 }
 
 

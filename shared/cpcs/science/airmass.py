@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from astropy import units as u
 from astropy.coordinates import AltAz, EarthLocation, SkyCoord
 from astropy.time import Time
+from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["LOW_ALTITUDE_DEG", "Airmass", "airmass_at"]
+__all__ = ["LOW_ALTITUDE_DEG", "Airmass", "airmass_at", "airmasses"]
 
 #: Below this altitude (airmass > ~5.6) the frame is unusual enough that a note asks to check.
 LOW_ALTITUDE_DEG = 10.0
@@ -69,3 +71,27 @@ def airmass_at(
             "and the observatory's position"
         )
     return Airmass(value, altitude, note)
+
+
+def airmasses(
+    ra_deg: ArrayLike,
+    dec_deg: ArrayLike,
+    mjd: ArrayLike,
+    *,
+    lon_deg: float,
+    lat_deg: float,
+    elevation_m: float = 0.0,
+) -> NDArray[np.float64]:
+    """:func:`airmass_at` for many frames in one transformation (NaN below the horizon)."""
+    times = np.asarray(mjd, dtype=np.float64)
+    if times.size == 0:
+        return np.zeros(0)
+    site = EarthLocation.from_geodetic(lon=lon_deg * u.deg, lat=lat_deg * u.deg, height=elevation_m * u.m)
+    frame = AltAz(obstime=Time(times, format="mjd", scale="utc"), location=site)
+    coords = SkyCoord(
+        np.asarray(ra_deg, dtype=np.float64) * u.deg, np.asarray(dec_deg, dtype=np.float64) * u.deg
+    )
+    altitude = np.asarray(coords.transform_to(frame).alt.deg, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = 1.0 / (np.sin(np.radians(altitude)) + 0.50572 * (altitude + 6.07995) ** -1.6364)
+    return np.where(altitude > 0, value, np.nan)

@@ -32,7 +32,7 @@ from numpy.typing import ArrayLike
 from cpcs.errors import CalibrationFailed
 from cpcs.science._helpers import MAD_TO_SIGMA, as_float_array
 
-__all__ = ["MIN_FRAMES", "LearnedColourTerm", "learn_colour_term"]
+__all__ = ["MIN_FRAMES", "LearnedColourTerm", "learn_colour_term", "weighted_mean_with_spread"]
 
 #: Fewest frames with a fitted colour term from which one is learned.
 MIN_FRAMES = 5
@@ -66,8 +66,9 @@ class LearnedColourTerm:
         return self.value, math.hypot(self.value_err, self.spread)
 
 
-def _weighted(values: np.ndarray, variance: np.ndarray) -> tuple[float, float, float]:
-    """Weighted mean, its error and the extra spread making the reduced chi-square 1."""
+def weighted_mean_with_spread(values: np.ndarray, variance: np.ndarray) -> tuple[float, float, float]:
+    """Weighted mean, its error and the extra spread making the reduced chi-square 1 (also used by
+    :mod:`cpcs.science.trends` for the nightly extinction coefficients)."""
     spread2 = 0.0
     for _ in range(50):
         weight = 1.0 / (variance + spread2)
@@ -138,11 +139,11 @@ def learn_colour_term(
         new_kept = np.abs(normalised - centre) <= clip_sigma * max(scale, 1.0)
         if np.count_nonzero(new_kept) < min_frames:
             break
-        _, _, spread = _weighted(values[new_kept], variance[new_kept])
+        _, _, spread = weighted_mean_with_spread(values[new_kept], variance[new_kept])
         if np.array_equal(new_kept, kept):
             break
         kept = new_kept
-    mean, mean_err, spread = _weighted(values[kept], variance[kept])
+    mean, mean_err, spread = weighted_mean_with_spread(values[kept], variance[kept])
     return LearnedColourTerm(
         value=mean,
         value_err=mean_err,

@@ -1,5 +1,5 @@
-"""Outbound data flow: points, their new versions and their deletions pushed to signed webhooks
-and to SkyPortal.
+"""Outbound data flow: points, their new versions and their deletions pushed to signed webhooks,
+to SkyPortal and, when configured, to Hermes (a Hopskotch topic, :mod:`.hermes`).
 
 ``point.calibrated`` and ``point.deleted`` (queue ``api``) ->
 :class:`~cpcs_api.outbound.dispatcher.OutboundDispatcher` writes one delivery per target (a

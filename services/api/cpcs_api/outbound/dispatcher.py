@@ -1,6 +1,7 @@
 """From a point's news to HTTP requests: plan deliveries, then send them with retries.
 
-Two parts, joined by the ``delivery`` table:
+Two parts, joined by the ``delivery`` table (three kinds of target: webhooks, SkyPortal
+destinations, and the Hermes topic of the settings, ``CPCS_HERMES_*``, see :mod:`.hermes`):
 
 * :class:`OutboundDispatcher` consumes ``point.calibrated`` and ``point.deleted`` (queue
   ``api``) and writes, in one transaction, one :class:`~cpcs.db.delivery_models.Delivery` per
@@ -10,11 +11,15 @@ Two parts, joined by the ``delivery`` table:
     calibration) for a matching active webhook subscription or SkyPortal destination that has
     not had it: webhook event ``point.calibrated``, SkyPortal ``PUT /api/photometry``;
   - ``updated`` — a new calibration version of a point the target already had (an earlier
-    delivery of it there is delivered or still pending): webhook event ``point.updated``,
+    delivery of it there is delivered or still pending): webhook event ``point.updated``, Hermes a
+    message titled as the new calibration,
     SkyPortal ``PATCH /api/photometry/{id}`` of the row the first PUT made, so SkyPortal keeps
     one row per point;
   - ``deleted`` — ``point.deleted``, for every target that had the point, whatever its filters
     say now: webhook event ``point.deleted``, SkyPortal ``DELETE /api/photometry/{id}``.
+
+  Hermes messages are published with hop-client (:class:`~cpcs_api.outbound.hermes.HermesPublisher`,
+  method ``PUBLISH``) and their outcome recorded like an HTTP attempt (no status; the Kafka error).
 
   Planning is idempotent: a delivery is unique per ``(kind, target, calibration, action)``, so a
   redelivered message adds nothing.
@@ -70,6 +75,7 @@ from cpcs.db.delivery_models import (
     ACTION_CALIBRATED,
     ACTION_DELETED,
     ACTION_UPDATED,
+    KIND_HERMES,
     KIND_SKYPORTAL,
     KIND_WEBHOOK,
     STATUS_DELIVERED,
@@ -90,7 +96,8 @@ from cpcs.messages import PointCalibratedV1, PointDeletedV1
 from cpcs.messaging.bus import RejectMessage
 from cpcs.schemas import as_utc
 from cpcs.settings import Settings
-from cpcs_api.outbound import skyportal, webhooks
+from cpcs_api.outbound import hermes, skyportal, webhooks
+from cpcs_api.outbound.hermes import HERMES_TARGET_ID, HermesPublisher, HopStream, PublishFailed
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +217,14 @@ class OutboundDispatcher(Consumer[PointCalibratedV1 | PointDeletedV1]):
                 if action is not None and _alert_matches(destination.alert_filter, row.alert_name):
                     self._add_skyportal(session, destination, row, action)
                     added += 1
+            settings = self.context.settings
+            if settings.hermes_enabled and _alert_matches(settings.hermes_alert_filter, row.alert_name):
+                had = earlier.get((KIND_HERMES, HERMES_TARGET_ID), [])
+                action = _action_for(had, calibration.id)
+                # the observer may keep new points from Hermes (cpcs.domain.consent)
+                if action is not None and (had or may_share(observer, "hermes")):
+                    self._add_hermes(session, point, calibration, action)
+                    added += 1
         if added:
             log.info(
                 "point %d, calibration %d: %d deliveries planned", row.point_id, row.calibration_id, added
@@ -237,6 +252,10 @@ class OutboundDispatcher(Consumer[PointCalibratedV1 | PointDeletedV1]):
                     if subscription is not None:
                         self._add_webhook(session, subscription, row, ACTION_DELETED, point.deleted_at)
                         added += 1
+                elif kind == KIND_HERMES:
+                    topic = self.context.settings.hermes_topic or _topic_of(deliveries[-1])
+                    self._add_hermes(session, point, calibration, ACTION_DELETED, topic)
+                    added += 1
                 elif kind == KIND_SKYPORTAL and session.get(SkyPortalDestination, target_id) is not None:
                     delivery = self._new_delivery(
                         session, KIND_SKYPORTAL, target_id, point.id, calibration.id, ACTION_DELETED
@@ -311,6 +330,42 @@ class OutboundDispatcher(Consumer[PointCalibratedV1 | PointDeletedV1]):
             body = skyportal.update_body(body)
         delivery.request_body = skyportal.encode_body(body).decode()
 
+    def _add_hermes(
+        self, session: Session, point: Point, calibration: Calibration, action: str, topic: str | None = None
+    ) -> None:
+        """A Hermes message of the point on ``topic``, by default the configured one (see :mod:`.hermes`)."""
+        settings = self.context.settings
+        row = export_row(point, calibration, settings.public_base_url)
+        alert = point.observation.alert
+        delivery = self._new_delivery(
+            session, KIND_HERMES, HERMES_TARGET_ID, point.id, calibration.id, action
+        )
+        try:
+            document = hermes.message(
+                row,
+                action=action,
+                topic=str(topic or settings.hermes_topic),
+                submitter=settings.hermes_submitter,
+                ra_deg=alert.ra_deg,
+                dec_deg=alert.dec_deg,
+            )
+        except hermes.NotSendable as exc:
+            delivery.status = STATUS_FAILED
+            delivery.next_attempt_at = None
+            delivery.last_error = f"not sendable to Hermes: {exc}"
+            log.info("point %d not published to Hermes: %s", point.id, exc)
+            return
+        delivery.request_body = hermes.encode_message(document).decode()
+
+
+def _topic_of(delivery: Delivery) -> str | None:
+    """The Hopskotch topic an earlier Hermes delivery was for (its body names it)."""
+    try:
+        topic = json.loads(delivery.request_body).get("topic") if delivery.request_body else None
+    except ValueError:
+        return None
+    return topic if isinstance(topic, str) else None
+
 
 # --------------------------------------------------------------------------------------------------
 # Sending.
@@ -322,7 +377,7 @@ class _Job:
 
     delivery_id: int
     kind: str
-    method: Literal["POST", "PUT", "PATCH", "DELETE"]
+    method: Literal["POST", "PUT", "PATCH", "DELETE", "PUBLISH"]  # PUBLISH: to Kafka (Hermes)
     url: str
     headers: dict[str, str]
     body: bytes
@@ -434,9 +489,17 @@ def _retry_after_s(response: httpx.Response) -> float | None:
 class DeliveryWorker:
     """Threads that send due deliveries and record every attempt (see the module docstring)."""
 
-    def __init__(self, db: Database, settings: Settings, *, client: httpx.Client | None = None):
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        client: httpx.Client | None = None,
+        hermes_publisher: HermesPublisher | None = None,
+    ):
         self.db = db
         self.settings = settings
+        self.hermes = hermes_publisher
         self._client = client
         self._own_client = client is None
         self._wake = threading.Event()
@@ -590,6 +653,17 @@ class DeliveryWorker:
                     return _Job(delivery.id, delivery.kind, method, row, headers, body)
             else:
                 reason = "the SkyPortal destination was removed or deactivated"
+        elif delivery.kind == KIND_HERMES:
+            if self.hermes is None:
+                reason = "Hermes is not configured in this process (CPCS_HERMES_TOPIC, _USERNAME, _PASSWORD)"
+            else:
+                topic = str(json.loads(body).get("topic") or self.hermes.topic)
+                event = webhooks.EVENTS[delivery.action]
+                headers = {
+                    key: value.decode()
+                    for key, value in hermes.message_headers(delivery.id, delivery.point_id, event)
+                }
+                return _Job(delivery.id, delivery.kind, "PUBLISH", topic, headers, body)
         else:
             reason = f"unknown delivery kind {delivery.kind!r}"
         return self._fail(session, delivery, reason)
@@ -663,6 +737,8 @@ class DeliveryWorker:
             elapsed = round(1e3 * (time.perf_counter() - clock), 1)
             return _Outcome(started_at, elapsed, status, error, delivered, retryable, **kw)
 
+        if job.method == "PUBLISH":
+            return self._publish(job, outcome)
         try:
             # Every target, webhook or SkyPortal, must resolve to a public address (unless allowed).
             webhooks.check_resolved_host(job.url, allow_private=self.settings.outbound_allow_private_targets)
@@ -700,6 +776,19 @@ class DeliveryWorker:
                 return outcome(status, _truncate(f"already gone at SkyPortal ({error})"), delivered=True)
         retryable = status >= 500 or status in RETRYABLE_STATUSES
         return outcome(status, _truncate(error), retryable=retryable, retry_after_s=retry_after_s)
+
+    def _publish(self, job: _Job, outcome: Callable[..., _Outcome]) -> _Outcome:
+        """One publication of a Hermes message on its topic (``job.url``); never raises."""
+        assert self.hermes is not None
+        headers = [(key, value.encode()) for key, value in job.headers.items()]
+        try:
+            published = self.hermes.publish(job.url, json.loads(job.body), headers)
+        except PublishFailed as exc:
+            return outcome(None, _truncate(str(exc)), retryable=exc.retryable)
+        except Exception as exc:  # our bug: record it, retry like a transient failure
+            log.exception("delivery %d: unexpected error", job.delivery_id)
+            return outcome(None, _truncate(f"{type(exc).__name__}: {exc}"), retryable=True)
+        return outcome(None, None, delivered=True, remote_url=f"{published.url}#{published.message_id}")
 
     def _record(self, job: _Job, outcome: _Outcome) -> None:
         """Store the attempt and move the delivery on: delivered, due again later, or failed."""
@@ -760,12 +849,19 @@ class Outbound:
     """The outbound flow of one api process: the consumer of queue ``api`` and the senders.
 
     The composition root (``cpcs_system.launcher``) makes one per process and runs its parts like
-    every other consumer's; its settings are the process's (``CPCS_OUTBOUND_*``).
+    every other consumer's; its settings are the process's (``CPCS_OUTBOUND_*``, ``CPCS_HERMES_*``).
+    ``hermes_stream`` stands in for hop's ``Stream`` (tests).
     """
 
-    def __init__(self, context: Context, *, client: httpx.Client | None = None):
+    def __init__(
+        self, context: Context, *, client: httpx.Client | None = None, hermes_stream: HopStream | None = None
+    ):
         self.context = context
-        self.worker = DeliveryWorker(context.db, context.settings, client=client)
+        publisher = None
+        if context.settings.hermes_enabled:
+            publisher = HermesPublisher(context.settings, hermes_stream)
+            log.info("outbound: points are published to Hermes on %s", publisher.topic)
+        self.worker = DeliveryWorker(context.db, context.settings, client=client, hermes_publisher=publisher)
         self.dispatcher = OutboundDispatcher(context, on_planned=self.worker.notify)
 
     def consumers(self) -> list[Callable[[], None]]:

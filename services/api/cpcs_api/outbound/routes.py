@@ -8,6 +8,9 @@
 * ``POST/GET /api/v1/skyportal/destinations``, ``PATCH …/{id}``, ``GET …/{id}/deliveries`` —
   admins only; the token is write-only (answers show its last four characters). A delivery
   shows the SkyPortal row the point is kept in (``remote_url``) once the first PUT is answered.
+* ``GET /api/v1/hermes`` — whether points are published to Hermes and where (never the password);
+  ``GET /api/v1/hermes/deliveries`` — the messages published: an admin sees all, an observer those
+  of their own points; ``remote_url`` is ``kafka://broker/topic#<hop message id>`` once published.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from sqlalchemy.orm import Session
 from cpcs.context import Context
 from cpcs.db.delivery_models import (
     DELIVERY_STATUSES,
+    KIND_HERMES,
     KIND_SKYPORTAL,
     KIND_WEBHOOK,
     Delivery,
@@ -31,11 +35,12 @@ from cpcs.db.delivery_models import (
     SkyPortalDestination,
     WebhookSubscription,
 )
-from cpcs.db.models import Alert, User
+from cpcs.db.models import Alert, Point, User
 from cpcs.db.secret_box import SecretUnreadable
 from cpcs.errors import ConflictError, InputError, NotFoundError
 from cpcs.schemas import MAX_RECORD_ID, UNREADABLE_BODY_RESPONSE, Page, PageOffset, RecordId, Schema, as_utc
 from cpcs.web import ERROR_RESPONSES, AdminDep, ContextDep, SessionDep, UserDep
+from cpcs_api.outbound.hermes import HERMES_TARGET_ID, stream_url
 from cpcs_api.outbound.webhooks import TargetNotAllowed, check_literal_host, check_url_form, new_secret
 
 #: The token hint of a destination whose stored token no configured key decrypts.
@@ -81,7 +86,9 @@ class DeliveryOut(Schema):
         "webhook point.updated, SkyPortal PATCH) or deleted (webhook point.deleted, SkyPortal DELETE)"
     )
     remote_url: str | None = Field(
-        None, description="SkyPortal: the photometry row the point is kept in (from the PUT's answer)"
+        None,
+        description="SkyPortal: the photometry row the point is kept in (from the PUT's answer); "
+        "Hermes: kafka://broker/topic#<hop message id> of the published message",
     )
     status: str
     attempts: int
@@ -147,6 +154,14 @@ class DestinationOut(Schema):
     )
 
 
+class HermesOut(Schema):
+    enabled: bool = Field(description="Whether new points are published (CPCS_HERMES_TOPIC and a credential)")
+    stream: str | None = Field(description="kafka://broker/topic the messages go to")
+    username: str | None = Field(description="The hop credential's user name (the password is never shown)")
+    submitter: str
+    alert_filter: str | None
+
+
 def _webhook_view(row: WebhookSubscription) -> WebhookOut:
     return WebhookOut(
         id=row.id, url=row.url, alert_id=row.alert_id, active=row.active, created_at=as_utc(row.created_at)
@@ -185,9 +200,18 @@ def _optional_utc(value: dt.datetime | None) -> dt.datetime | None:
 
 
 def _deliveries(
-    session: Session, kind: str, target_id: int, status: str | None, offset: int, limit: int
+    session: Session,
+    kind: str,
+    target_id: int,
+    status: str | None,
+    offset: int,
+    limit: int,
+    *,
+    observer_id: int | None = None,
 ) -> Page[DeliveryOut]:
     query = select(Delivery).where(Delivery.kind == kind, Delivery.target_id == target_id)
+    if observer_id is not None:  # only the deliveries of this observer's points
+        query = query.where(Delivery.point_id.in_(select(Point.id).where(Point.user_id == observer_id)))
     if status is not None:
         query = query.where(Delivery.status == status)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -421,5 +445,43 @@ def router() -> APIRouter:
         _check_status(status)
         row = _destination(session, destination_id)
         return _deliveries(session, KIND_SKYPORTAL, row.id, status, offset, limit)
+
+    @api.get(
+        "/hermes",
+        response_model=HermesOut,
+        tags=["hermes"],
+        summary="Whether points are published to Hermes (SCiMMA Hopskotch) and where",
+    )
+    def hermes_settings(context: ContextDep, user: UserDep) -> HermesOut:
+        del user
+        settings = context.settings
+        return HermesOut(
+            enabled=settings.hermes_enabled,
+            stream=stream_url(settings.hermes_broker_url, settings.hermes_topic)
+            if settings.hermes_topic
+            else None,
+            username=settings.hermes_username,
+            submitter=settings.hermes_submitter,
+            alert_filter=settings.hermes_alert_filter,
+        )
+
+    @api.get(
+        "/hermes/deliveries",
+        response_model=Page[DeliveryOut],
+        tags=["hermes"],
+        summary="Hermes messages of points, newest first (an admin's: all; else your own points')",
+    )
+    def hermes_deliveries(
+        session: SessionDep,
+        user: UserDep,
+        status: StatusQuery = None,
+        offset: OffsetQuery = 0,
+        limit: LimitQuery = 100,
+    ) -> Page[DeliveryOut]:
+        _check_status(status)
+        observer = None if user.role == "admin" else user.id
+        return _deliveries(
+            session, KIND_HERMES, HERMES_TARGET_ID, status, offset, limit, observer_id=observer
+        )
 
     return api

@@ -24,8 +24,10 @@ from markupsafe import Markup
 from cpcs import __version__
 from cpcs.domain import accounts as account_store
 from cpcs.domain import alerts as alert_store
+from cpcs.domain import instruments as instrument_store
 from cpcs.domain import observations as observation_store
 from cpcs.domain.points import light_curve_points
+from cpcs.domain.trends import instrument_trends
 from cpcs.errors import NotFoundError
 from cpcs.schemas import MAX_RECORD_ID, CalibrationOut, PointOut
 from cpcs.web import ContextDep, SessionDep
@@ -296,6 +298,25 @@ def router() -> APIRouter:
             section="observatories",
             title="Observatories",
             sites=account_store.list_observatories(session),
+            instruments=instrument_store.list_instruments(session),
+        )
+
+    @web.get("/instruments/{instrument_id}", response_class=HTMLResponse)
+    def instrument_page(session: SessionDep, instrument_id: int) -> HTMLResponse:
+        """The instrument's trends (cpcs.domain.trends), drawn from the data the API gives."""
+        if not 1 <= instrument_id <= MAX_RECORD_ID:
+            return pages.not_found(f"No instrument {instrument_id}.")
+        try:
+            trends = instrument_trends(session, instrument_id)
+        except NotFoundError as exc:
+            return pages.not_found(exc.message)
+        return pages.render(
+            "instrument.html",
+            section="observatories",
+            title=f"{trends.instrument.name} · {trends.instrument.observatory}",
+            trends=trends,
+            plot_data=trends.model_dump(mode="json"),
+            plotly=assets.url(PLOTLY_BUNDLE),
         )
 
     @web.get("/admin/status", response_class=HTMLResponse)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from cpcs.science.airmass import airmass_at
+from cpcs.science.airmass import airmass_at, airmasses
 
 # Apache Point Observatory and M2 on the night of the SDSS frames in ../shared/realdata/sdss_m2
 APO = {"lon_deg": -105.8203, "lat_deg": 32.7803, "elevation_m": 2788.0}
@@ -38,3 +39,15 @@ def test_near_the_horizon_the_airmass_stays_finite_and_is_flagged() -> None:
         pytest.fail("M2 never rose between 1 and 3 degrees")
     assert seen.value is not None and 10 < seen.value < 30
     assert seen.note is not None and "above the horizon" in seen.note
+
+
+def test_many_frames_at_once_agree_with_one_at_a_time() -> None:
+    times = [52172.2674, 52172.0 - 0.2, 52172.30]
+    many = airmasses([M2[0]] * 3, [M2[1]] * 3, times, **APO)
+    for time, value in zip(times, many, strict=True):
+        one = airmass_at(*M2, time, **APO).value
+        if one is None:
+            assert np.isnan(value)
+        else:
+            assert value == pytest.approx(one, rel=1e-9)
+    assert np.isnan(many[1]) and np.isfinite(many[0])
