@@ -65,7 +65,10 @@ def sdk(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mo
     """Generate the client from the served document and import it."""
     folder = tmp_path_factory.mktemp("sdk")
     (folder / "openapi.json").write_text(json.dumps(served.document))
-    (folder / "config.yaml").write_text("post_hooks: []\n")  # no formatter run: nothing to check there
+    # No formatter run (nothing to check there); the pictures (image/png) come as bytes, like FITS.
+    (folder / "config.yaml").write_text(
+        "post_hooks: []\ncontent_type_overrides:\n  image/png: application/octet-stream\n"
+    )
     generator = Path(sys.executable).with_name("openapi-python-client")
     command = [str(generator), "generate", "--path", "openapi.json", "--output-path", PACKAGE]
     command += ["--meta", "none", "--config", "config.yaml", "--fail-on-warning"]
