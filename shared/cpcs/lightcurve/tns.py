@@ -17,6 +17,9 @@ CPCS needs, taken from that list:
 * :data:`TNS_FILTER_IDS`, by the sncosmo bandpass of the band a point is calibrated to
   (``cpcs.science.bands.export_band``): Johnson-Cousins U B V R I = 10-14, Sloan u g r i z = 20-24,
   PS1 g r i z = 56-59 and y = 25, Gaia G = 75. A band TNS has no id for (2MASS) is left out, said so.
+  Checked against published copies of TNS's list: 1 (Clear), 10-14, 20-24 and 25 (y-P1); the PS1
+  g-z and Gaia G ids were not found in a public copy here and should be checked against the live
+  ``/api/values`` before a bot reports those bands.
   An unfiltered frame is reported in the band it was calibrated to, its filter in the comments.
 * :data:`TNS_FLUX_UNITS`: AB magnitudes = 1, Vega magnitudes = 3.
 * instruments: CPCS's observers' telescopes are mostly not in TNS's list; the site maps observatory
