@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from cpcs.science.crossmatch import nearest_neighbours
 from cpcs.science.imaging.photometry import SourceFlag
 
 __all__ = ["CatalogueCandidate", "catalogue_candidates"]
@@ -99,17 +100,17 @@ def catalogue_candidates(
     b_ra, b_dec = np.asarray(band_ra_deg)[known], np.asarray(band_dec_deg)[known]
     b_mag, b_err = np.asarray(band_mag)[known], np.nan_to_num(np.asarray(band_magerr)[known], nan=0.0)
     depth = float(np.percentile(b_mag, 95)) if b_mag.size else None
+    judged_index = np.flatnonzero(judged)
+    at_ra, at_dec = ra[judged_index], dec[judged_index]
+    # Whether any catalogue of the cone has a star within the radius (absence is absence from all).
+    in_any = np.zeros(judged_index.size, dtype=bool)
+    for c_ra, c_dec in catalogue_positions:
+        if len(c_ra):
+            in_any |= nearest_neighbours(at_ra, at_dec, c_ra, c_dec, match_radius_arcsec)[0] >= 0
+    in_band, _ = nearest_neighbours(at_ra, at_dec, b_ra, b_dec, match_radius_arcsec)
     out = []
-    for i in np.flatnonzero(judged):
-        nearest_any = min(
-            (
-                float(_separation_arcsec(c_ra, c_dec, ra[i], dec[i]).min())
-                for c_ra, c_dec in catalogue_positions
-                if len(c_ra)
-            ),
-            default=math.inf,
-        )
-        if nearest_any > match_radius_arcsec:
+    for i, listed, j in zip(judged_index, in_any, in_band, strict=True):
+        if not listed:
             if depth is not None and mag[i] < depth:
                 out.append(
                     CatalogueCandidate(
@@ -125,11 +126,7 @@ def catalogue_candidates(
                     )
                 )
             continue
-        if not b_mag.size:
-            continue
-        distance = _separation_arcsec(b_ra, b_dec, ra[i], dec[i])
-        j = int(np.argmin(distance))
-        if distance[j] > match_radius_arcsec:
+        if j < 0:
             continue
         brighter = float(b_mag[j] - mag[i])
         if brighter >= margin_mag and brighter > 3.0 * math.hypot(float(err[i]), float(b_err[j])):

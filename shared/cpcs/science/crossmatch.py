@@ -15,7 +15,7 @@ from scipy.spatial import cKDTree
 
 from cpcs.science._helpers import BoolArray, FloatArray, IntArray, as_float_array
 
-__all__ = ["CrossMatch", "match_catalogues", "nearest_source", "tangent_plane_offsets"]
+__all__ = ["CrossMatch", "match_catalogues", "nearest_neighbours", "nearest_source", "tangent_plane_offsets"]
 
 _ARCSEC_PER_RAD = 180.0 / np.pi * 3600.0
 
@@ -64,6 +64,40 @@ def _angle_arcsec_for_chord(chord: FloatArray) -> FloatArray:
 
 def _valid_positions(ra_deg: FloatArray, dec_deg: FloatArray) -> BoolArray:
     return np.isfinite(ra_deg) & np.isfinite(dec_deg) & (np.abs(dec_deg) <= 90.0)
+
+
+def nearest_neighbours(
+    src_ra_deg: ArrayLike,
+    src_dec_deg: ArrayLike,
+    ref_ra_deg: ArrayLike,
+    ref_dec_deg: ArrayLike,
+    radius_arcsec: float,
+) -> tuple[IntArray, FloatArray]:
+    """Each source's nearest reference star within ``radius_arcsec`` (many sources may share one).
+
+    Returns the reference index of each source (-1: none within the radius, or an invalid
+    position) and the separation (arcsec; ``inf`` where there is none).
+    """
+    src_ra = as_float_array(src_ra_deg, "src_ra_deg")
+    src_dec = as_float_array(src_dec_deg, "src_dec_deg", size=src_ra.size)
+    ref_ra = as_float_array(ref_ra_deg, "ref_ra_deg")
+    ref_dec = as_float_array(ref_dec_deg, "ref_dec_deg", size=ref_ra.size)
+    index = np.full(src_ra.size, -1, dtype=np.intp)
+    separation = np.full(src_ra.size, np.inf)
+    src_ok = np.flatnonzero(_valid_positions(src_ra, src_dec))
+    ref_ok = np.flatnonzero(_valid_positions(ref_ra, ref_dec))
+    if src_ok.size == 0 or ref_ok.size == 0:
+        return index, separation
+    tree = cKDTree(_unit_vectors(ref_ra[ref_ok], ref_dec[ref_ok]), balanced_tree=False, compact_nodes=False)
+    chord, nearest = tree.query(
+        _unit_vectors(src_ra[src_ok], src_dec[src_ok]),
+        k=1,
+        distance_upper_bound=_chord_for_angle_arcsec(radius_arcsec),
+    )
+    found = np.isfinite(chord)
+    index[src_ok[found]] = ref_ok[nearest[found]]
+    separation[src_ok[found]] = _angle_arcsec_for_chord(chord[found])
+    return index, separation
 
 
 def match_catalogues(

@@ -10,7 +10,12 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
 
-from cpcs.science.crossmatch import match_catalogues, nearest_source, tangent_plane_offsets
+from cpcs.science.crossmatch import (
+    match_catalogues,
+    nearest_neighbours,
+    nearest_source,
+    tangent_plane_offsets,
+)
 from cpcs.simulation import simulate_field
 
 
@@ -154,3 +159,17 @@ def test_the_field_cone_holds_every_source_within_its_cap() -> None:
     )
     assert field_cone_radius_deg(np.array([160.0]), np.array([2.0]), 150.0, 2.0) == FIELD_CONE_MAX_DEG
     assert field_cone_radius_deg(np.array([]), np.array([]), 150.0, 2.0) == FIELD_CONE_MARGIN_DEG
+
+
+def test_nearest_neighbours_lets_sources_share_a_star_and_says_none_beyond_the_radius() -> None:
+    ref_ra, ref_dec = np.array([10.0, 10.01]), np.array([-30.0, -30.0])
+    # two sources 0.5" and 1" from the first star, one 1.5" from the second, one far, one invalid
+    offset = 1.0 / 3600.0 / np.cos(np.radians(30.0))
+    src_ra = np.array([10.0 + 0.5 * offset, 10.0 - offset, 10.01 + 1.5 * offset, 10.5, np.nan])
+    src_dec = np.array([-30.0, -30.0, -30.0, -30.0, -30.0])
+    index, separation = nearest_neighbours(src_ra, src_dec, ref_ra, ref_dec, 2.0)
+    assert index.tolist() == [0, 0, 1, -1, -1]
+    assert separation[:3] == pytest.approx([0.5, 1.0, 1.5], abs=1e-3)
+    assert np.isinf(separation[3:]).all()
+    empty_index, _ = nearest_neighbours(src_ra, src_dec, np.array([]), np.array([]), 2.0)
+    assert (empty_index == -1).all()
