@@ -100,7 +100,9 @@ class ReduceWorker(Consumer[ImageReceivedV1]):
         steps_started_ns = time.time_ns()
         try:
             data, header = self._read(message.upload_sha256, form, defaults)
-            radius = min(reference_radius_deg(header, data.shape), MAX_CONE_RADIUS_DEG)
+            radius = min(
+                reference_radius_deg(header, data.shape, alert.ra_deg, alert.dec_deg), MAX_CONE_RADIUS_DEG
+            )
             references = self._astrometric_references(alert.ra_deg, alert.dec_deg, radius)
             steps_started_ns = time.time_ns()
             result = reduce_image(

@@ -76,16 +76,26 @@ RANKING_BANDS = ("G", "r", "V", "g", "i", "R")
 REFERENCE_MARGIN_ARCMIN = 2.0
 
 
-def reference_radius_deg(header: ImageHeader, shape: tuple[int, ...]) -> float:
+def reference_radius_deg(
+    header: ImageHeader, shape: tuple[int, ...], target_ra_deg: float, target_dec_deg: float
+) -> float:
     """Radius (degrees) of the reference cone around the target that :func:`reduce_image` needs.
 
-    With a header WCS: the frame's half-diagonal plus ``REFERENCE_MARGIN_ARCMIN``. Without one the
-    frame may lie anywhere around the target, so twice the half-diagonal (see the module docstring).
-    The pixel scale is that of the header (1 arcsec/px when unknown).
+    With a header WCS: out to the frame's farthest corner as that WCS places it (a target near an
+    edge needs references across the whole frame), at least the half-diagonal and at most the full
+    diagonal, plus ``REFERENCE_MARGIN_ARCMIN``. Without one the frame may lie anywhere around the
+    target, so twice the half-diagonal (see the module docstring). The pixel scale is that of the
+    header (1 arcsec/px when unknown).
     """
     scale = header.pixel_scale_arcsec or 1.0
     half_diagonal_deg = math.hypot(*shape[-2:]) / 2 * scale / 3600
-    reach = half_diagonal_deg if header.wcs is not None else 2.0 * half_diagonal_deg
+    reach = 2.0 * half_diagonal_deg
+    if header.wcs is not None:
+        ny, nx = shape[-2:]
+        corners = header.wcs.pixel_to_world([0, nx - 1, 0, nx - 1], [0, 0, ny - 1, ny - 1])
+        farthest = float(corners.separation(SkyCoord(target_ra_deg * deg, target_dec_deg * deg)).deg.max())
+        if math.isfinite(farthest):
+            reach = min(max(farthest, half_diagonal_deg), 2.0 * half_diagonal_deg)
     return reach + REFERENCE_MARGIN_ARCMIN / 60
 
 
